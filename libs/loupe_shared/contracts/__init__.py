@@ -1,0 +1,1 @@
+"""Event contracts: subjects, streams and payload models every service agrees on."""

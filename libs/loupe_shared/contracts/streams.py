@@ -1,0 +1,31 @@
+"""The JetStream streams Loupe relies on.
+
+Every stream that carries data is file-backed; the duplicate window makes publishes carrying a
+`Nats-Msg-Id` idempotent for that long.
+"""
+
+from dataclasses import dataclass
+
+from loupe_shared.contracts import subjects
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    subjects: tuple[str, ...]
+    max_age_s: float = 0.0  # 0 keeps messages until limits or acknowledgement remove them
+    duplicate_window_s: float = 120.0
+    work_queue: bool = False
+
+
+STREAMS: tuple[StreamSpec, ...] = (
+    StreamSpec("IMAGES", ("images.>",), max_age_s=7 * 86400),
+    StreamSpec("PROGRAMS", ("programs.>",), max_age_s=7 * 86400),
+    StreamSpec("RESULTS", ("results.>",), duplicate_window_s=600.0),
+    StreamSpec("INSPECTION", ("inspection.>",), work_queue=True),
+    StreamSpec("BACKUP", ("backup.>",), max_age_s=30 * 86400),
+    StreamSpec("INTEGRITY", ("integrity.>",), max_age_s=30 * 86400),
+    StreamSpec("DEADLETTER", (f"{subjects.DEADLETTER}.>",), max_age_s=30 * 86400),
+)
+
+TOKENS_BUCKET = "LOUPE_TOKENS"

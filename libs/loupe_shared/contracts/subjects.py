@@ -1,0 +1,28 @@
+"""NATS subjects, named `domain.event`.
+
+A namespace (used by tests to isolate their data on a shared server) is put in front of every
+subject and stream name; production runs with the empty namespace.
+"""
+
+IMAGES_STORED = "images.stored"
+IMAGES_DELETED = "images.deleted"
+PROGRAMS_REVISED = "programs.revised"
+PROGRAMS_ARCHIVED = "programs.archived"
+PROGRAMS_UNARCHIVED = "programs.unarchived"
+RESULTS_RECORDED = "results.recorded"
+INSPECTION_REQUESTED = "inspection.requested"
+BACKUP_PROGRESS = "backup.progress"
+BACKUP_COMPLETED = "backup.completed"
+BACKUP_FAILED = "backup.failed"
+INTEGRITY_MISMATCH = "integrity.mismatch"
+DEADLETTER = "deadletter"
+
+
+def subject(name: str, namespace: str = "") -> str:
+    """The wire subject for `name` in `namespace`."""
+    return f"{namespace}.{name}" if namespace else name
+
+
+def stream_name(name: str, namespace: str = "") -> str:
+    """The JetStream stream (or KV bucket) name for `name` in `namespace`."""
+    return f"{namespace.upper()}_{name}" if namespace else name

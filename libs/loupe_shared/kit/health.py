@@ -1,0 +1,48 @@
+"""Liveness (`/healthz`: the process answers) and readiness (`/readyz`: its real
+dependencies answer too)."""
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse
+
+from loupe_shared.kit.problems import problem_response
+
+Check = Callable[[Request], Awaitable[None]]
+CHECK_TIMEOUT_S = 3.0
+
+
+def health_router(checks: dict[str, Check]) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz", summary="Liveness: the process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: every dependency answers", response_model=None)
+    async def readyz(request: Request) -> JSONResponse:
+        async def run(name: str, check: Check) -> tuple[str, str | None, float]:
+            started = time.perf_counter()
+            try:
+                await asyncio.wait_for(check(request), CHECK_TIMEOUT_S)
+                error = None
+            except TimeoutError:
+                error = f"no answer within {CHECK_TIMEOUT_S:g} s"
+            except Exception as exc:
+                error = str(exc) or type(exc).__name__
+            return name, error, round((time.perf_counter() - started) * 1000, 1)
+
+        outcomes = await asyncio.gather(*(run(n, c) for n, c in checks.items()))
+        report = {
+            name: {"ok": error is None, "error": error, "ms": ms} for name, error, ms in outcomes
+        }
+        failing = [name for name, error, _ in outcomes if error is not None]
+        if failing:
+            return problem_response(
+                request, 503, f"Not ready: {', '.join(failing)}", checks=report
+            )
+        return JSONResponse({"status": "ready", "checks": report})
+
+    return router

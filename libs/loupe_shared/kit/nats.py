@@ -1,0 +1,67 @@
+"""NATS connection factory and JetStream stream set-up."""
+
+import nats
+from nats.aio.client import Client
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.client import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from loupe_shared.contracts.streams import STREAMS, StreamSpec
+from loupe_shared.contracts.subjects import stream_name, subject
+from loupe_shared.kit.logging import get_logger
+from loupe_shared.kit.settings import NatsSettings
+
+_log = get_logger("loupe.nats")
+
+
+async def connect(settings: NatsSettings, name: str) -> Client:
+    """A client that reconnects forever; lost and regained connections are logged."""
+
+    async def on_error(exc: Exception) -> None:
+        _log.warning("nats.error", error=str(exc))
+
+    async def on_disconnect() -> None:
+        _log.info("nats.disconnected")
+
+    async def on_reconnect() -> None:
+        _log.info("nats.reconnected")
+
+    return await nats.connect(
+        servers=[settings.nats_url],
+        name=name,
+        user=settings.nats_user or None,
+        password=settings.nats_password.get_secret_value() or None,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+    )
+
+
+def stream_config(spec: StreamSpec, namespace: str = "") -> StreamConfig:
+    return StreamConfig(
+        name=stream_name(spec.name, namespace),
+        subjects=[subject(s, namespace) for s in spec.subjects],
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.WORK_QUEUE if spec.work_queue else RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.OLD,
+        max_age=spec.max_age_s or None,
+        duplicate_window=spec.duplicate_window_s,
+        num_replicas=1,
+    )
+
+
+async def ensure_streams(js: JetStreamContext, namespace: str = "", replicas: int = 1) -> None:
+    """Create every stream Loupe uses, or update it to the current configuration."""
+    for spec in STREAMS:
+        config = stream_config(spec, namespace)
+        config.num_replicas = replicas
+        try:
+            await js.stream_info(config.name or "")
+        except NotFoundError:
+            await js.add_stream(config)
+            _log.info("nats.stream_created", stream=config.name)
+        else:
+            await js.update_stream(config)

@@ -1,0 +1,3 @@
+from loupe_stack.cli import main
+
+raise SystemExit(main())

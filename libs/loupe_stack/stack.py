@@ -1,0 +1,317 @@
+"""Start the whole platform in order, watch it, and stop it in reverse order."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import asyncpg
+import urllib3
+from minio import Minio
+
+from loupe_stack import servers
+from loupe_stack.bootstrap import SetupSettings, bootstrap
+from loupe_stack.config import SERVICES, StackSettings
+from loupe_stack.credentials import Credentials, load_or_create
+from loupe_stack.endpoints import Endpoints
+from loupe_stack.processes import (
+    ManagedProcess,
+    StackError,
+    http_ok,
+    port_in_use,
+    tcp_open,
+    wait_until,
+)
+
+Report = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+async def _create_database(endpoints: Endpoints) -> None:
+    conn = await asyncpg.connect(
+        host=endpoints.pg_host,
+        port=endpoints.pg_port,
+        user=endpoints.pg_user,
+        password=endpoints.pg_password,
+        database="postgres",
+    )
+    try:
+        exists = await conn.fetchval(
+            "SELECT 1 FROM pg_database WHERE datname = $1", endpoints.pg_database
+        )
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{endpoints.pg_database}"')
+    finally:
+        await conn.close()
+
+
+def _pg_accepts(endpoints: Endpoints) -> bool:
+    async def probe() -> bool:
+        conn = await asyncpg.connect(
+            host=endpoints.pg_host,
+            port=endpoints.pg_port,
+            user=endpoints.pg_user,
+            password=endpoints.pg_password,
+            database="postgres",
+            timeout=2,
+        )
+        await conn.close()
+        return True
+
+    return asyncio.run(probe())
+
+
+def _s3_accepts(endpoints: Endpoints) -> bool:
+    host, _, port = endpoints.s3_endpoint.rpartition(":")
+    if not tcp_open(int(port), host):
+        return False
+    client = Minio(
+        endpoints.s3_endpoint,
+        access_key=endpoints.s3_access_key,
+        secret_key=endpoints.s3_secret_key,
+        secure=False,
+        http_client=urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(2)),
+    )
+    client.list_buckets()
+    return True
+
+
+class Stack:
+    """The embedded stack. With `endpoints` given (testcontainers or external servers), only
+    the gateway and the services are started."""
+
+    def __init__(
+        self,
+        settings: StackSettings,
+        *,
+        endpoints: Endpoints | None = None,
+        namespace: str = "",
+        report: Report = _quiet,
+        service_extra_env: dict[str, dict[str, str]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.data_dir = settings.data_dir.resolve()
+        self.log_dir = self.data_dir / "logs"
+        self.namespace = namespace
+        self.report = report
+        self.external = endpoints is not None
+        self.processes: list[ManagedProcess] = []
+        self.services: dict[str, ManagedProcess] = {}
+        self.gateway: ManagedProcess | None = None
+        self.service_extra_env = service_extra_env or {}
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.credentials: Credentials = load_or_create(self.data_dir)
+        self.endpoints = endpoints or Endpoints(
+            pg_host="127.0.0.1",
+            pg_port=settings.pg_port,
+            pg_user="loupe",
+            pg_password=self.credentials.pg_password,
+            pg_database="loupe",
+            nats_url=f"nats://127.0.0.1:{settings.nats_port}",
+            nats_user="loupe",
+            nats_password=self.credentials.nats_password,
+            s3_endpoint=f"127.0.0.1:{settings.s3_port}",
+            s3_access_key=self.credentials.s3_access_key,
+            s3_secret_key=self.credentials.s3_secret_key,
+        )
+
+    @property
+    def admin_token(self) -> str:
+        return self.credentials.admin_token
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.gateway_port}"
+
+    def service_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{getattr(self.settings, f'{service}_port')}"
+
+    # --- starting -------------------------------------------------------------------------
+
+    def check_ports(self) -> None:
+        servers_owned = {"PostgreSQL", "NATS", "NATS monitoring", "S3"}
+        for port, what, setting in self.settings.ports():
+            if self.external and (what in servers_owned or what.startswith("SeaweedFS")):
+                continue
+            if port_in_use(port):
+                raise StackError(
+                    f"port {port} is already in use ({what}); set {setting} to a free port"
+                )
+
+    def start(self) -> None:
+        started = time.monotonic()
+        try:
+            self.check_ports()
+            if not self.external:
+                self._start_servers()
+            self._setup()
+            self._migrate()
+            self._start_services()
+            self._start_gateway()
+        except BaseException:
+            self.stop()
+            raise
+        self.report(f"ready in {time.monotonic() - started:.1f} s")
+
+    def _spawn(self, process: ManagedProcess) -> ManagedProcess:
+        process.start()
+        self.processes.append(process)
+        return process
+
+    def _start_servers(self) -> None:
+        s, e, timeout = self.settings, self.endpoints, self.settings.start_timeout_s
+        self.report("starting PostgreSQL")
+        pg = self._spawn(
+            servers.postgres(self.data_dir, s.pg_port, e.pg_password, self.log_dir, s.stop_timeout_s)
+        )
+        self.report("starting NATS JetStream")
+        nats = self._spawn(
+            servers.nats(
+                self.data_dir, s.nats_port, s.nats_monitor_port, e.nats_password, self.log_dir, s.stop_timeout_s
+            )
+        )
+        self.report("starting the S3 server (SeaweedFS)")
+        weed = self._spawn(
+            servers.seaweedfs(
+                self.data_dir,
+                s3_port=s.s3_port,
+                master_port=s.weed_master_port,
+                volume_port=s.weed_volume_port,
+                filer_port=s.weed_filer_port,
+                access_key=e.s3_access_key,
+                secret_key=e.s3_secret_key,
+                log_dir=self.log_dir,
+            )
+        )
+        wait_until("PostgreSQL", lambda: _pg_accepts(e), pg, timeout)
+        asyncio.run(_create_database(e))
+        wait_until(
+            "NATS JetStream",
+            lambda: http_ok(f"http://127.0.0.1:{s.nats_monitor_port}/healthz?js-enabled-only=true"),
+            nats,
+            timeout,
+        )
+        wait_until("the S3 server", lambda: _s3_accepts(e), weed, timeout)
+
+    def _setup_settings(self) -> SetupSettings:
+        e = self.endpoints
+        return SetupSettings(
+            nats_url=e.nats_url,
+            nats_user=e.nats_user,
+            nats_password=e.nats_password,  # type: ignore[arg-type]
+            namespace=self.namespace,
+            s3_endpoint=e.s3_endpoint,
+            s3_access_key=e.s3_access_key,
+            s3_secret_key=e.s3_secret_key,  # type: ignore[arg-type]
+            images_bucket=self.settings.images_bucket,
+            backup_bucket=self.settings.backup_bucket,
+        )
+
+    def _setup(self) -> None:
+        self.report("creating streams, buckets and the admin token")
+        asyncio.run(bootstrap(self._setup_settings(), admin_token=self.admin_token))
+
+    def service_env(self, service: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            **self.endpoints.service_env(
+                service,
+                port=getattr(self.settings, f"{service}_port"),
+                images_bucket=self.settings.images_bucket,
+                backup_bucket=self.settings.backup_bucket,
+                namespace=self.namespace,
+                log_level=self.settings.log_level,
+                extra=self.service_extra_env.get(service),
+            ),
+        }
+
+    def _migrate(self) -> None:
+        self.report("applying database migrations")
+        done = subprocess.run(
+            [sys.executable, "-m", "loupe_catalog", "migrate"],
+            env=self.service_env("catalog"),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise StackError(f"migrations failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+    def service_process(self, service: str) -> ManagedProcess:
+        return ManagedProcess(
+            service,
+            [sys.executable, "-m", f"loupe_{service}"],
+            env=self.service_env(service),
+            log_path=self.log_dir / f"{service}.log",
+            stop_timeout_s=self.settings.stop_timeout_s,
+        )
+
+    def _start_services(self) -> None:
+        self.report("starting services: " + ", ".join(SERVICES))
+        for service in SERVICES:
+            self.services[service] = self._spawn(self.service_process(service))
+        for service in SERVICES:
+            self.wait_service_ready(service)
+
+    def wait_service_ready(self, service: str) -> None:
+        wait_until(
+            f"the {service} service",
+            lambda: http_ok(f"{self.service_url(service)}/readyz"),
+            self.services[service],
+            self.settings.start_timeout_s,
+        )
+
+    def restart_service(self, service: str) -> ManagedProcess:
+        """Stop one service and start it again (used by fault tests)."""
+        old = self.services[service]
+        old.stop()
+        self.processes.remove(old)
+        self.services[service] = self._spawn(self.service_process(service))
+        self.wait_service_ready(service)
+        return self.services[service]
+
+    def gateway_env(self) -> dict[str, str]:
+        s = self.settings
+        return {
+            "LOUPE_GATEWAY_PORT": str(s.gateway_port),
+            "LOUPE_GATEWAY_BIND": "127.0.0.1",
+            "LOUPE_CORS_ORIGINS": s.cors_origins,
+            **{
+                f"LOUPE_{svc.upper()}_UPSTREAM": f"127.0.0.1:{getattr(s, f'{svc}_port')}"
+                for svc in SERVICES
+            },
+        }
+
+    def _start_gateway(self) -> None:
+        self.report("starting the gateway (Caddy)")
+        self.gateway = self._spawn(
+            servers.caddy(self.gateway_env(), self.data_dir, self.log_dir, self.settings.stop_timeout_s)
+        )
+        wait_until(
+            "the gateway",
+            lambda: http_ok(f"{self.gateway_url}/healthz"),
+            self.gateway,
+            self.settings.start_timeout_s,
+        )
+
+    # --- running and stopping -------------------------------------------------------------
+
+    def first_exited(self) -> ManagedProcess | None:
+        for process in self.processes:
+            if not process.running():
+                return process
+        return None
+
+    def stop(self) -> None:
+        """Stop everything started, newest first: gateway, services, then the servers."""
+        for process in reversed(self.processes):
+            if process.running():
+                self.report(f"stopping {process.name}")
+            process.stop()
+        self.processes.clear()
+        self.services.clear()

@@ -1,0 +1,41 @@
+"""`python -m loupe_catalog [serve|migrate]`."""
+
+import argparse
+import sys
+
+from alembic import command
+
+from loupe_catalog import migrations
+from loupe_catalog.app import build
+from loupe_catalog.settings import CatalogSettings
+from loupe_shared.kit.app import serve
+from loupe_shared.kit.logging import configure_logging, get_logger
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m loupe_catalog")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="serve the API (default)")
+    migrate = sub.add_parser("migrate", help="apply pending migrations")
+    migrate.add_argument("--down-to", help="instead, downgrade to this revision (or base)")
+    args = parser.parse_args()
+    settings = CatalogSettings()
+    configure_logging("catalog", settings.log_level)
+    if args.command == "migrate":
+        config = migrations.alembic_config(settings.database_url())
+        target = args.down_to or "head"
+        if args.down_to and args.down_to != "base" and not migrations.known_revision(args.down_to):
+            get_logger().error("catalog.migrate_unknown_revision", revision=args.down_to)
+            return 2
+        if args.down_to:
+            command.downgrade(config, args.down_to)
+        else:
+            command.upgrade(config, "head")
+        get_logger().info("catalog.migrated", target=target)
+        return 0
+    serve(build(settings), settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

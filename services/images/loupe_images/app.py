@@ -1,0 +1,29 @@
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+
+from loupe_images.settings import ImagesSettings
+from loupe_shared.kit import s3
+from loupe_shared.kit.app import create_app
+from loupe_shared.kit.runtime import check_nats, check_tokens, nats_and_tokens
+
+
+def build(settings: ImagesSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.s3 = s3.client(settings)
+        async with nats_and_tokens(app, settings, "loupe-images"):
+            yield
+
+    async def check_bucket(request: Request) -> None:
+        await s3.bucket_reachable(request.app.state.s3, settings.images_bucket)
+
+    return create_app(
+        service="images",
+        title="Loupe images",
+        description="Content-addressed image store: upload, serving, thumbnails, integrity.",
+        lifespan=lifespan,
+        routers=[],
+        readiness={"object_store": check_bucket, "nats": check_nats, "tokens": check_tokens},
+    )
