@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
 
@@ -35,7 +36,7 @@ class ManagedProcess:
         log_path: Path,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
-        user: str | None = None,
+        popen_kwargs: Mapping[str, Any] | None = None,
         stop_signal: signal.Signals = signal.SIGTERM,
         stop_timeout_s: float = 15.0,
     ) -> None:
@@ -44,7 +45,7 @@ class ManagedProcess:
         self.log_path = log_path
         self.env = dict(env) if env is not None else None
         self.cwd = cwd
-        self.user = user
+        self.popen_kwargs = dict(popen_kwargs or {})
         self.stop_signal = stop_signal
         self.stop_timeout_s = stop_timeout_s
         self.popen: subprocess.Popen[bytes] | None = None
@@ -63,7 +64,7 @@ class ManagedProcess:
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 cwd=self.cwd,
-                user=self.user,
+                **self.popen_kwargs,
                 # Own session: Ctrl-C at the terminal reaches only the runner, which then
                 # stops the children in order.
                 start_new_session=True,

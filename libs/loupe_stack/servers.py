@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from loupe_stack.processes import ManagedProcess, StackError
 
@@ -51,6 +52,13 @@ def _pg_user() -> str | None:
     return PG_SYSTEM_USER
 
 
+def _as_user(user: str | None) -> dict[str, Any]:
+    """Popen arguments that run a child as `user` with that user's own group only."""
+    if user is None:
+        return {}
+    return {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
+
+
 def _let_user_reach(path: Path, user: str) -> None:
     entry = pwd.getpwnam(user)
     os.chown(path, entry.pw_uid, entry.pw_gid)
@@ -87,7 +95,7 @@ def postgres(data_dir: Path, port: int, password: str, log_dir: Path, stop_timeo
                 ],
                 check=True,
                 capture_output=True,
-                user=user,
+                **_as_user(user),
             )
         except subprocess.CalledProcessError as exc:
             raise StackError(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
@@ -105,7 +113,7 @@ def postgres(data_dir: Path, port: int, password: str, log_dir: Path, stop_timeo
             "-c", "listen_addresses=127.0.0.1",
         ],
         log_path=log_dir / "postgres.log",
-        user=user,
+        popen_kwargs=_as_user(user),
         # SIGINT is PostgreSQL's "fast" shutdown: roll back open transactions, checkpoint, exit.
         stop_signal=signal.SIGINT,
         stop_timeout_s=stop_timeout_s,

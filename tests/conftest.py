@@ -1,0 +1,158 @@
+"""The session's servers and platform. One switch, `LOUPE_TEST_STACK`, picks where the
+servers come from (see tests/README.md); the services and the gateway always run as real
+processes against them."""
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from loupe_shared.contracts.streams import TOKENS_BUCKET
+from loupe_shared.kit.auth import Role, TokenStore
+from loupe_shared.kit.nats import connect
+from loupe_shared.kit.settings import NatsSettings
+from loupe_stack.config import StackSettings
+from loupe_stack.endpoints import Endpoints
+from loupe_stack.stack import Stack
+from tests.support import free_stack_ports
+
+
+def _testcontainers(resources: ExitStack) -> Endpoints:
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+    from testcontainers.minio import MinioContainer
+    from testcontainers.postgres import PostgresContainer
+
+    pg = resources.enter_context(PostgresContainer("postgres:18", driver=None))
+    minio = resources.enter_context(MinioContainer("minio/minio:RELEASE.2025-09-07T16-13-09Z"))
+    nats = resources.enter_context(
+        DockerContainer("nats:2.11")
+        .with_command("-js --user loupe --pass loupe-test")
+        .with_exposed_ports(4222)
+    )
+    wait_for_logs(nats, "Server is ready")
+    minio_config = minio.get_config()
+    return Endpoints(
+        pg_host=pg.get_container_host_ip(),
+        pg_port=int(pg.get_exposed_port(5432)),
+        pg_user=pg.username,
+        pg_password=pg.password,
+        pg_database=pg.dbname,
+        nats_url=f"nats://{nats.get_container_host_ip()}:{nats.get_exposed_port(4222)}",
+        nats_user="loupe",
+        nats_password="loupe-test",
+        s3_endpoint=minio_config["endpoint"],
+        s3_access_key=minio_config["access_key"],
+        s3_secret_key=minio_config["secret_key"],
+    )
+
+
+def _external() -> Endpoints:
+    dsn = make_url(os.environ["LOUPE_TEST_PG_DSN"])
+    return Endpoints(
+        pg_host=dsn.host or "127.0.0.1",
+        pg_port=dsn.port or 5432,
+        pg_user=dsn.username or "postgres",
+        pg_password=dsn.password or "",
+        pg_database=dsn.database or "loupe",
+        nats_url=os.environ["LOUPE_TEST_NATS_URL"],
+        nats_user=os.environ.get("LOUPE_TEST_NATS_USER", ""),
+        nats_password=os.environ.get("LOUPE_TEST_NATS_PASSWORD", ""),
+        s3_endpoint=os.environ["LOUPE_TEST_S3_ENDPOINT"],
+        s3_access_key=os.environ["LOUPE_TEST_S3_ACCESS_KEY"],
+        s3_secret_key=os.environ["LOUPE_TEST_S3_SECRET_KEY"],
+    )
+
+
+@pytest.fixture(scope="session")
+def platform() -> Iterator[Stack]:
+    """Servers, migrations, buckets, streams, the four services and the gateway."""
+    mode = os.environ.get("LOUPE_TEST_STACK", "embedded")
+    base = Path(tempfile.mkdtemp(prefix="loupe-test-"))
+    ports = free_stack_ports()
+    settings = StackSettings(
+        data_dir=base / "data",
+        **{name.lower(): port for name, port in ports.items()},
+        cors_origins="http://frontend.test http://localhost:5173",
+        stop_timeout_s=10,
+    )
+    with ExitStack() as resources:
+        if mode == "embedded":
+            endpoints = None
+        elif mode == "testcontainers":
+            endpoints = _testcontainers(resources)
+        elif mode == "external":
+            endpoints = _external()
+        else:
+            raise pytest.UsageError(f"LOUPE_TEST_STACK={mode}: use embedded, testcontainers or external")
+        stack = Stack(settings, endpoints=endpoints)
+        stack.start()
+        try:
+            yield stack
+        finally:
+            stack.stop()
+
+
+@pytest.fixture(scope="session")
+def admin_token(platform: Stack) -> str:
+    return platform.admin_token
+
+
+@pytest.fixture(scope="session")
+def gateway(platform: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=platform.gateway_url, timeout=15) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def nats_settings(platform: Stack) -> NatsSettings:
+    e = platform.endpoints
+    return NatsSettings(
+        nats_url=e.nats_url,
+        nats_user=e.nats_user,
+        nats_password=e.nats_password,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture(scope="session")
+def cli_env(platform: Stack) -> dict[str, str]:
+    """Environment for the `loupe` CLI pointed at the session's installation."""
+    e = platform.endpoints
+    return {
+        **os.environ,
+        "LOUPE_NATS_URL": e.nats_url,
+        "LOUPE_NATS_USER": e.nats_user,
+        "LOUPE_NATS_PASSWORD": e.nats_password,
+    }
+
+
+class TokenMaker:
+    def __init__(self, settings: NatsSettings) -> None:
+        self.settings = settings
+
+    def __call__(self, role: Role, name: str = "test", **kwargs: object) -> str:
+        async def create() -> str:
+            nc = await connect(self.settings, "loupe-tests")
+            try:
+                store = TokenStore(nc.jetstream(), TOKENS_BUCKET)
+                _, token = await store.create(name, role, "tests", **kwargs)  # type: ignore[arg-type]
+                return token
+            finally:
+                await nc.drain()
+
+        return asyncio.run(create())
+
+
+@pytest.fixture(scope="session")
+def make_token(nats_settings: NatsSettings) -> TokenMaker:
+    return TokenMaker(nats_settings)
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -1,0 +1,142 @@
+"""Helpers shared by the tests."""
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from loupe_stack.processes import free_port, port_in_use
+
+ROOT = Path(__file__).resolve().parents[1]
+PORT_SETTINGS = (
+    "GATEWAY_PORT",
+    "PG_PORT",
+    "NATS_PORT",
+    "NATS_MONITOR_PORT",
+    "S3_PORT",
+    "WEED_MASTER_PORT",
+    "WEED_VOLUME_PORT",
+    "WEED_FILER_PORT",
+    "CATALOG_PORT",
+    "IMAGES_PORT",
+    "BACKUP_PORT",
+    "INSPECT_PORT",
+)
+
+
+def free_stack_ports() -> dict[str, int]:
+    """Free loopback ports for every stack setting; SeaweedFS also needs port + 10000."""
+    chosen: dict[str, int] = {}
+    taken: set[int] = set()
+    for name in PORT_SETTINGS:
+        while True:
+            port = free_port()
+            if port in taken or port > 55000:
+                continue
+            if name.startswith(("S3", "WEED")) and (port + 10000 in taken or port_in_use(port + 10000)):
+                continue
+            break
+        taken.update({port, port + 10000})
+        chosen[name] = port
+    return chosen
+
+
+def eventually(what: str, condition: Callable[[], bool], timeout_s: float = 15.0) -> float:
+    """Poll until `condition` holds; answers the seconds it took. For effects that are
+    asynchronous by design (a revocation reaching every service), not for readiness."""
+    started = time.monotonic()
+    delay = 0.05
+    while not condition():
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"{what}: not true after {timeout_s} s")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.5)
+    return time.monotonic() - started
+
+
+class Runner:
+    """`loupe run` as a child process, as a person would start it with `make run`."""
+
+    def __init__(self, data_dir: Path, ports: dict[str, int], extra_env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.ports = ports
+        self.env = {
+            **os.environ,
+            "LOUPE_DATA_DIR": str(data_dir),
+            **{f"LOUPE_{name}": str(port) for name, port in ports.items()},
+            **(extra_env or {}),
+        }
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "loupe_stack", "run"],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+
+    def wait_for(self, text: str, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                assert self.process is not None
+                if self.process.poll() is not None and self.lines.empty():
+                    break
+                continue
+            self.output.append(line)
+            if text in line:
+                return
+        raise AssertionError(f"never printed {text!r}; output:\n{''.join(self.output)}")
+
+    def drain(self) -> str:
+        while True:
+            try:
+                self.output.append(self.lines.get_nowait())
+            except queue.Empty:
+                return "".join(self.output)
+
+    def descendants(self) -> list[psutil.Process]:
+        assert self.process is not None
+        return psutil.Process(self.process.pid).children(recursive=True)
+
+    def signal(self, signum: signal.Signals) -> None:
+        assert self.process is not None
+        self.process.send_signal(signum)
+
+    def wait(self, timeout_s: float = 90.0) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout_s)
+
+    def token(self) -> str:
+        import json
+
+        return str(json.loads((self.data_dir / "credentials.json").read_text())["admin_token"])
+
+    def kill_all(self) -> None:
+        """Last-resort cleanup for a failed test."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        for child in self.descendants():
+            child.kill()
+        self.process.kill()
+        self.process.wait()
