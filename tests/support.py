@@ -86,12 +86,14 @@ class Runner:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        threading.Thread(target=self._pump, daemon=True).start()
+        self._pump_thread = threading.Thread(target=self._pump, daemon=True)
+        self._pump_thread.start()
 
     def _pump(self) -> None:
         assert self.process is not None and self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line)
+        with self.process.stdout:
+            for line in self.process.stdout:
+                self.lines.put(line)
 
     def wait_for(self, text: str, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -125,7 +127,9 @@ class Runner:
 
     def wait(self, timeout_s: float = 90.0) -> int:
         assert self.process is not None
-        return self.process.wait(timeout_s)
+        code = self.process.wait(timeout_s)
+        self._pump_thread.join(timeout_s)
+        return code
 
     def token(self) -> str:
         import json
@@ -139,4 +143,4 @@ class Runner:
         for child in self.descendants():
             child.kill()
         self.process.kill()
-        self.process.wait()
+        self.wait()

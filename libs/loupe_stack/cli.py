@@ -146,22 +146,30 @@ async def _with_store(action: str, args: argparse.Namespace) -> int:
 
 
 def _print_tokens(records: list[TokenRecord], *, show_revoked: bool) -> None:
-    table = Table("id", "name", "role", "created", "by", "expires", "status")
-    for column in table.columns:
-        column.no_wrap = True
+    header = ("id", "name", "role", "created", "by", "expires", "status")
+    rows = []
     for record in records:
         if record.revoked_at and not show_revoked:
             continue
         status = "revoked" if record.revoked_at else ("active" if record.active else "expired")
-        table.add_row(
-            record.id,
-            record.name,
-            record.role,
-            record.created_at.strftime("%Y-%m-%d %H:%M"),
-            record.created_by,
-            record.expires_at.strftime("%Y-%m-%d") if record.expires_at else "never",
-            status,
+        rows.append(
+            (
+                record.id,
+                record.name,
+                str(record.role),
+                record.created_at.strftime("%Y-%m-%d %H:%M"),
+                record.created_by,
+                record.expires_at.strftime("%Y-%m-%d") if record.expires_at else "never",
+                status,
+            )
         )
+    if not console.is_terminal:  # piped: one tab-separated line per token, for scripts
+        for row in (header, *rows):
+            print("\t".join(row))
+        return
+    table = Table(*header)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
 
 
