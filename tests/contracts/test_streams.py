@@ -1,0 +1,51 @@
+"""Set-up creates file-backed streams (idempotently) and namespaces isolate them."""
+
+import asyncio
+import uuid
+
+from nats.js.api import StorageType
+
+from loupe_shared.contracts import subjects
+from loupe_shared.contracts.streams import STREAMS
+from loupe_shared.kit.nats import connect
+from loupe_shared.kit.settings import NatsSettings
+from loupe_stack.bootstrap import SetupSettings, bootstrap
+from loupe_stack.stack import Stack
+
+
+def test_setup_is_idempotent_and_streams_are_file_backed(platform: Stack, nats_settings: NatsSettings) -> None:
+    namespace = f"t{uuid.uuid4().hex[:8]}"
+    e = platform.endpoints
+    settings = SetupSettings(
+        nats_url=e.nats_url,
+        nats_user=e.nats_user,
+        nats_password=e.nats_password,  # type: ignore[arg-type]
+        namespace=namespace,
+        s3_endpoint=e.s3_endpoint,
+        s3_access_key=e.s3_access_key,
+        s3_secret_key=e.s3_secret_key,  # type: ignore[arg-type]
+        images_bucket=f"{namespace}-images",
+        backup_bucket=f"{namespace}-backups",
+    )
+    asyncio.run(bootstrap(settings))
+    asyncio.run(bootstrap(settings))  # a second run changes nothing and does not fail
+
+    async def inspect_streams() -> None:
+        nc = await connect(nats_settings, "tests")
+        try:
+            js = nc.jetstream()
+            for spec in STREAMS:
+                info = await js.stream_info(subjects.stream_name(spec.name, namespace))
+                assert info.config.storage == StorageType.FILE
+                assert info.config.subjects == [subjects.subject(s, namespace) for s in spec.subjects]
+            # Publishing into the namespace lands in its stream, not the platform's.
+            ack = await js.publish(subjects.subject(subjects.IMAGES_STORED, namespace), b"{}")
+            assert ack.stream == subjects.stream_name("IMAGES", namespace)
+            # The same message id within the duplicate window is stored once.
+            first = await js.publish(subjects.subject(subjects.IMAGES_STORED, namespace), b"{}", headers={"Nats-Msg-Id": "dup-1"})
+            again = await js.publish(subjects.subject(subjects.IMAGES_STORED, namespace), b"{}", headers={"Nats-Msg-Id": "dup-1"})
+            assert again.duplicate and again.seq == first.seq
+        finally:
+            await nc.drain()
+
+    asyncio.run(inspect_streams())

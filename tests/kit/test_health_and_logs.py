@@ -1,0 +1,58 @@
+"""Readiness reflects real dependencies; logs are JSON lines carrying the request id."""
+
+import json
+import subprocess
+import sys
+
+import httpx
+
+from loupe_stack.processes import free_port, http_ok, wait_until
+from loupe_stack.stack import Stack
+from tests.conftest import auth
+from tests.support import eventually
+
+
+def test_readiness_names_the_dependency_that_fails(platform: Stack, tmp_path) -> None:
+    """An images service pointed at a bucket that does not exist is alive but not ready."""
+    port = free_port()
+    env = {**platform.service_env("images"), "IMAGES_PORT": str(port), "IMAGES_IMAGES_BUCKET": "no-such-bucket"}
+    log = (tmp_path / "images.log").open("w")
+    with subprocess.Popen([sys.executable, "-m", "loupe_images"], env=env, stdout=log, stderr=subprocess.STDOUT) as proc:
+        try:
+            wait_until("images /healthz", lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), None, 30)
+            ready = httpx.get(f"http://127.0.0.1:{port}/readyz")
+            assert ready.status_code == 503
+            body = ready.json()
+            assert body["checks"]["object_store"]["ok"] is False
+            assert "no-such-bucket" in body["checks"]["object_store"]["error"]
+            assert body["checks"]["nats"]["ok"] is True
+        finally:
+            proc.terminate()
+            # uvicorn drains, runs the shutdown of the app, then re-raises SIGTERM.
+            assert proc.wait(timeout=20) in (0, -15)
+            log.close()
+    assert "Application shutdown complete" in (tmp_path / "images.log").read_text()
+
+
+def test_every_service_logs_json_with_the_request_id(platform: Stack, gateway: httpx.Client, admin_token: str) -> None:
+    for service in ("catalog", "images", "backup", "inspect"):
+        request_id = f"log-probe-{service}"
+        gateway.get(f"/api/services/{service}", headers={**auth(admin_token), "X-Request-Id": request_id})
+        log = platform.log_dir / f"{service}.log"
+
+        def logged(log=log, request_id=request_id) -> bool:
+            for line in log.read_text().splitlines():
+                if request_id in line:
+                    entry = json.loads(line)
+                    return bool(entry["request_id"] == request_id and entry["service"] == service)
+            return False
+
+        eventually(f"{service} logs {request_id}", logged, timeout_s=5)
+    gateway_log = (platform.log_dir / "gateway.log").read_text()
+    assert "log-probe-catalog" in gateway_log
+
+
+def test_every_log_line_is_json(platform: Stack) -> None:
+    for service in ("catalog", "images", "backup", "inspect"):
+        for line in (platform.log_dir / f"{service}.log").read_text().splitlines():
+            assert isinstance(json.loads(line), dict), f"{service}: {line}"

@@ -1,0 +1,92 @@
+"""Errors are problem documents: the field path of a validation error, the request id, and
+no internals on an unexpected failure."""
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
+
+from loupe_shared.kit.problems import Problem, install_problem_handlers
+from loupe_shared.kit.requests import HttpMetrics, RequestContextMiddleware
+from prometheus_client import CollectorRegistry
+
+
+class Roi(BaseModel):
+    x: int = Field(ge=0)
+    width: int = Field(gt=0)
+
+
+class Tool(BaseModel):
+    name: str
+    roi: Roi
+
+
+class Config(BaseModel):
+    tools: list[Tool]
+
+
+def _app() -> FastAPI:
+    app = FastAPI()
+    app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(CollectorRegistry()))
+    install_problem_handlers(app)
+
+    @app.post("/configs")
+    async def save(config: Config) -> dict[str, int]:
+        return {"tools": len(config.tools)}
+
+    @app.get("/conflict")
+    async def conflict() -> None:
+        raise Problem(409, "The program was changed meanwhile.", current_etag='"r7"')
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("database password is hunter2")
+
+    return app
+
+
+@pytest.fixture
+async def client() -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=_app(), raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://test")
+
+
+async def test_validation_error_names_the_field_path(client: httpx.AsyncClient) -> None:
+    answer = await client.post(
+        "/configs",
+        json={"tools": [{"name": "a", "roi": {"x": 0, "width": 5}}, {"name": "b", "roi": {"x": -1, "width": 5}}]},
+        headers={"X-Request-Id": "req-1"},
+    )
+    assert answer.status_code == 422
+    assert answer.headers["content-type"] == "application/problem+json"
+    body = answer.json()
+    assert body["errors"][0]["field"] == "body:tools.1.roi.x"
+    assert body["detail"].startswith("body:tools.1.roi.x:")
+    assert body["request_id"] == "req-1"
+    assert answer.headers["x-request-id"] == "req-1"
+
+
+async def test_malformed_json_is_a_4xx_problem(client: httpx.AsyncClient) -> None:
+    answer = await client.post("/configs", content=b'{"tools": [', headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422
+    assert answer.headers["content-type"] == "application/problem+json"
+
+
+async def test_domain_problems_carry_extra_members(client: httpx.AsyncClient) -> None:
+    answer = await client.get("/conflict")
+    assert answer.status_code == 409
+    assert answer.json()["current_etag"] == '"r7"'
+
+
+async def test_unknown_route_and_method_are_problems(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/nowhere")).json()["status"] == 404
+    wrong = await client.delete("/configs")
+    assert wrong.status_code == 405
+    assert wrong.headers["content-type"] == "application/problem+json"
+
+
+async def test_unexpected_errors_are_500_without_internals(client: httpx.AsyncClient) -> None:
+    answer = await client.get("/boom")
+    assert answer.status_code == 500
+    assert "hunter2" not in answer.text
+    assert answer.json()["request_id"]
