@@ -26,7 +26,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy libs services bench
+	$(BIN)/mypy libs services bench tests
 
 format: $(STAMP)
 	$(BIN)/ruff format .

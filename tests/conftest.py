@@ -7,6 +7,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -76,11 +77,13 @@ def platform() -> Iterator[Stack]:
     mode = os.environ.get("LOUPE_TEST_STACK", "embedded")
     base = Path(tempfile.mkdtemp(prefix="loupe-test-"))
     ports = free_stack_ports()
-    settings = StackSettings(
-        data_dir=base / "data",
-        **{name.lower(): port for name, port in ports.items()},
-        cors_origins="http://frontend.test http://localhost:5173",
-        stop_timeout_s=10,
+    settings = StackSettings.model_validate(
+        {
+            "data_dir": base / "data",
+            **{name.lower(): port for name, port in ports.items()},
+            "cors_origins": "http://frontend.test http://localhost:5173",
+            "stop_timeout_s": 10,
+        }
     )
     with ExitStack() as resources:
         if mode == "embedded":
@@ -90,7 +93,9 @@ def platform() -> Iterator[Stack]:
         elif mode == "external":
             endpoints = _external()
         else:
-            raise pytest.UsageError(f"LOUPE_TEST_STACK={mode}: use embedded, testcontainers or external")
+            raise pytest.UsageError(
+                f"LOUPE_TEST_STACK={mode}: use embedded, testcontainers or external"
+            )
         stack = Stack(settings, endpoints=endpoints)
         stack.start()
         try:
@@ -116,7 +121,7 @@ def nats_settings(platform: Stack) -> NatsSettings:
     return NatsSettings(
         nats_url=e.nats_url,
         nats_user=e.nats_user,
-        nats_password=e.nats_password,  # type: ignore[arg-type]
+        nats_password=e.nats_password,
     )
 
 
@@ -136,12 +141,12 @@ class TokenMaker:
     def __init__(self, settings: NatsSettings) -> None:
         self.settings = settings
 
-    def __call__(self, role: Role, name: str = "test", **kwargs: object) -> str:
+    def __call__(self, role: Role, name: str = "test", expires_at: datetime | None = None) -> str:
         async def create() -> str:
             nc = await connect(self.settings, "loupe-tests")
             try:
                 store = TokenStore(nc.jetstream(), TOKENS_BUCKET)
-                _, token = await store.create(name, role, "tests", **kwargs)  # type: ignore[arg-type]
+                _, token = await store.create(name, role, "tests", expires_at=expires_at)
                 return token
             finally:
                 await nc.drain()

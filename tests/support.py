@@ -40,7 +40,9 @@ def free_stack_ports() -> dict[str, int]:
             port = free_port()
             if port in taken or port > 55000:
                 continue
-            if name.startswith(("S3", "WEED")) and (port + 10000 in taken or port_in_use(port + 10000)):
+            if name.startswith(("S3", "WEED")) and (
+                port + 10000 in taken or port_in_use(port + 10000)
+            ):
                 continue
             break
         taken.update({port, port + 10000})
@@ -64,7 +66,9 @@ def eventually(what: str, condition: Callable[[], bool], timeout_s: float = 15.0
 class Runner:
     """`loupe run` as a child process, as a person would start it with `make run`."""
 
-    def __init__(self, data_dir: Path, ports: dict[str, int], extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, ports: dict[str, int], extra_env: dict[str, str] | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.ports = ports
         self.env = {
@@ -90,7 +94,8 @@ class Runner:
         self._pump_thread.start()
 
     def _pump(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
+        assert self.process is not None
+        assert self.process.stdout is not None
         with self.process.stdout:
             for line in self.process.stdout:
                 self.lines.put(line)

@@ -109,7 +109,7 @@ def _cli_nats_settings() -> CliNatsSettings:
     return CliNatsSettings(
         nats_url=f"nats://127.0.0.1:{stack.nats_port}",
         nats_user="loupe",
-        nats_password=creds.nats_password,  # type: ignore[arg-type]
+        nats_password=creds.nats_password,
     )
 
 
@@ -124,7 +124,9 @@ async def _with_store(action: str, args: argparse.Namespace) -> int:
                 datetime.now(UTC) + timedelta(days=args.expires_days) if args.expires_days else None
             )
             actor = os.environ.get("USER", "cli")
-            record, token = await store.create(args.name, Role(args.role), actor, expires_at=expires)
+            record, token = await store.create(
+                args.name, Role(args.role), actor, expires_at=expires
+            )
             if args.quiet:
                 print(token)
             else:
@@ -135,11 +137,13 @@ async def _with_store(action: str, args: argparse.Namespace) -> int:
         if action == "list":
             _print_tokens(await store.list(), show_revoked=args.all)
             return 0
-        record = await store.revoke(args.token_id)
-        if record is None:
+        revoked = await store.revoke(args.token_id)
+        if revoked is None:
             err.print(f"error: no token with id {args.token_id}")
             return 1
-        console.print(f"revoked token {record.id} ({record.name}); services refuse it within seconds")
+        console.print(
+            f"revoked token {revoked.id} ({revoked.name}); services refuse it within seconds"
+        )
         return 0
     finally:
         await nc.drain()
@@ -176,7 +180,9 @@ def _print_tokens(records: list[TokenRecord], *, show_revoked: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loupe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="start the platform on the embedded stack").set_defaults(func=cmd_run)
+    sub.add_parser("run", help="start the platform on the embedded stack").set_defaults(
+        func=cmd_run
+    )
     sub.add_parser("setup", help="create streams, buckets and the token bucket").set_defaults(
         func=cmd_setup
     )

@@ -49,6 +49,10 @@ class StackSettings(BaseSettings):
             entries.append((port + 10000, f"{what} gRPC ({weed_grpc})", setting))
         for service in SERVICES:
             entries.append(
-                (getattr(self, f"{service}_port"), f"{service} service", f"LOUPE_{service.upper()}_PORT")
+                (
+                    getattr(self, f"{service}_port"),
+                    f"{service} service",
+                    f"LOUPE_{service.upper()}_PORT",
+                )
             )
         return entries

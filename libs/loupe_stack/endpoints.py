@@ -51,7 +51,9 @@ class Endpoints:
         }
         return {prefix + key: value for key, value in values.items()}
 
-    def loupe_env(self, *, images_bucket: str, backup_bucket: str, namespace: str = "") -> dict[str, str]:
+    def loupe_env(
+        self, *, images_bucket: str, backup_bucket: str, namespace: str = ""
+    ) -> dict[str, str]:
         """Settings for the `loupe` CLI (setup, tokens) against these servers."""
         return {
             "LOUPE_NATS_URL": self.nats_url,

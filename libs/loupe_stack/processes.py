@@ -68,7 +68,7 @@ class ManagedProcess:
                 # Own session: Ctrl-C at the terminal reaches only the runner, which then
                 # stops the children in order.
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads run at this point
+                preexec_fn=_die_with_parent,
             )
 
     def exit_code(self) -> int | None:

@@ -45,7 +45,14 @@ def _pg_user() -> str | None:
         pwd.getpwnam(PG_SYSTEM_USER)
     except KeyError:
         subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", PG_SYSTEM_USER],
+            [
+                "useradd",
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                PG_SYSTEM_USER,
+            ],
             check=True,
             capture_output=True,
         )
@@ -68,7 +75,9 @@ def _let_user_reach(path: Path, user: str) -> None:
             parent.chmod(mode | 0o001)  # traverse only, nothing listed or read
 
 
-def postgres(data_dir: Path, port: int, password: str, log_dir: Path, stop_timeout_s: float) -> ManagedProcess:
+def postgres(
+    data_dir: Path, port: int, password: str, log_dir: Path, stop_timeout_s: float
+) -> ManagedProcess:
     """Initialise the cluster on first use (superuser `loupe`, password auth), then start it
     on loopback TCP only."""
     pgdata = data_dir / "postgres"
@@ -86,8 +95,10 @@ def postgres(data_dir: Path, port: int, password: str, log_dir: Path, stop_timeo
             subprocess.run(
                 [
                     _pg_bin("initdb"),
-                    "-D", str(pgdata),
-                    "-U", "loupe",
+                    "-D",
+                    str(pgdata),
+                    "-U",
+                    "loupe",
                     f"--pwfile={pwfile.name}",
                     "--auth=scram-sha-256",
                     "--encoding=UTF8",
@@ -105,12 +116,18 @@ def postgres(data_dir: Path, port: int, password: str, log_dir: Path, stop_timeo
         "postgres",
         [
             _pg_bin("postgres"),
-            "-D", str(pgdata),
-            "-h", "127.0.0.1",
-            "-p", str(port),
-            "-c", "unix_socket_directories=",
-            "-c", "max_connections=300",
-            "-c", "listen_addresses=127.0.0.1",
+            "-D",
+            str(pgdata),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-c",
+            "unix_socket_directories=",
+            "-c",
+            "max_connections=300",
+            "-c",
+            "listen_addresses=127.0.0.1",
         ],
         log_path=log_dir / "postgres.log",
         popen_kwargs=_as_user(user),
@@ -120,7 +137,14 @@ def postgres(data_dir: Path, port: int, password: str, log_dir: Path, stop_timeo
     )
 
 
-def nats(data_dir: Path, port: int, monitor_port: int, password: str, log_dir: Path, stop_timeout_s: float) -> ManagedProcess:
+def nats(
+    data_dir: Path,
+    port: int,
+    monitor_port: int,
+    password: str,
+    log_dir: Path,
+    stop_timeout_s: float,
+) -> ManagedProcess:
     """NATS with file-backed JetStream that syncs every write before acknowledging it."""
     store = data_dir / "nats"
     store.mkdir(parents=True, exist_ok=True)
@@ -137,7 +161,7 @@ def nats(data_dir: Path, port: int, monitor_port: int, password: str, log_dir: P
                 "  sync_interval: always",
                 "}",
                 "authorization {",
-                f"  user: loupe",
+                "  user: loupe",
                 f"  password: {json.dumps(password)}",
                 "}",
                 "",
@@ -196,6 +220,8 @@ def seaweedfs(
             f"-filer.port={filer_port}",
             "-master.telemetry=false",
             "-master.volumeSizeLimitMB=1024",
+            # One master: after a restart it elects itself; no need to wait the default 10 s.
+            "-master.electionTimeout=1s",
             "-s3",
             f"-s3.port={s3_port}",
             f"-s3.config={s3_config}",
@@ -209,7 +235,9 @@ def seaweedfs(
     )
 
 
-def caddy(env: dict[str, str], data_dir: Path, log_dir: Path, stop_timeout_s: float) -> ManagedProcess:
+def caddy(
+    env: dict[str, str], data_dir: Path, log_dir: Path, stop_timeout_s: float
+) -> ManagedProcess:
     home = data_dir / "caddy"
     home.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, **env, "XDG_DATA_HOME": str(home), "XDG_CONFIG_HOME": str(home)}

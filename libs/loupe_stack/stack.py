@@ -167,12 +167,19 @@ class Stack:
         s, e, timeout = self.settings, self.endpoints, self.settings.start_timeout_s
         self.report("starting PostgreSQL")
         pg = self._spawn(
-            servers.postgres(self.data_dir, s.pg_port, e.pg_password, self.log_dir, s.stop_timeout_s)
+            servers.postgres(
+                self.data_dir, s.pg_port, e.pg_password, self.log_dir, s.stop_timeout_s
+            )
         )
         self.report("starting NATS JetStream")
         nats = self._spawn(
             servers.nats(
-                self.data_dir, s.nats_port, s.nats_monitor_port, e.nats_password, self.log_dir, s.stop_timeout_s
+                self.data_dir,
+                s.nats_port,
+                s.nats_monitor_port,
+                e.nats_password,
+                self.log_dir,
+                s.stop_timeout_s,
             )
         )
         self.report("starting the S3 server (SeaweedFS)")
@@ -203,11 +210,11 @@ class Stack:
         return SetupSettings(
             nats_url=e.nats_url,
             nats_user=e.nats_user,
-            nats_password=e.nats_password,  # type: ignore[arg-type]
+            nats_password=e.nats_password,
             namespace=self.namespace,
             s3_endpoint=e.s3_endpoint,
             s3_access_key=e.s3_access_key,
-            s3_secret_key=e.s3_secret_key,  # type: ignore[arg-type]
+            s3_secret_key=e.s3_secret_key,
             images_bucket=self.settings.images_bucket,
             backup_bucket=self.settings.backup_bucket,
         )
@@ -290,7 +297,9 @@ class Stack:
     def _start_gateway(self) -> None:
         self.report("starting the gateway (Caddy)")
         self.gateway = self._spawn(
-            servers.caddy(self.gateway_env(), self.data_dir, self.log_dir, self.settings.stop_timeout_s)
+            servers.caddy(
+                self.gateway_env(), self.data_dir, self.log_dir, self.settings.stop_timeout_s
+            )
         )
         wait_until(
             "the gateway",

@@ -28,7 +28,11 @@ def _query(platform: Stack, database: str, sql: str) -> list[asyncpg.Record]:
     async def run() -> list[asyncpg.Record]:
         e = platform.endpoints
         conn = await asyncpg.connect(
-            host=e.pg_host, port=e.pg_port, user=e.pg_user, password=e.pg_password, database=database
+            host=e.pg_host,
+            port=e.pg_port,
+            user=e.pg_user,
+            password=e.pg_password,
+            database=database,
         )
         try:
             return list(await conn.fetch(sql))
@@ -94,19 +98,32 @@ def _start_catalog(platform: Stack, database: str) -> subprocess.CompletedProces
         "CATALOG_PORT": str(free_port()),
     }
     return subprocess.run(
-        [sys.executable, "-m", "loupe_catalog"], env=env, capture_output=True, text=True, check=False, timeout=60
+        [sys.executable, "-m", "loupe_catalog"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
 
 
-def test_service_refuses_a_schema_newer_than_its_code(platform: Stack, scratch_database: str) -> None:
+def test_service_refuses_a_schema_newer_than_its_code(
+    platform: Stack, scratch_database: str
+) -> None:
     assert _migrate(platform, scratch_database).returncode == 0
-    _query(platform, scratch_database, "UPDATE alembic_version SET version_num = '9999_from_the_future'")
+    _query(
+        platform,
+        scratch_database,
+        "UPDATE alembic_version SET version_num = '9999_from_the_future'",
+    )
     started = _start_catalog(platform, scratch_database)
     assert started.returncode != 0
     assert "newer than this code" in started.stdout
 
 
-def test_service_refuses_a_schema_with_pending_migrations(platform: Stack, scratch_database: str) -> None:
+def test_service_refuses_a_schema_with_pending_migrations(
+    platform: Stack, scratch_database: str
+) -> None:
     started = _start_catalog(platform, scratch_database)
     assert started.returncode != 0
     assert "python -m loupe_catalog migrate" in started.stdout

@@ -13,17 +13,19 @@ from loupe_stack.bootstrap import SetupSettings, bootstrap
 from loupe_stack.stack import Stack
 
 
-def test_setup_is_idempotent_and_streams_are_file_backed(platform: Stack, nats_settings: NatsSettings) -> None:
+def test_setup_is_idempotent_and_streams_are_file_backed(
+    platform: Stack, nats_settings: NatsSettings
+) -> None:
     namespace = f"t{uuid.uuid4().hex[:8]}"
     e = platform.endpoints
     settings = SetupSettings(
         nats_url=e.nats_url,
         nats_user=e.nats_user,
-        nats_password=e.nats_password,  # type: ignore[arg-type]
+        nats_password=e.nats_password,
         namespace=namespace,
         s3_endpoint=e.s3_endpoint,
         s3_access_key=e.s3_access_key,
-        s3_secret_key=e.s3_secret_key,  # type: ignore[arg-type]
+        s3_secret_key=e.s3_secret_key,
         images_bucket=f"{namespace}-images",
         backup_bucket=f"{namespace}-backups",
     )
@@ -37,14 +39,25 @@ def test_setup_is_idempotent_and_streams_are_file_backed(platform: Stack, nats_s
             for spec in STREAMS:
                 info = await js.stream_info(subjects.stream_name(spec.name, namespace))
                 assert info.config.storage == StorageType.FILE
-                assert info.config.subjects == [subjects.subject(s, namespace) for s in spec.subjects]
+                assert info.config.subjects == [
+                    subjects.subject(s, namespace) for s in spec.subjects
+                ]
             # Publishing into the namespace lands in its stream, not the platform's.
             ack = await js.publish(subjects.subject(subjects.IMAGES_STORED, namespace), b"{}")
             assert ack.stream == subjects.stream_name("IMAGES", namespace)
             # The same message id within the duplicate window is stored once.
-            first = await js.publish(subjects.subject(subjects.IMAGES_STORED, namespace), b"{}", headers={"Nats-Msg-Id": "dup-1"})
-            again = await js.publish(subjects.subject(subjects.IMAGES_STORED, namespace), b"{}", headers={"Nats-Msg-Id": "dup-1"})
-            assert again.duplicate and again.seq == first.seq
+            first = await js.publish(
+                subjects.subject(subjects.IMAGES_STORED, namespace),
+                b"{}",
+                headers={"Nats-Msg-Id": "dup-1"},
+            )
+            again = await js.publish(
+                subjects.subject(subjects.IMAGES_STORED, namespace),
+                b"{}",
+                headers={"Nats-Msg-Id": "dup-1"},
+            )
+            assert again.duplicate
+            assert again.seq == first.seq
         finally:
             await nc.drain()
 

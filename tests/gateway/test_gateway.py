@@ -15,7 +15,9 @@ UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_each_service_api_is_reachable_with_a_token(gateway: httpx.Client, admin_token: str, service: str) -> None:
+def test_each_service_api_is_reachable_with_a_token(
+    gateway: httpx.Client, admin_token: str, service: str
+) -> None:
     answer = gateway.get(f"/api/services/{service}", headers=auth(admin_token))
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -76,7 +78,9 @@ def test_gateway_errors_are_problem_documents_with_request_id(gateway: httpx.Cli
 
 
 @pytest.mark.parametrize("path", ["/api/services/catalog", "/api/no-such-thing", "/healthz"])
-def test_security_headers_on_every_answer(gateway: httpx.Client, admin_token: str, path: str) -> None:
+def test_security_headers_on_every_answer(
+    gateway: httpx.Client, admin_token: str, path: str
+) -> None:
     headers = gateway.get(path, headers=auth(admin_token)).headers
     assert headers["x-content-type-options"] == "nosniff"
     assert headers["x-frame-options"] == "DENY"
@@ -127,7 +131,9 @@ def test_cors_headers_only_for_configured_origins(gateway: httpx.Client, admin_t
     assert "access-control-allow-origin" not in sneaky.headers
 
 
-def test_body_over_the_route_limit_is_refused_with_413(gateway: httpx.Client, admin_token: str) -> None:
+def test_body_over_the_route_limit_is_refused_with_413(
+    gateway: httpx.Client, admin_token: str
+) -> None:
     too_big = b"{" + b" " * (3 * 1024 * 1024) + b"}"  # JSON routes accept 2 MB
     answer = gateway.post(
         "/api/services/catalog",
@@ -139,7 +145,9 @@ def test_body_over_the_route_limit_is_refused_with_413(gateway: httpx.Client, ad
     assert answer.json()["status"] == 413
 
 
-def test_larger_bodies_pass_on_routes_that_allow_them(gateway: httpx.Client, admin_token: str) -> None:
+def test_larger_bodies_pass_on_routes_that_allow_them(
+    gateway: httpx.Client, admin_token: str
+) -> None:
     # 3 MB is over the JSON limit but under the images limit: the images service answers
     # (no upload route yet, so 404/405 from the service itself, not 413 from the gateway).
     answer = gateway.post(
@@ -163,7 +171,9 @@ def test_docs_of_every_service_are_reachable(gateway: httpx.Client) -> None:
         assert json.loads(spec.text)["paths"]
 
 
-def test_a_stopped_service_is_a_502_problem(platform: Stack, gateway: httpx.Client, admin_token: str) -> None:
+def test_a_stopped_service_is_a_502_problem(
+    platform: Stack, gateway: httpx.Client, admin_token: str
+) -> None:
     platform.services["inspect"].stop()
     try:
         answer = gateway.get("/api/services/inspect", headers=auth(admin_token))

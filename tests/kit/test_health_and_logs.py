@@ -15,11 +15,19 @@ from tests.support import eventually
 def test_readiness_names_the_dependency_that_fails(platform: Stack, tmp_path) -> None:
     """An images service pointed at a bucket that does not exist is alive but not ready."""
     port = free_port()
-    env = {**platform.service_env("images"), "IMAGES_PORT": str(port), "IMAGES_IMAGES_BUCKET": "no-such-bucket"}
+    env = {
+        **platform.service_env("images"),
+        "IMAGES_PORT": str(port),
+        "IMAGES_IMAGES_BUCKET": "no-such-bucket",
+    }
     log = (tmp_path / "images.log").open("w")
-    with subprocess.Popen([sys.executable, "-m", "loupe_images"], env=env, stdout=log, stderr=subprocess.STDOUT) as proc:
+    with subprocess.Popen(
+        [sys.executable, "-m", "loupe_images"], env=env, stdout=log, stderr=subprocess.STDOUT
+    ) as proc:
         try:
-            wait_until("images /healthz", lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), None, 30)
+            wait_until(
+                "images /healthz", lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), None, 30
+            )
             ready = httpx.get(f"http://127.0.0.1:{port}/readyz")
             assert ready.status_code == 503
             body = ready.json()
@@ -34,13 +42,17 @@ def test_readiness_names_the_dependency_that_fails(platform: Stack, tmp_path) ->
     assert "Application shutdown complete" in (tmp_path / "images.log").read_text()
 
 
-def test_every_service_logs_json_with_the_request_id(platform: Stack, gateway: httpx.Client, admin_token: str) -> None:
+def test_every_service_logs_json_with_the_request_id(
+    platform: Stack, gateway: httpx.Client, admin_token: str
+) -> None:
     for service in ("catalog", "images", "backup", "inspect"):
         request_id = f"log-probe-{service}"
-        gateway.get(f"/api/services/{service}", headers={**auth(admin_token), "X-Request-Id": request_id})
+        gateway.get(
+            f"/api/services/{service}", headers={**auth(admin_token), "X-Request-Id": request_id}
+        )
         log = platform.log_dir / f"{service}.log"
 
-        def logged(log=log, request_id=request_id) -> bool:
+        def logged(log=log, request_id=request_id, service=service) -> bool:
             for line in log.read_text().splitlines():
                 if request_id in line:
                     entry = json.loads(line)

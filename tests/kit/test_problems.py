@@ -4,11 +4,11 @@ no internals on an unexpected failure."""
 import httpx
 import pytest
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field
 
 from loupe_shared.kit.problems import Problem, install_problem_handlers
 from loupe_shared.kit.requests import HttpMetrics, RequestContextMiddleware
-from prometheus_client import CollectorRegistry
 
 
 class Roi(BaseModel):
@@ -54,7 +54,12 @@ async def client() -> httpx.AsyncClient:
 async def test_validation_error_names_the_field_path(client: httpx.AsyncClient) -> None:
     answer = await client.post(
         "/configs",
-        json={"tools": [{"name": "a", "roi": {"x": 0, "width": 5}}, {"name": "b", "roi": {"x": -1, "width": 5}}]},
+        json={
+            "tools": [
+                {"name": "a", "roi": {"x": 0, "width": 5}},
+                {"name": "b", "roi": {"x": -1, "width": 5}},
+            ]
+        },
         headers={"X-Request-Id": "req-1"},
     )
     assert answer.status_code == 422
@@ -67,7 +72,9 @@ async def test_validation_error_names_the_field_path(client: httpx.AsyncClient) 
 
 
 async def test_malformed_json_is_a_4xx_problem(client: httpx.AsyncClient) -> None:
-    answer = await client.post("/configs", content=b'{"tools": [', headers={"Content-Type": "application/json"})
+    answer = await client.post(
+        "/configs", content=b'{"tools": [', headers={"Content-Type": "application/json"}
+    )
     assert answer.status_code == 422
     assert answer.headers["content-type"] == "application/problem+json"
 

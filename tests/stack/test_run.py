@@ -1,6 +1,7 @@
 """`make run` as a person uses it: ready, reachable, stopped by Ctrl-C or SIGTERM with nothing
 left behind, data kept across restarts, a clear line for a port in use."""
 
+import contextlib
 import io
 import signal
 import socket
@@ -24,7 +25,9 @@ def _gateway(runner: Runner) -> str:
 
 
 def _assert_nothing_left(pids: list[int], ports: dict[str, int]) -> None:
-    alive = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+    alive = [
+        pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
+    ]
     assert alive == [], f"processes left behind: {alive}"
     held = [port for port in ports.values() if port_in_use(port)]
     assert held == [], f"ports still held: {held}"
@@ -38,15 +41,29 @@ def test_ctrl_c_stops_everything_and_data_survives_a_restart(tmp_path: Path) -> 
         first.wait_for("Press Ctrl-C")
         token = first.token()
         output = first.drain()
-        assert token in output and _gateway(first) in output
+        assert token in output
+        assert _gateway(first) in output
         with httpx.Client(base_url=_gateway(first)) as client:
             for service in ("catalog", "images", "backup", "inspect"):
-                reached = client.get(f"/api/services/{service}", headers={"Authorization": f"Bearer {token}"})
+                reached = client.get(
+                    f"/api/services/{service}", headers={"Authorization": f"Bearer {token}"}
+                )
                 assert reached.status_code == 200, service
                 assert client.get(f"/api/services/{service}").status_code == 401
         # Leave data behind in each server: a token (NATS), an object (S3), the schema (PostgreSQL).
         created = subprocess.run(
-            [sys.executable, "-m", "loupe_stack", "tokens", "create", "--name", "kept", "--role", "viewer", "-q"],
+            [
+                sys.executable,
+                "-m",
+                "loupe_stack",
+                "tokens",
+                "create",
+                "--name",
+                "kept",
+                "--role",
+                "viewer",
+                "-q",
+            ],
             env=first.env,
             capture_output=True,
             text=True,
@@ -76,7 +93,9 @@ def test_ctrl_c_stops_everything_and_data_survives_a_restart(tmp_path: Path) -> 
         second.wait_for("Press Ctrl-C")
         assert second.token() == token
         with httpx.Client(base_url=_gateway(second)) as client:
-            kept = client.get("/api/services/catalog", headers={"Authorization": f"Bearer {viewer}"})
+            kept = client.get(
+                "/api/services/catalog", headers={"Authorization": f"Bearer {viewer}"}
+            )
             assert kept.status_code == 200
             schema = client.get("/api/schema", headers={"Authorization": f"Bearer {token}"})
             assert schema.json()["up_to_date"] is True
@@ -99,10 +118,8 @@ def test_killing_the_runner_outright_leaves_no_children(tmp_path: Path) -> None:
         runner.signal(signal.SIGKILL)
         runner.wait()
         for pid in pids:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 psutil.Process(pid).wait(timeout=15)
-            except psutil.NoSuchProcess:
-                pass
         _assert_nothing_left(pids, ports)
     finally:
         runner.kill_all()

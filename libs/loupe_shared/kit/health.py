@@ -40,9 +40,7 @@ def health_router(checks: dict[str, Check]) -> APIRouter:
         }
         failing = [name for name, error, _ in outcomes if error is not None]
         if failing:
-            return problem_response(
-                request, 503, f"Not ready: {', '.join(failing)}", checks=report
-            )
+            return problem_response(request, 503, f"Not ready: {', '.join(failing)}", checks=report)
         return JSONResponse({"status": "ready", "checks": report})
 
     return router

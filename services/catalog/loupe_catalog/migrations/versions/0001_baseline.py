@@ -7,7 +7,6 @@ Create Date: 2026-11-23
 
 from collections.abc import Sequence
 
-
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: Sequence[str] | None = None

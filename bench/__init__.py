@@ -1,0 +1,1 @@
+"""Benchmarks: Loupe paths measured next to their raw baselines."""

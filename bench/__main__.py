@@ -1,0 +1,119 @@
+"""`python -m bench [name ...]`: run benchmarks against a fresh embedded stack."""
+
+import argparse
+import json
+import platform as host_platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from tests.support import free_stack_ports
+
+from loupe_shared.kit.logging import configure_logging
+from loupe_stack.config import StackSettings
+from loupe_stack.stack import Stack
+
+Row = dict[str, object]
+
+
+def _settings(data_dir: Path) -> StackSettings:
+    ports = free_stack_ports()
+    return StackSettings.model_validate(
+        {"data_dir": data_dir, **{k.lower(): v for k, v in ports.items()}}
+    )
+
+
+def bench_startup(data_dir: Path) -> list[Row]:
+    rows: list[Row] = []
+    settings = _settings(data_dir)
+    for label in ("cold (new data folder)", "warm (existing data folder)"):
+        stack = Stack(settings)
+        started = time.perf_counter()
+        stack.start()
+        seconds = time.perf_counter() - started
+        stack.stop()
+        rows.append({"bench": "startup", "case": label, "seconds": round(seconds, 2)})
+    return rows
+
+
+def _timed(call: Callable[[], httpx.Response], count: int) -> list[float]:
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        answer = call()
+        samples.append(time.perf_counter() - started)
+        answer.raise_for_status()
+    return samples
+
+
+def bench_gateway(stack: Stack, count: int = 400) -> list[Row]:
+    headers = {"Authorization": f"Bearer {stack.admin_token}"}
+    rows: list[Row] = []
+    with httpx.Client(headers=headers) as client:
+        direct_url = f"{stack.service_url('images')}/api/services/images"
+        gateway_url = f"{stack.gateway_url}/api/services/images"
+
+        def getter(url: str) -> Callable[[], httpx.Response]:
+            return lambda: client.get(url)
+
+        for url in (direct_url, gateway_url):  # warm up connections and token caches
+            _timed(getter(url), 20)
+        direct = _timed(getter(direct_url), count)
+        via_gateway = _timed(getter(gateway_url), count)
+    for case, samples in (
+        ("direct to service (baseline)", direct),
+        ("through the gateway", via_gateway),
+    ):
+        rows.append(
+            {
+                "bench": "gateway",
+                "case": case,
+                "requests": count,
+                "p50_ms": round(statistics.median(samples) * 1000, 3),
+                "p95_ms": round(statistics.quantiles(samples, n=20)[18] * 1000, 3),
+                "req_per_s": round(count / sum(samples), 1),
+            }
+        )
+    rows[1]["ratio_p50"] = round(float(rows[1]["p50_ms"]) / float(rows[0]["p50_ms"]), 2)  # type: ignore[arg-type]
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("names", nargs="*", default=["startup", "gateway"])
+    args = parser.parse_args()
+    configure_logging("bench", "warning")
+    base = Path(tempfile.mkdtemp(prefix="loupe-bench-"))
+    rows: list[Row] = []
+    try:
+        if "startup" in args.names:
+            rows += bench_startup(base / "startup")
+        if "gateway" in args.names:
+            stack = Stack(_settings(base / "data"))
+            stack.start()
+            try:
+                rows += bench_gateway(stack)
+            finally:
+                stack.stop()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    for row in rows:
+        print("  ".join(f"{k}={v}" for k, v in row.items()))
+    out = Path(__file__).parent / "results"
+    out.mkdir(exist_ok=True)
+    meta = {
+        "python": sys.version.split()[0],
+        "machine": host_platform.machine(),
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (out / "latest.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
