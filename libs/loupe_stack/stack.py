@@ -233,7 +233,10 @@ class Stack:
                 backup_bucket=self.settings.backup_bucket,
                 namespace=self.namespace,
                 log_level=self.settings.log_level,
-                extra=self.service_extra_env.get(service),
+                extra={
+                    **({"IMAGES_URL": self.service_url("images")} if service == "catalog" else {}),
+                    **self.service_extra_env.get(service, {}),
+                },
             ),
         }
 

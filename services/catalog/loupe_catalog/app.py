@@ -1,8 +1,15 @@
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI, Request
 
+from loupe_catalog.audit import endpoints as audit_endpoints
+from loupe_catalog.image_records import endpoints as image_record_endpoints
+from loupe_catalog.image_records import tasks as image_record_tasks
+from loupe_catalog.images_client import ImagesClient
+from loupe_catalog.outbox.relay import OutboxRelay
+from loupe_catalog.programs import endpoints as program_endpoints
 from loupe_catalog.schema import endpoints as schema_endpoints
 from loupe_catalog.schema import service as schema_service
 from loupe_catalog.settings import CatalogSettings
@@ -15,13 +22,40 @@ def build(settings: CatalogSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = db.create_engine(settings, "loupe-catalog")
+        images = ImagesClient(settings.images_url)
+        tasks: list[asyncio.Task[None]] = []
         try:
             await schema_service.ensure_compatible(engine)
             app.state.engine = engine
             app.state.sessions = db.session_factory(engine)
+            app.state.images = images
             async with nats_and_tokens(app, settings, "loupe-catalog"):
-                yield
+                relay = OutboxRelay(
+                    engine,
+                    app.state.js,
+                    namespace=settings.namespace,
+                    registry=app.state.registry,
+                    idle_s=settings.outbox_idle_s,
+                    crash_after_publish=settings.outbox_crash_after_publish,
+                )
+                app.state.relay = relay
+                tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
+                tasks.append(
+                    asyncio.create_task(
+                        image_record_tasks.consume(engine, app.state.js, settings.namespace),
+                        name="image-records",
+                    )
+                )
+                try:
+                    yield
+                finally:
+                    for task in tasks:
+                        task.cancel()
+                    for task in tasks:
+                        with suppress(asyncio.CancelledError):
+                            await task
         finally:
+            await images.close()
             await engine.dispose()
 
     async def check_database(request: Request) -> None:
@@ -32,6 +66,11 @@ def build(settings: CatalogSettings) -> FastAPI:
         title="Loupe catalog",
         description="Inspection programs, revisions, image records, results and audit log.",
         lifespan=lifespan,
-        routers=[schema_endpoints.router],
+        routers=[
+            schema_endpoints.router,
+            program_endpoints.router,
+            image_record_endpoints.router,
+            audit_endpoints.router,
+        ],
         readiness={"database": check_database, "nats": check_nats, "tokens": check_tokens},
     )

@@ -8,3 +8,7 @@ class CatalogSettings(ServiceSettings, DatabaseSettings, NatsSettings):
 
     port: int = 8101
     images_url: str = "http://127.0.0.1:8102"
+    # Seconds the outbox relay waits between polls when there is nothing to relay.
+    outbox_idle_s: float = 0.25
+    # Fault injection for tests only: the relay exits between publishing and marking.
+    outbox_crash_after_publish: bool = False

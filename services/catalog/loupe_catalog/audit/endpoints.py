@@ -1,0 +1,70 @@
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
+
+from loupe_catalog import pagination
+from loupe_catalog.audit import repository
+from loupe_shared.kit.auth import Permission, require
+from loupe_shared.kit.db import Session
+from loupe_shared.kit.problems import Problem
+
+router = APIRouter(prefix="/api/audit", tags=["audit"])
+
+
+class AuditEntry(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    actor_token_id: str | None
+    role: str
+    action: str
+    target: str
+    request_id: str | None
+    before_checksum: str | None
+    after_checksum: str | None
+    details: dict[str, Any]
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEntry]
+    next_cursor: str | None
+
+
+@router.get(
+    "",
+    summary="The audit log, newest first",
+    dependencies=[Depends(require(Permission.AUDIT_READ))],
+)
+async def list_audit(
+    session: Session,
+    actor: Annotated[str | None, Query(max_length=200)] = None,
+    target: Annotated[str | None, Query(max_length=300, description="e.g. program:<id>")] = None,
+    action: Annotated[str | None, Query(max_length=100, description="e.g. programs.update")] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=pagination.MAX_PAGE)] = pagination.DEFAULT_PAGE,
+) -> AuditPage:
+    before_id = None
+    if cursor:
+        key, _ = pagination.decode(cursor, "audit")
+        if not isinstance(key, int):
+            raise Problem(400, "The cursor is not valid for this listing.", title="Invalid cursor")
+        before_id = key
+    if since and until and since >= until:
+        raise Problem(422, "since must be before until")
+    rows = await repository.list_page(
+        session,
+        actor=actor,
+        target=target,
+        action=action,
+        since=since,
+        until=until,
+        before_id=before_id,
+        limit=limit + 1,
+    )
+    items = [AuditEntry.model_validate(dict(row)) for row in rows[:limit]]
+    next_cursor = pagination.encode("audit", items[-1].id, "") if len(rows) > limit else None
+    return AuditPage(items=items, next_cursor=next_cursor)

@@ -1,0 +1,185 @@
+"""The program config: its current shape (validated, published as JSON schema) and the
+registry of migrations that upgrade older shapes step by step.
+
+Versions:
+- 1: the legacy frontend's localStorage shape (camelCase, tool type `diff`, `minDefectArea`,
+  `triggerMode`/`exposure` at the top, the master image inline as `masterImage`).
+- 2: snake_case; tool type `difference`; acquisition settings grouped; the master image is no
+  longer part of the config (it is referenced by SHA-256 beside it).
+- 3 (current): explicit alignment settings, and an `enabled` flag per tool.
+"""
+
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CURRENT_VERSION = 3
+MAX_TOOLS = 64
+
+
+class Roi(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    x: int = Field(ge=0, le=65535)
+    y: int = Field(ge=0, le=65535)
+    width: int = Field(gt=0, le=65535)
+    height: int = Field(gt=0, le=65535)
+
+
+class _Tool(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str = Field(default="", max_length=200)
+    enabled: bool = True
+    roi: Roi
+
+
+class PresenceTool(_Tool):
+    """The ROI must look like the master's: fails when similarity drops below the minimum."""
+
+    type: Literal["presence"]
+    threshold: float = Field(ge=0, le=255, description="grey-level difference counted as change")
+    min_defect_area: int = Field(ge=1, le=100_000_000, description="pixels")
+
+
+class DifferenceTool(_Tool):
+    """Absolute difference to the master, thresholded; blobs of at least `min_defect_area`
+    pixels are defects."""
+
+    type: Literal["difference"]
+    threshold: float = Field(ge=0, le=255)
+    min_defect_area: int = Field(ge=1, le=100_000_000)
+    max_defects: int = Field(default=0, ge=0, le=10_000)
+
+
+class BrightnessTool(_Tool):
+    """Mean grey level of the ROI must stay within `threshold` of the master's."""
+
+    type: Literal["brightness"]
+    threshold: float = Field(ge=0, le=255)
+    min_defect_area: int = Field(default=1, ge=1, le=100_000_000)
+
+
+Tool = Annotated[PresenceTool | DifferenceTool | BrightnessTool, Field(discriminator="type")]
+
+
+class Alignment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["ecc", "phase", "features", "none"] = "ecc"
+    max_shift_px: float = Field(default=20.0, ge=0, le=10_000)
+    max_rotation_deg: float = Field(default=2.0, ge=0, le=180)
+    scale: float = Field(default=0.5, gt=0, le=1, description="reduced scale used to align")
+
+
+class Acquisition(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    trigger_mode: Literal["internal", "external", "software"] = "internal"
+    exposure: float | None = Field(default=None, ge=0, le=10_000_000)
+
+
+class ProgramConfig(BaseModel):
+    """An inspection program's config, schema version 3."""
+
+    model_config = ConfigDict(extra="forbid", title="Loupe program config (v3)")
+
+    schema_version: Literal[3] = 3
+    tools: list[Tool] = Field(default_factory=list, max_length=MAX_TOOLS)
+    alignment: Alignment = Field(default_factory=Alignment)
+    acquisition: Acquisition = Field(default_factory=Acquisition)
+
+
+def json_schema() -> dict[str, Any]:
+    return ProgramConfig.model_json_schema()
+
+
+# --- migrations --------------------------------------------------------------------------
+
+Migration = Callable[[dict[str, Any]], dict[str, Any]]
+MIGRATIONS: dict[int, Migration] = {}
+
+
+def step(from_version: int) -> Callable[[Migration], Migration]:
+    def register(fn: Migration) -> Migration:
+        MIGRATIONS[from_version] = fn
+        return fn
+
+    return register
+
+
+_V1_TOOL_TYPES = {
+    "presence": "presence",
+    "diff": "difference",
+    "difference": "difference",
+    "brightness": "brightness",
+}
+
+
+@step(1)
+def v1_to_v2(config: dict[str, Any]) -> dict[str, Any]:
+    tools = []
+    for index, tool in enumerate(config.get("tools") or []):
+        if not isinstance(tool, dict):
+            raise ConfigUpgradeError(f"tools.{index}: not an object")
+        kind = _V1_TOOL_TYPES.get(str(tool.get("type")))
+        if kind is None:
+            raise ConfigUpgradeError(
+                f"tools.{index}.type: unknown legacy tool type {tool.get('type')!r}"
+            )
+        upgraded = {
+            "id": tool.get("id") or f"tool_{index}",
+            "name": tool.get("name", ""),
+            "type": kind,
+            "roi": tool.get("roi"),
+            "threshold": tool.get("threshold", 30),
+            "min_defect_area": tool.get("minDefectArea", tool.get("min_defect_area", 1)),
+        }
+        tools.append(upgraded)
+    acquisition: dict[str, Any] = {}
+    if "triggerMode" in config:
+        acquisition["trigger_mode"] = config["triggerMode"]
+    if "exposure" in config:
+        acquisition["exposure"] = config["exposure"]
+    return {"schema_version": 2, "tools": tools, "acquisition": acquisition}
+
+
+@step(2)
+def v2_to_v3(config: dict[str, Any]) -> dict[str, Any]:
+    tools = [{**tool, "enabled": tool.get("enabled", True)} for tool in config.get("tools", [])]
+    return {
+        "schema_version": 3,
+        "tools": tools,
+        "alignment": config.get("alignment") or Alignment().model_dump(),
+        "acquisition": config.get("acquisition") or {},
+    }
+
+
+class ConfigUpgradeError(ValueError):
+    pass
+
+
+def detect_version(config: dict[str, Any]) -> int:
+    version = config.get("schema_version")
+    if version is None:
+        # The legacy frontend never wrote a version.
+        return 1
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ConfigUpgradeError(f"schema_version: {version!r} is not a version number")
+    return version
+
+
+def upgrade(config: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """Bring `config` to the current version; answers it and the version it came in."""
+    original = detect_version(config)
+    if original > CURRENT_VERSION:
+        raise ConfigUpgradeError(
+            f"schema_version: {original} is newer than this server's {CURRENT_VERSION}"
+        )
+    version, current = original, dict(config)
+    while version < CURRENT_VERSION:
+        current = MIGRATIONS[version](current)
+        version += 1
+    return current, original

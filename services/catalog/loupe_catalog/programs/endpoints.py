@@ -1,0 +1,197 @@
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from sqlalchemy.engine import RowMapping
+
+from loupe_catalog import pagination
+from loupe_catalog.images_client import ImagesClient
+from loupe_catalog.programs import config as config_schema
+from loupe_catalog.programs import service
+from loupe_catalog.programs.schemas import (
+    ArchivedFilter,
+    Program,
+    ProgramCreate,
+    ProgramPage,
+    ProgramSummary,
+    ProgramWrite,
+    Revision,
+    RevisionDiff,
+    RevisionPage,
+    RevisionSummary,
+    SortKey,
+)
+from loupe_shared.kit.auth import Permission, Principal, require
+from loupe_shared.kit.db import Session
+
+router = APIRouter(prefix="/api/programs", tags=["programs"])
+Reader = Annotated[Principal, Depends(require(Permission.PROGRAMS_READ))]
+Writer = Annotated[Principal, Depends(require(Permission.PROGRAMS_WRITE))]
+IfMatch = Annotated[str | None, Header(description="the ETag you last read")]
+
+
+def _actor(request: Request, principal: Principal) -> service.Actor:
+    return service.Actor(
+        principal=principal,
+        request_id=request.scope["state"].get("request_id"),
+        authorization=request.headers.get("authorization", ""),
+    )
+
+
+def _images(request: Request) -> ImagesClient:
+    client: ImagesClient = request.app.state.images
+    return client
+
+
+def _program(row: RowMapping, response: Response) -> Program:
+    response.headers["ETag"] = service.etag(row["id"], row["version"])
+    return Program(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        tags=list(row["tags"]),
+        archived=row["archived_at"] is not None,
+        archived_at=row["archived_at"],
+        revision=row["current_revision"],
+        schema_version=row["schema_version"],
+        config=row["config"],
+        master_image_sha256=row["master_image_sha256"],
+        data_checksum=row["data_checksum"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        last_backup_at=row["last_backup_at"],
+        migration_status=row["migration_status"],
+        legacy_id=row["legacy_id"],
+        version=row["version"],
+    )
+
+
+@router.get("/config-schema", summary="The JSON schema every program config is validated against")
+async def get_config_schema(_: Reader) -> dict[str, Any]:
+    return {"schema_version": config_schema.CURRENT_VERSION, "schema": config_schema.json_schema()}
+
+
+@router.post("", status_code=201, summary="Create a program (its revision 1)")
+async def create_program(
+    data: ProgramCreate, request: Request, response: Response, session: Session, principal: Writer
+) -> Program:
+    row = await service.create(session, data, _actor(request, principal), _images(request))
+    response.headers["Location"] = f"/api/programs/{row['id']}"
+    return _program(row, response)
+
+
+@router.get("", summary="List programs (cursor pagination)")
+async def list_programs(
+    session: Session,
+    _: Reader,
+    q: Annotated[str | None, Query(max_length=200, description="part of the name")] = None,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
+    archived: ArchivedFilter = "false",
+    sort: SortKey = "name",
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+    limit: Annotated[int, Query(ge=1, le=pagination.MAX_PAGE)] = pagination.DEFAULT_PAGE,
+) -> ProgramPage:
+    rows, next_cursor = await service.list_page(
+        session, sort=sort, cursor=cursor, limit=limit, search=q, tag=tag, archived=archived
+    )
+    items = [
+        ProgramSummary(
+            id=row["id"],
+            name=row["name"],
+            description=row["description"],
+            tags=list(row["tags"]),
+            archived=row["archived_at"] is not None,
+            revision=row["current_revision"],
+            master_image_sha256=row["master_image_sha256"],
+            data_checksum=row["data_checksum"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+        )
+        for row in rows
+    ]
+    return ProgramPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/{program_id}", summary="A program with its current revision")
+async def get_program(
+    program_id: uuid.UUID, response: Response, session: Session, _: Reader
+) -> Program:
+    return _program(await service.get(session, program_id), response)
+
+
+@router.put("/{program_id}", summary="Save a program: a new immutable revision (needs If-Match)")
+async def update_program(
+    program_id: uuid.UUID,
+    data: ProgramWrite,
+    request: Request,
+    response: Response,
+    session: Session,
+    principal: Writer,
+    if_match: IfMatch = None,
+) -> Program:
+    row = await service.update(
+        session, program_id, data, if_match, _actor(request, principal), _images(request)
+    )
+    return _program(row, response)
+
+
+@router.post("/{program_id}/archive", summary="Archive a program (needs If-Match)")
+async def archive_program(
+    program_id: uuid.UUID,
+    request: Request,
+    response: Response,
+    session: Session,
+    principal: Writer,
+    if_match: IfMatch = None,
+) -> Program:
+    row = await service.set_archived(
+        session, program_id, True, if_match, _actor(request, principal)
+    )
+    return _program(row, response)
+
+
+@router.post("/{program_id}/unarchive", summary="Bring an archived program back (needs If-Match)")
+async def unarchive_program(
+    program_id: uuid.UUID,
+    request: Request,
+    response: Response,
+    session: Session,
+    principal: Writer,
+    if_match: IfMatch = None,
+) -> Program:
+    row = await service.set_archived(
+        session, program_id, False, if_match, _actor(request, principal)
+    )
+    return _program(row, response)
+
+
+@router.get("/{program_id}/revisions", summary="The revision history, newest first")
+async def list_revisions(
+    program_id: uuid.UUID,
+    session: Session,
+    _: Reader,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+    limit: Annotated[int, Query(ge=1, le=pagination.MAX_PAGE)] = pagination.DEFAULT_PAGE,
+) -> RevisionPage:
+    rows, next_cursor = await service.revisions(session, program_id, cursor, limit)
+    items = [RevisionSummary.model_validate(dict(row)) for row in rows]
+    return RevisionPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/{program_id}/revisions/{revision}", summary="One revision, exactly as it was saved")
+async def get_revision(
+    program_id: uuid.UUID, revision: Annotated[int, Path(ge=1)], session: Session, _: Reader
+) -> Revision:
+    row = await service.revision(session, program_id, revision)
+    return Revision.model_validate({**dict(row), "tags": list(row["tags"])})
+
+
+@router.get("/{program_id}/diff", summary="What changed between two revisions")
+async def diff_revisions(
+    program_id: uuid.UUID,
+    session: Session,
+    _: Reader,
+    from_: Annotated[int, Query(alias="from", ge=1)],
+    to: Annotated[int, Query(ge=1)],
+) -> RevisionDiff:
+    return RevisionDiff.model_validate(await service.diff(session, program_id, from_, to))
