@@ -1,0 +1,229 @@
+"""Events leave through the outbox exactly once, even when the relay dies between publishing
+and marking; image events become records idempotently; malformed ones are dead-lettered."""
+
+import asyncio
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from loupe_shared.contracts import subjects
+from loupe_shared.contracts.events import ImageStored
+from loupe_shared.kit.nats import connect
+from loupe_shared.kit.settings import NatsSettings
+from loupe_stack.bootstrap import SetupSettings, bootstrap
+from loupe_stack.processes import ManagedProcess, free_port, http_ok, wait_until
+from loupe_stack.stack import Stack
+from tests.catalog.helpers import new_program, publish, random_sha, stored_image
+from tests.conftest import auth
+from tests.support import eventually
+
+
+def _messages(
+    settings: NatsSettings, stream: str, subject: str
+) -> list[tuple[dict[str, Any], dict[str, str]]]:
+    async def read() -> list[tuple[dict[str, Any], dict[str, str]]]:
+        nc = await connect(settings, "tests")
+        try:
+            js = nc.jetstream()
+            info = await js.stream_info(stream)
+            sub = await js.pull_subscribe(
+                subject, stream=stream, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+            )
+            out = []
+            if info.state.messages:
+                try:
+                    while True:
+                        batch = await sub.fetch(500, timeout=1)
+                        out += [(json.loads(m.data), dict(m.headers or {})) for m in batch]
+                except Exception:  # noqa: S110 - no more messages
+                    pass
+            await sub.unsubscribe()
+            return out
+        finally:
+            await nc.drain()
+
+    return asyncio.run(read())
+
+
+def test_program_events_reach_nats_with_their_id(
+    platform: Stack, gateway: httpx.Client, admin_token: str, nats_settings: NatsSettings
+) -> None:
+    created = gateway.post("/api/programs", json=new_program(), headers=auth(admin_token))
+    program_id = created.json()["id"]
+
+    def revised() -> list[tuple[dict[str, Any], dict[str, str]]]:
+        return [
+            (body, headers)
+            for body, headers in _messages(nats_settings, "PROGRAMS", subjects.PROGRAMS_REVISED)
+            if body["program_id"] == program_id
+        ]
+
+    eventually("programs.revised published", lambda: len(revised()) == 1, timeout_s=10)
+    ((body, headers),) = revised()
+    assert body["revision"] == 1
+    assert headers["Nats-Msg-Id"] == body["event_id"]
+    assert body["request_id"] == created.headers["x-request-id"]
+
+
+def test_image_events_are_recorded_once(
+    gateway: httpx.Client, admin_token: str, nats_settings: NatsSettings
+) -> None:
+    sha = random_sha()
+    event = ImageStored(
+        sha256=sha, size=10, width=2, height=3, content_type="image/jpeg", kind="capture"
+    )
+    stored_image(nats_settings, gateway, admin_token, sha)  # first sighting (kind master)
+    publish(
+        nats_settings, subjects.IMAGES_STORED, event.model_dump_json().encode()
+    )  # again, different
+    record = gateway.get(f"/api/image-records/{sha}", headers=auth(admin_token)).json()
+    eventually(
+        "redelivery processed",
+        lambda: (
+            gateway.get(f"/api/image-records/{sha}", headers=auth(admin_token)).json() == record
+        ),
+    )
+    assert record["kind"] == "master" and record["source"] == "event"
+
+
+def test_malformed_image_event_is_dead_lettered(
+    gateway: httpx.Client, admin_token: str, nats_settings: NatsSettings
+) -> None:
+    marker = uuid.uuid4().hex
+    publish(nats_settings, subjects.IMAGES_STORED, json.dumps({"sha256": marker}).encode())
+
+    def dead() -> bool:
+        return any(
+            body.get("sha256") == marker
+            for body, _ in _messages(nats_settings, "DEADLETTER", f"{subjects.DEADLETTER}.images")
+        )
+
+    eventually("malformed event dead-lettered", dead, timeout_s=10)
+    # The consumer keeps going after it.
+    stored_image(nats_settings, gateway, admin_token)
+
+
+async def _sql(platform: Stack, database: str, sql: str) -> list[asyncpg.Record]:
+    e = platform.endpoints
+    conn = await asyncpg.connect(
+        host=e.pg_host, port=e.pg_port, user=e.pg_user, password=e.pg_password, database=database
+    )
+    try:
+        return list(await conn.fetch(sql))
+    finally:
+        await conn.close()
+
+
+@pytest.mark.slow
+def test_relay_killed_between_publish_and_mark_loses_nothing_and_duplicates_nothing(
+    platform: Stack,
+    scratch_database: str,
+    admin_token: str,
+    nats_settings: NatsSettings,
+    tmp_path: Path,
+) -> None:
+    namespace = f"t{uuid.uuid4().hex[:8]}"
+    e = platform.endpoints
+    asyncio.run(
+        bootstrap(
+            SetupSettings(
+                nats_url=e.nats_url,
+                nats_user=e.nats_user,
+                nats_password=e.nats_password,
+                namespace=namespace,
+                s3_endpoint=e.s3_endpoint,
+                s3_access_key=e.s3_access_key,
+                s3_secret_key=e.s3_secret_key,
+                images_bucket=f"{namespace}-images",
+                backup_bucket=f"{namespace}-backups",
+            ),
+            admin_token=admin_token,
+        )
+    )
+    base_env = {
+        **platform.service_env("catalog"),
+        "CATALOG_DB_NAME": scratch_database,
+        "CATALOG_NAMESPACE": namespace,
+    }
+    subprocess.run(
+        [sys.executable, "-m", "loupe_catalog", "migrate"],
+        env=base_env,
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    def catalog(crash: bool) -> ManagedProcess:
+        env = {
+            **base_env,
+            "CATALOG_PORT": str(port),
+            "CATALOG_OUTBOX_CRASH_AFTER_PUBLISH": "true" if crash else "false",
+        }
+        process = ManagedProcess(
+            "catalog",
+            [sys.executable, "-m", "loupe_catalog"],
+            env=env,
+            log_path=tmp_path / "catalog.log",
+        )
+        process.start()
+        wait_until("catalog", lambda: http_ok(f"{url}/readyz"), process, 60)
+        return process
+
+    doomed = catalog(crash=True)
+    created = httpx.post(
+        f"{url}/api/programs", json=new_program(), headers=auth(admin_token), timeout=15
+    )
+    assert created.status_code == 201
+    program_id = created.json()["id"]
+    assert doomed.popen is not None
+    assert doomed.popen.wait(timeout=30) == 70  # died right after publishing, before marking
+
+    stream = subjects.stream_name("PROGRAMS", namespace)
+    topic = subjects.subject(subjects.PROGRAMS_REVISED, namespace)
+    pending = asyncio.run(
+        _sql(platform, scratch_database, "SELECT event_id FROM outbox WHERE published_at IS NULL")
+    )
+    assert len(pending) == 1  # the mark never happened
+    assert [b["program_id"] for b, _ in _messages(nats_settings, stream, topic)] == [program_id]
+
+    survivor = catalog(crash=False)
+    try:
+        eventually(
+            "outbox drained",
+            lambda: (
+                not asyncio.run(
+                    _sql(
+                        platform,
+                        scratch_database,
+                        "SELECT 1 FROM outbox WHERE published_at IS NULL",
+                    )
+                )
+            ),
+        )
+        messages = _messages(nats_settings, stream, topic)
+        assert [b["program_id"] for b, _ in messages] == [program_id]  # republished, deduplicated
+        assert messages[0][1]["Nats-Msg-Id"] == pending[0]["event_id"]
+    finally:
+        survivor.stop()
+
+
+def test_audit_log_is_append_only(platform: Stack, gateway: httpx.Client, admin_token: str) -> None:
+    gateway.post("/api/programs", json=new_program(), headers=auth(admin_token)).raise_for_status()
+    with pytest.raises(asyncpg.RaiseError, match="append-only"):
+        asyncio.run(_sql(platform, "loupe", "UPDATE audit_log SET actor = 'someone else'"))
+    with pytest.raises(asyncpg.RaiseError, match="append-only"):
+        asyncio.run(_sql(platform, "loupe", "DELETE FROM audit_log"))
+    entry = gateway.get(
+        "/api/audit", params={"action": "programs.create", "limit": 1}, headers=auth(admin_token)
+    ).json()["items"][0]
+    assert entry["actor"] == "local-admin" and entry["role"] == "admin" and entry["request_id"]
+    assert entry["before_checksum"] is None and len(entry["after_checksum"]) == 64
