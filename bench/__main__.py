@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 from tests.support import free_stack_ports
 
+from bench.catalog import bench_catalog
 from loupe_shared.kit.logging import configure_logging
 from loupe_stack.config import StackSettings
 from loupe_stack.stack import Stack
@@ -85,7 +86,7 @@ def bench_gateway(stack: Stack, count: int = 400) -> list[Row]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("names", nargs="*", default=["startup", "gateway"])
+    parser.add_argument("names", nargs="*", default=["startup", "gateway", "catalog"])
     args = parser.parse_args()
     configure_logging("bench", "warning")
     base = Path(tempfile.mkdtemp(prefix="loupe-bench-"))
@@ -93,11 +94,14 @@ def main() -> int:
     try:
         if "startup" in args.names:
             rows += bench_startup(base / "startup")
-        if "gateway" in args.names:
+        if {"gateway", "catalog"} & set(args.names):
             stack = Stack(_settings(base / "data"))
             stack.start()
             try:
-                rows += bench_gateway(stack)
+                if "gateway" in args.names:
+                    rows += bench_gateway(stack)
+                if "catalog" in args.names:
+                    rows += bench_catalog(stack)
             finally:
                 stack.stop()
     finally:

@@ -91,7 +91,8 @@ def test_image_events_are_recorded_once(
             gateway.get(f"/api/image-records/{sha}", headers=auth(admin_token)).json() == record
         ),
     )
-    assert record["kind"] == "master" and record["source"] == "event"
+    assert record["kind"] == "master"
+    assert record["source"] == "event"
 
 
 def test_malformed_image_event_is_dead_lettered(
@@ -225,5 +226,8 @@ def test_audit_log_is_append_only(platform: Stack, gateway: httpx.Client, admin_
     entry = gateway.get(
         "/api/audit", params={"action": "programs.create", "limit": 1}, headers=auth(admin_token)
     ).json()["items"][0]
-    assert entry["actor"] == "local-admin" and entry["role"] == "admin" and entry["request_id"]
-    assert entry["before_checksum"] is None and len(entry["after_checksum"]) == 64
+    assert entry["actor"] == "local-admin"
+    assert entry["role"] == "admin"
+    assert entry["request_id"]
+    assert entry["before_checksum"] is None
+    assert len(entry["after_checksum"]) == 64

@@ -38,10 +38,12 @@ def test_create_and_get(
     created = _create(gateway, engineer, new_program(master_image_sha256=sha))
     body = created.json()
     assert created.headers["location"] == f"/api/programs/{body['id']}"
-    assert body["revision"] == 1 and body["schema_version"] == 3
+    assert body["revision"] == 1
+    assert body["schema_version"] == 3
     assert body["config"]["alignment"]["method"] == "ecc"  # defaults filled in
     assert body["data_checksum"] == _checksum(body["config"], sha)
-    assert body["migration_status"] == "native" and body["last_backup_at"] is None
+    assert body["migration_status"] == "native"
+    assert body["last_backup_at"] is None
     fetched = gateway.get(f"/api/programs/{body['id']}", headers=engineer)
     assert fetched.json() == body
     assert fetched.headers["etag"] == created.headers["etag"]
@@ -64,9 +66,9 @@ def test_legacy_config_is_upgraded(gateway: httpx.Client, engineer: dict[str, st
     }
     body = _create(gateway, engineer, new_program(config=legacy)).json()
     tool = body["config"]["tools"][0]
-    assert (
-        tool["type"] == "difference" and tool["min_defect_area"] == 22 and tool["enabled"] is True
-    )
+    assert tool["type"] == "difference"
+    assert tool["min_defect_area"] == 22
+    assert tool["enabled"] is True
     assert body["config"]["acquisition"] == {"trigger_mode": "internal", "exposure": 100.0}
 
 
@@ -97,7 +99,8 @@ def test_update_makes_a_revision_and_stale_etag_is_412(
     assert stale.status_code == 412
     assert stale.json()["current_etag"] == updated.headers["etag"]
     after = gateway.get(f"/api/programs/{program_id}", headers=engineer).json()
-    assert after["revision"] == 2 and after["name"] == created.json()["name"]
+    assert after["revision"] == 2
+    assert after["name"] == created.json()["name"]
     audit = gateway.get(
         "/api/audit", params={"target": f"program:{program_id}"}, headers=auth(admin_token)
     ).json()
@@ -109,7 +112,8 @@ def test_update_makes_a_revision_and_stale_etag_is_412(
         json=change,
         headers={**engineer, "If-Match": updated.headers["etag"]},
     )
-    assert same.status_code == 200 and same.json()["revision"] == 2
+    assert same.status_code == 200
+    assert same.json()["revision"] == 2
 
 
 def test_concurrent_updates_one_wins(gateway: httpx.Client, engineer: dict[str, str]) -> None:
@@ -155,9 +159,8 @@ def test_revisions_are_immutable_and_diffable(
     history = gateway.get(f"/api/programs/{program_id}/revisions", headers=engineer).json()
     assert [r["revision"] for r in history["items"]] == [2, 1]
     first = gateway.get(f"/api/programs/{program_id}/revisions/1", headers=engineer).json()
-    assert (
-        first["config"] == created.json()["config"] and first["master_image_sha256"] == first_image
-    )
+    assert first["config"] == created.json()["config"]
+    assert first["master_image_sha256"] == first_image
 
     diff = gateway.get(
         f"/api/programs/{program_id}/diff", params={"from": 1, "to": 2}, headers=engineer
@@ -190,7 +193,8 @@ def test_names_are_unique_among_active_programs(
         f"/api/programs/{first.json()['id']}/archive",
         headers={**engineer, "If-Match": first.headers["etag"]},
     )
-    assert archived.status_code == 200 and archived.json()["archived"] is True
+    assert archived.status_code == 200
+    assert archived.json()["archived"] is True
     second = _create(gateway, engineer, new_program(name=name))
     unarchive = gateway.post(
         f"/api/programs/{first.json()['id']}/unarchive",
@@ -277,7 +281,8 @@ def test_other_bad_requests(gateway: httpx.Client, engineer: dict[str, str]) -> 
         gateway.get("/api/programs", params={"sort": "colour"}, headers=engineer).status_code == 422
     )
     bad_cursor = gateway.get("/api/programs", params={"cursor": "garbage!"}, headers=engineer)
-    assert bad_cursor.status_code == 400 and bad_cursor.json()["title"] == "Invalid cursor"
+    assert bad_cursor.status_code == 400
+    assert bad_cursor.json()["title"] == "Invalid cursor"
     not_json = gateway.post(
         "/api/programs", content=b"{", headers={**engineer, "Content-Type": "application/json"}
     )
@@ -318,7 +323,8 @@ def test_cursor_pages_are_stable_under_inserts(
     assert seen == sorted(seen)
     assert len(seen) == len(set(seen))
     assert set(names) <= set(seen)
-    assert f"{tag} m" in seen and f"{tag} a" not in seen
+    assert f"{tag} m" in seen
+    assert f"{tag} a" not in seen
     descending = gateway.get(
         "/api/programs", params={"tag": tag, "sort": "-name", "limit": 2}, headers=engineer
     ).json()

@@ -1,9 +1,11 @@
 """Database engine and the per-request session: the request boundary commits, nothing else.
 Inside a request, code only `flush()`es; on an error everything rolls back."""
 
+import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import asyncpg
 from fastapi import Depends, Request
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import (
@@ -46,3 +48,35 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 Session = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def create_read_pool(settings: DatabaseSettings, application_name: str) -> asyncpg.Pool:
+    """A plain asyncpg pool for hot read paths, where SQLAlchemy's per-query overhead is most
+    of the cost (see docs/performance.md). JSON columns decode to Python values."""
+
+    async def init(conn: asyncpg.Connection) -> None:
+        for type_name in ("json", "jsonb"):
+            await conn.set_type_codec(
+                type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+            )
+
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        host=settings.db_host,
+        port=settings.db_port,
+        user=settings.db_user,
+        password=settings.db_password.get_secret_value() or None,
+        database=settings.db_name,
+        min_size=2,
+        max_size=settings.db_pool_size,
+        init=init,
+        server_settings={"application_name": application_name},
+    )
+    return pool
+
+
+def get_read_pool(request: Request) -> asyncpg.Pool:
+    pool: asyncpg.Pool = request.app.state.read_pool
+    return pool
+
+
+ReadPool = Annotated[asyncpg.Pool, Depends(get_read_pool)]

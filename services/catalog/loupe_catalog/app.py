@@ -28,6 +28,7 @@ def build(settings: CatalogSettings) -> FastAPI:
             await schema_service.ensure_compatible(engine)
             app.state.engine = engine
             app.state.sessions = db.session_factory(engine)
+            app.state.read_pool = await db.create_read_pool(settings, "loupe-catalog")
             app.state.images = images
             async with nats_and_tokens(app, settings, "loupe-catalog"):
                 relay = OutboxRelay(
@@ -55,6 +56,8 @@ def build(settings: CatalogSettings) -> FastAPI:
                         with suppress(asyncio.CancelledError):
                             await task
         finally:
+            if hasattr(app.state, "read_pool"):
+                await app.state.read_pool.close()
             await images.close()
             await engine.dispose()
 

@@ -1,7 +1,9 @@
 import uuid
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy.engine import RowMapping
 
 from loupe_catalog import pagination
@@ -22,11 +24,11 @@ from loupe_catalog.programs.schemas import (
     SortKey,
 )
 from loupe_shared.kit.auth import Permission, Principal, require
-from loupe_shared.kit.db import Session
+from loupe_shared.kit.db import ReadPool, Session
 
 router = APIRouter(prefix="/api/programs", tags=["programs"])
-Reader = Annotated[Principal, Depends(require(Permission.PROGRAMS_READ))]
-Writer = Annotated[Principal, Depends(require(Permission.PROGRAMS_WRITE))]
+CanRead = Annotated[Principal, Depends(require(Permission.PROGRAMS_READ))]
+CanWrite = Annotated[Principal, Depends(require(Permission.PROGRAMS_WRITE))]
 IfMatch = Annotated[str | None, Header(description="the ETag you last read")]
 
 
@@ -43,47 +45,56 @@ def _images(request: Request) -> ImagesClient:
     return client
 
 
-def _program(row: RowMapping, response: Response) -> Program:
-    response.headers["ETag"] = service.etag(row["id"], row["version"])
-    return Program(
-        id=row["id"],
-        name=row["name"],
-        description=row["description"],
-        tags=list(row["tags"]),
-        archived=row["archived_at"] is not None,
-        archived_at=row["archived_at"],
-        revision=row["current_revision"],
-        schema_version=row["schema_version"],
-        config=row["config"],
-        master_image_sha256=row["master_image_sha256"],
-        data_checksum=row["data_checksum"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        last_backup_at=row["last_backup_at"],
-        migration_status=row["migration_status"],
-        legacy_id=row["legacy_id"],
-        version=row["version"],
-    )
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _program(
+    row: RowMapping, status_code: int = 200, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The program document. Built by hand (the hot read path): no second validation pass."""
+    body = {
+        "id": str(row["id"]),
+        "name": row["name"],
+        "description": row["description"],
+        "tags": list(row["tags"]),
+        "archived": row["archived_at"] is not None,
+        "archived_at": _iso(row["archived_at"]),
+        "revision": row["current_revision"],
+        "schema_version": row["schema_version"],
+        "config": row["config"],
+        "master_image_sha256": row["master_image_sha256"],
+        "data_checksum": row["data_checksum"],
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+        "last_backup_at": _iso(row["last_backup_at"]),
+        "migration_status": row["migration_status"],
+        "legacy_id": row["legacy_id"],
+        "version": row["version"],
+    }
+    all_headers = {"ETag": service.etag(row["id"], row["version"]), **(headers or {})}
+    return JSONResponse(body, status_code=status_code, headers=all_headers)
 
 
 @router.get("/config-schema", summary="The JSON schema every program config is validated against")
-async def get_config_schema(_: Reader) -> dict[str, Any]:
+async def get_config_schema(_: CanRead) -> dict[str, Any]:
     return {"schema_version": config_schema.CURRENT_VERSION, "schema": config_schema.json_schema()}
 
 
-@router.post("", status_code=201, summary="Create a program (its revision 1)")
+@router.post(
+    "", status_code=201, response_model=Program, summary="Create a program (its revision 1)"
+)
 async def create_program(
-    data: ProgramCreate, request: Request, response: Response, session: Session, principal: Writer
-) -> Program:
+    data: ProgramCreate, request: Request, session: Session, principal: CanWrite
+) -> JSONResponse:
     row = await service.create(session, data, _actor(request, principal), _images(request))
-    response.headers["Location"] = f"/api/programs/{row['id']}"
-    return _program(row, response)
+    return _program(row, 201, {"Location": f"/api/programs/{row['id']}"})
 
 
 @router.get("", summary="List programs (cursor pagination)")
 async def list_programs(
-    session: Session,
-    _: Reader,
+    pool: ReadPool,
+    _: CanRead,
     q: Annotated[str | None, Query(max_length=200, description="part of the name")] = None,
     tag: Annotated[str | None, Query(max_length=64)] = None,
     archived: ArchivedFilter = "false",
@@ -92,7 +103,7 @@ async def list_programs(
     limit: Annotated[int, Query(ge=1, le=pagination.MAX_PAGE)] = pagination.DEFAULT_PAGE,
 ) -> ProgramPage:
     rows, next_cursor = await service.list_page(
-        session, sort=sort, cursor=cursor, limit=limit, search=q, tag=tag, archived=archived
+        pool, sort=sort, cursor=cursor, limit=limit, search=q, tag=tag, archived=archived
     )
     items = [
         ProgramSummary(
@@ -112,64 +123,69 @@ async def list_programs(
     return ProgramPage(items=items, next_cursor=next_cursor)
 
 
-@router.get("/{program_id}", summary="A program with its current revision")
-async def get_program(
-    program_id: uuid.UUID, response: Response, session: Session, _: Reader
-) -> Program:
-    return _program(await service.get(session, program_id), response)
+@router.get("/{program_id}", response_model=Program, summary="A program with its current revision")
+async def get_program(program_id: uuid.UUID, pool: ReadPool, _: CanRead) -> JSONResponse:
+    return _program(await service.fetch(pool, program_id))
 
 
-@router.put("/{program_id}", summary="Save a program: a new immutable revision (needs If-Match)")
+@router.put(
+    "/{program_id}",
+    response_model=Program,
+    summary="Save a program: a new immutable revision (needs If-Match)",
+)
 async def update_program(
     program_id: uuid.UUID,
     data: ProgramWrite,
     request: Request,
-    response: Response,
     session: Session,
-    principal: Writer,
+    principal: CanWrite,
     if_match: IfMatch = None,
-) -> Program:
+) -> JSONResponse:
     row = await service.update(
         session, program_id, data, if_match, _actor(request, principal), _images(request)
     )
-    return _program(row, response)
+    return _program(row)
 
 
-@router.post("/{program_id}/archive", summary="Archive a program (needs If-Match)")
+@router.post(
+    "/{program_id}/archive", response_model=Program, summary="Archive a program (needs If-Match)"
+)
 async def archive_program(
     program_id: uuid.UUID,
     request: Request,
-    response: Response,
     session: Session,
-    principal: Writer,
+    principal: CanWrite,
     if_match: IfMatch = None,
-) -> Program:
+) -> JSONResponse:
     row = await service.set_archived(
         session, program_id, True, if_match, _actor(request, principal)
     )
-    return _program(row, response)
+    return _program(row)
 
 
-@router.post("/{program_id}/unarchive", summary="Bring an archived program back (needs If-Match)")
+@router.post(
+    "/{program_id}/unarchive",
+    response_model=Program,
+    summary="Bring an archived program back (needs If-Match)",
+)
 async def unarchive_program(
     program_id: uuid.UUID,
     request: Request,
-    response: Response,
     session: Session,
-    principal: Writer,
+    principal: CanWrite,
     if_match: IfMatch = None,
-) -> Program:
+) -> JSONResponse:
     row = await service.set_archived(
         session, program_id, False, if_match, _actor(request, principal)
     )
-    return _program(row, response)
+    return _program(row)
 
 
 @router.get("/{program_id}/revisions", summary="The revision history, newest first")
 async def list_revisions(
     program_id: uuid.UUID,
     session: Session,
-    _: Reader,
+    _: CanRead,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
     limit: Annotated[int, Query(ge=1, le=pagination.MAX_PAGE)] = pagination.DEFAULT_PAGE,
 ) -> RevisionPage:
@@ -180,7 +196,7 @@ async def list_revisions(
 
 @router.get("/{program_id}/revisions/{revision}", summary="One revision, exactly as it was saved")
 async def get_revision(
-    program_id: uuid.UUID, revision: Annotated[int, Path(ge=1)], session: Session, _: Reader
+    program_id: uuid.UUID, revision: Annotated[int, Path(ge=1)], session: Session, _: CanRead
 ) -> Revision:
     row = await service.revision(session, program_id, revision)
     return Revision.model_validate({**dict(row), "tags": list(row["tags"])})
@@ -190,7 +206,7 @@ async def get_revision(
 async def diff_revisions(
     program_id: uuid.UUID,
     session: Session,
-    _: Reader,
+    _: CanRead,
     from_: Annotated[int, Query(alias="from", ge=1)],
     to: Annotated[int, Query(ge=1)],
 ) -> RevisionDiff:

@@ -4,12 +4,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from loupe_catalog.tables import image_records, program_revisions, programs
 
+Executor = AsyncSession | AsyncConnection
 _SORT_COLUMNS: dict[str, Any] = {
     "name": sa.func.lower(programs.c.name),
     "created_at": programs.c.created_at,
@@ -17,9 +19,14 @@ _SORT_COLUMNS: dict[str, Any] = {
 }
 
 
-async def get(
-    session: AsyncSession, program_id: uuid.UUID, *, for_update: bool = False
-) -> RowMapping | None:
+async def lock(session: Executor, program_id: uuid.UUID) -> bool:
+    """Lock the program row for this transaction. Locked alone, not through the join with
+    its revision: a join re-checked after a concurrent update would lose the row."""
+    query = sa.select(programs.c.id).where(programs.c.id == program_id).with_for_update()
+    return (await session.execute(query)).first() is not None
+
+
+async def get(session: Executor, program_id: uuid.UUID) -> RowMapping | None:
     query = (
         sa.select(programs, program_revisions.c.config, program_revisions.c.schema_version)
         .join(
@@ -31,18 +38,16 @@ async def get(
         )
         .where(programs.c.id == program_id)
     )
-    if for_update:
-        query = query.with_for_update(of=programs)
     return (await session.execute(query)).mappings().first()
 
 
-async def get_by_legacy_id(session: AsyncSession, legacy_id: str) -> RowMapping | None:
+async def get_by_legacy_id(session: Executor, legacy_id: str) -> RowMapping | None:
     query = sa.select(programs.c.id).where(programs.c.legacy_id == legacy_id)
     return (await session.execute(query)).mappings().first()
 
 
 async def active_name_taken(
-    session: AsyncSession, name: str, *, other_than: uuid.UUID | None = None
+    session: Executor, name: str, *, other_than: uuid.UUID | None = None
 ) -> bool:
     query = sa.select(programs.c.id).where(
         sa.func.lower(programs.c.name) == name.lower(), programs.c.archived_at.is_(None)
@@ -52,11 +57,11 @@ async def active_name_taken(
     return (await session.execute(query.limit(1))).first() is not None
 
 
-async def insert(session: AsyncSession, values: dict[str, Any]) -> None:
+async def insert(session: Executor, values: dict[str, Any]) -> None:
     await session.execute(sa.insert(programs).values(**values))
 
 
-async def update(session: AsyncSession, program_id: uuid.UUID, values: dict[str, Any]) -> None:
+async def update(session: Executor, program_id: uuid.UUID, values: dict[str, Any]) -> None:
     await session.execute(
         sa.update(programs)
         .where(programs.c.id == program_id)
@@ -64,12 +69,12 @@ async def update(session: AsyncSession, program_id: uuid.UUID, values: dict[str,
     )
 
 
-async def insert_revision(session: AsyncSession, values: dict[str, Any]) -> None:
+async def insert_revision(session: Executor, values: dict[str, Any]) -> None:
     await session.execute(sa.insert(program_revisions).values(**values))
 
 
 async def get_revision(
-    session: AsyncSession, program_id: uuid.UUID, revision: int
+    session: Executor, program_id: uuid.UUID, revision: int
 ) -> RowMapping | None:
     query = sa.select(program_revisions).where(
         program_revisions.c.program_id == program_id, program_revisions.c.revision == revision
@@ -78,7 +83,7 @@ async def get_revision(
 
 
 async def list_revisions(
-    session: AsyncSession, program_id: uuid.UUID, *, before: int | None, limit: int
+    session: Executor, program_id: uuid.UUID, *, before: int | None, limit: int
 ) -> list[RowMapping]:
     query = (
         sa.select(
@@ -100,7 +105,7 @@ async def list_revisions(
 
 
 async def list_page(
-    session: AsyncSession,
+    session: Executor,
     *,
     sort: str,
     after: tuple[Any, str] | None,
@@ -143,7 +148,7 @@ async def list_page(
     return list((await session.execute(query)).mappings())
 
 
-async def image_known(session: AsyncSession, sha256: str) -> bool:
+async def image_known(session: Executor, sha256: str) -> bool:
     query = sa.select(image_records.c.sha256).where(image_records.c.sha256 == sha256)
     return (await session.execute(query)).first() is not None
 
@@ -156,3 +161,61 @@ def parse_sort_key(sort: str, raw: Any) -> Any:
     if not isinstance(raw, str):
         raise ValueError("time key")
     return datetime.fromisoformat(raw)
+
+
+# --- hot read paths, on the plain asyncpg pool -------------------------------------------
+
+_PROGRAM_SQL = """
+SELECT p.*, r.config, r.schema_version
+FROM programs p
+JOIN program_revisions r ON r.program_id = p.id AND r.revision = p.current_revision
+WHERE p.id = $1
+"""
+_SORT_SQL = {"name": "lower(name)", "created_at": "created_at", "updated_at": "updated_at"}
+
+
+async def fetch(pool: asyncpg.Pool, program_id: uuid.UUID) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await pool.fetchrow(_PROGRAM_SQL, program_id)
+    return row
+
+
+async def fetch_page(
+    pool: asyncpg.Pool,
+    *,
+    sort: str,
+    after: tuple[Any, str] | None,
+    limit: int,
+    search: str | None,
+    tag: str | None,
+    archived: str,
+) -> list[asyncpg.Record]:
+    """The same listing as `list_page`, as one prepared statement per filter shape."""
+    key = _SORT_SQL[sort.lstrip("-")]
+    descending = sort.startswith("-")
+    where: list[str] = []
+    args: list[Any] = []
+    if archived == "false":
+        where.append("archived_at IS NULL")
+    elif archived == "true":
+        where.append("archived_at IS NOT NULL")
+    if search:
+        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        args.append(f"%{escaped}%")
+        where.append(f"name ILIKE ${len(args)} ESCAPE '\\'")
+    if tag:
+        args.append([tag])
+        where.append(f"tags @> ${len(args)}::text[]")
+    if after is not None:
+        args += [after[0], uuid.UUID(after[1])]
+        where.append(f"({key}, id) {'<' if descending else '>'} (${len(args) - 1}, ${len(args)})")
+    args.append(limit)
+    direction = "DESC" if descending else "ASC"
+    # Only constant fragments are joined here; every value is a parameter.
+    columns = (
+        "id, name, description, tags, archived_at, current_revision, master_image_sha256, "
+        f"data_checksum, created_at, updated_at, {key} AS sort_key"
+    )
+    condition = f"WHERE {' AND '.join(where)} " if where else ""
+    order = f"ORDER BY {key} {direction}, id {direction} LIMIT ${len(args)}"
+    sql = f"SELECT {columns} FROM programs {condition}{order}"  # noqa: S608
+    return list(await pool.fetch(sql, *args))

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 from pydantic import ValidationError
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +22,7 @@ from loupe_catalog.outbox import repository as outbox
 from loupe_catalog.programs import config as config_schema
 from loupe_catalog.programs import repository
 from loupe_catalog.programs.diff import config_changes
+from loupe_catalog.programs.repository import Executor
 from loupe_catalog.programs.schemas import ProgramCreate, ProgramWrite
 from loupe_shared.contracts import subjects
 from loupe_shared.contracts.events import ProgramArchived, ProgramRevised
@@ -289,15 +291,23 @@ async def set_archived(
     return await _reload(session, program_id)
 
 
-async def get(session: AsyncSession, program_id: uuid.UUID) -> RowMapping:
+async def get(session: Executor, program_id: uuid.UUID) -> RowMapping:
     row = await repository.get(session, program_id)
     if row is None:
         raise Problem(404, f"No program {program_id}.")
     return row
 
 
+async def fetch(pool: asyncpg.Pool, program_id: uuid.UUID) -> asyncpg.Record:
+    """`get` on the hot read path."""
+    row = await repository.fetch(pool, program_id)
+    if row is None:
+        raise Problem(404, f"No program {program_id}.")
+    return row
+
+
 async def list_page(
-    session: AsyncSession,
+    pool: asyncpg.Pool,
     *,
     sort: str,
     cursor: str | None,
@@ -305,7 +315,7 @@ async def list_page(
     search: str | None,
     tag: str | None,
     archived: str,
-) -> tuple[list[RowMapping], str | None]:
+) -> tuple[list[asyncpg.Record], str | None]:
     after = None
     if cursor:
         raw_key, last_id = pagination.decode(cursor, sort)
@@ -315,8 +325,8 @@ async def list_page(
             raise Problem(
                 400, "The cursor is not valid for this listing.", title="Invalid cursor"
             ) from None
-    rows = await repository.list_page(
-        session, sort=sort, after=after, limit=limit + 1, search=search, tag=tag, archived=archived
+    rows = await repository.fetch_page(
+        pool, sort=sort, after=after, limit=limit + 1, search=search, tag=tag, archived=archived
     )
     next_cursor = None
     if len(rows) > limit:
@@ -328,7 +338,7 @@ async def list_page(
     return rows[:limit], next_cursor
 
 
-async def revision(session: AsyncSession, program_id: uuid.UUID, number: int) -> RowMapping:
+async def revision(session: Executor, program_id: uuid.UUID, number: int) -> RowMapping:
     await get(session, program_id)
     row = await repository.get_revision(session, program_id, number)
     if row is None:
@@ -337,7 +347,7 @@ async def revision(session: AsyncSession, program_id: uuid.UUID, number: int) ->
 
 
 async def revisions(
-    session: AsyncSession, program_id: uuid.UUID, cursor: str | None, limit: int
+    session: Executor, program_id: uuid.UUID, cursor: str | None, limit: int
 ) -> tuple[list[RowMapping], str | None]:
     await get(session, program_id)
     before = None
@@ -355,9 +365,7 @@ async def revisions(
     return rows[:limit], next_cursor
 
 
-async def diff(
-    session: AsyncSession, program_id: uuid.UUID, first: int, second: int
-) -> dict[str, Any]:
+async def diff(session: Executor, program_id: uuid.UUID, first: int, second: int) -> dict[str, Any]:
     old = await revision(session, program_id, first)
     new = await revision(session, program_id, second)
     fields = {
@@ -379,10 +387,9 @@ async def diff(
 
 
 async def _locked(session: AsyncSession, program_id: uuid.UUID) -> RowMapping:
-    row = await repository.get(session, program_id, for_update=True)
-    if row is None:
+    if not await repository.lock(session, program_id):
         raise Problem(404, f"No program {program_id}.")
-    return row
+    return await _reload(session, program_id)
 
 
 async def _reload(session: AsyncSession, program_id: uuid.UUID) -> RowMapping:

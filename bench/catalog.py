@@ -1,0 +1,180 @@
+"""Catalog reads at 10,000 programs / 50,000 revisions, concurrency 16: get-by-id and a
+50-item list page through the gateway, next to a bare FastAPI + psycopg primary-key read."""
+
+import asyncio
+import json
+import random
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from bench import loadgen
+from loupe_stack.processes import free_port, http_ok, wait_until
+from loupe_stack.stack import Stack
+
+PROGRAMS = 10_000
+REVISIONS_PER_PROGRAM = 5
+CONCURRENCY = 16
+DURATION_S = 8.0
+
+
+def _config(i: int) -> str:
+    tools = [
+        {
+            "id": f"tool_{t}",
+            "name": f"Check {t}",
+            "type": "difference",
+            "enabled": True,
+            "roi": {"x": t * 10, "y": 5, "width": 120, "height": 90},
+            "threshold": 20 + i % 7,
+            "min_defect_area": 30,
+            "max_defects": 0,
+        }
+        for t in range(3)
+    ]
+    return json.dumps(
+        {
+            "schema_version": 3,
+            "tools": tools,
+            "alignment": {
+                "method": "ecc",
+                "max_shift_px": 20.0,
+                "max_rotation_deg": 2.0,
+                "scale": 0.5,
+            },
+            "acquisition": {"trigger_mode": "internal", "exposure": None},
+        }
+    )
+
+
+async def seed(stack: Stack) -> list[uuid.UUID]:
+    e = stack.endpoints
+    conn = await asyncpg.connect(
+        host=e.pg_host,
+        port=e.pg_port,
+        user=e.pg_user,
+        password=e.pg_password,
+        database=e.pg_database,
+    )
+    try:
+        ids = [uuid.uuid4() for _ in range(PROGRAMS)]
+        now = datetime.now(UTC)
+        await conn.copy_records_to_table(
+            "programs",
+            columns=[
+                "id",
+                "name",
+                "description",
+                "tags",
+                "current_revision",
+                "data_checksum",
+                "created_at",
+                "updated_at",
+            ],
+            records=[
+                (
+                    pid,
+                    f"Bench program {i:05d}",
+                    "seeded",
+                    ["bench", f"line-{i % 20}"],
+                    REVISIONS_PER_PROGRAM,
+                    "0" * 64,
+                    now - timedelta(seconds=i),
+                    now - timedelta(seconds=i),
+                )
+                for i, pid in enumerate(ids)
+            ],
+        )
+        await conn.copy_records_to_table(
+            "program_revisions",
+            columns=[
+                "program_id",
+                "revision",
+                "name",
+                "description",
+                "tags",
+                "config",
+                "schema_version",
+                "data_checksum",
+                "created_at",
+                "created_by",
+                "message",
+            ],
+            records=[
+                (
+                    pid,
+                    rev,
+                    f"Bench program {i:05d}",
+                    "seeded",
+                    ["bench"],
+                    _config(i + rev),
+                    3,
+                    "0" * 64,
+                    now,
+                    "bench",
+                    "",
+                )
+                for i, pid in enumerate(ids)
+                for rev in range(1, REVISIONS_PER_PROGRAM + 1)
+            ],
+        )
+        await conn.execute("ANALYZE programs; ANALYZE program_revisions")
+    finally:
+        await conn.close()
+    return ids
+
+
+def bench_catalog(stack: Stack) -> list[dict[str, Any]]:
+    ids = asyncio.run(seed(stack))
+    e = stack.endpoints
+    port = free_port()
+    dsn = f"postgresql://{e.pg_user}:{e.pg_password}@{e.pg_host}:{e.pg_port}/{e.pg_database}"
+    baseline = subprocess.Popen([sys.executable, "-m", "bench.baseline_app", dsn, str(port)])
+    rows: list[dict[str, Any]] = []
+    try:
+        wait_until("baseline", lambda: http_ok(f"http://127.0.0.1:{port}/docs"), None, 30)
+        token = {"Authorization": f"Bearer {stack.admin_token}"}
+        cases: list[tuple[str, str, Callable[[], str], dict[str, str]]] = [
+            (
+                "bare FastAPI + psycopg get-by-id (baseline)",
+                f"http://127.0.0.1:{port}",
+                lambda: f"/programs/{random.choice(ids)}",
+                {},
+            ),
+            (
+                "get-by-id through the gateway",
+                stack.gateway_url,
+                lambda: f"/api/programs/{random.choice(ids)}",
+                token,
+            ),
+            (
+                "list page of 50 through the gateway",
+                stack.gateway_url,
+                lambda: f"/api/programs?limit=50&q=Bench%20program%20{random.randint(0, 9)}",
+                token,
+            ),
+        ]
+        for case, base_url, path_for, headers in cases:
+            for label in ("warm-up", case):
+                figures = asyncio.run(
+                    loadgen.run(
+                        path_for,
+                        base_url,
+                        headers,
+                        concurrency=CONCURRENCY,
+                        duration_s=DURATION_S if label == case else 2.0,
+                    )
+                )
+            rows.append({"bench": "catalog", "case": case, **figures})
+    finally:
+        baseline.terminate()
+        baseline.wait(10)
+    base = rows[0]["req_per_s"]
+    for row in rows[1:]:
+        row["throughput_vs_baseline"] = round(row["req_per_s"] / base, 2)
+    return rows
