@@ -35,7 +35,7 @@ def build(dsn: str) -> FastAPI:
                 "ON r.program_id = p.id AND r.revision = p.current_revision WHERE p.id = %s",
                 (program_id,),
             )
-            row = await cursor.fetchone()
+            row: dict[str, Any] | None = await cursor.fetchone()  # type: ignore[assignment]
         if row is None:
             raise HTTPException(404)
         return row

@@ -155,7 +155,7 @@ def bench_catalog(stack: Stack) -> list[dict[str, Any]]:
             (
                 "list page of 50 through the gateway",
                 stack.gateway_url,
-                lambda: f"/api/programs?limit=50&q=Bench%20program%20{random.randint(0, 9)}",
+                lambda: f"/api/programs?limit=50&tag=line-{random.randint(0, 19)}",
                 token,
             ),
         ]

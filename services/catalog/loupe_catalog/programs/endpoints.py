@@ -15,7 +15,6 @@ from loupe_catalog.programs.schemas import (
     Program,
     ProgramCreate,
     ProgramPage,
-    ProgramSummary,
     ProgramWrite,
     Revision,
     RevisionDiff,
@@ -91,7 +90,7 @@ async def create_program(
     return _program(row, 201, {"Location": f"/api/programs/{row['id']}"})
 
 
-@router.get("", summary="List programs (cursor pagination)")
+@router.get("", response_model=ProgramPage, summary="List programs (cursor pagination)")
 async def list_programs(
     pool: ReadPool,
     _: CanRead,
@@ -101,26 +100,26 @@ async def list_programs(
     sort: SortKey = "name",
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
     limit: Annotated[int, Query(ge=1, le=pagination.MAX_PAGE)] = pagination.DEFAULT_PAGE,
-) -> ProgramPage:
+) -> JSONResponse:
     rows, next_cursor = await service.list_page(
         pool, sort=sort, cursor=cursor, limit=limit, search=q, tag=tag, archived=archived
     )
     items = [
-        ProgramSummary(
-            id=row["id"],
-            name=row["name"],
-            description=row["description"],
-            tags=list(row["tags"]),
-            archived=row["archived_at"] is not None,
-            revision=row["current_revision"],
-            master_image_sha256=row["master_image_sha256"],
-            data_checksum=row["data_checksum"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-        )
+        {
+            "id": str(row["id"]),
+            "name": row["name"],
+            "description": row["description"],
+            "tags": list(row["tags"]),
+            "archived": row["archived_at"] is not None,
+            "revision": row["current_revision"],
+            "master_image_sha256": row["master_image_sha256"],
+            "data_checksum": row["data_checksum"],
+            "created_at": _iso(row["created_at"]),
+            "updated_at": _iso(row["updated_at"]),
+        }
         for row in rows
     ]
-    return ProgramPage(items=items, next_cursor=next_cursor)
+    return JSONResponse({"items": items, "next_cursor": next_cursor})
 
 
 @router.get("/{program_id}", response_model=Program, summary="A program with its current revision")

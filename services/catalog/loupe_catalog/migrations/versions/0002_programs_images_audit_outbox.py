@@ -63,6 +63,9 @@ def upgrade() -> None:
     op.create_index("programs_updated_id", "programs", ["updated_at", "id"])
     op.create_index("programs_created_id", "programs", ["created_at", "id"])
     op.create_index("programs_tags", "programs", ["tags"], postgresql_using="gin")
+    # Name search (`?q=`) is a substring match: trigrams make it an index lookup.
+    op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    op.execute("CREATE INDEX programs_name_trgm ON programs USING gin (name gin_trgm_ops)")
     op.create_table(
         "program_revisions",
         sa.Column(
@@ -137,4 +140,5 @@ def downgrade() -> None:
     op.drop_table("audit_log")
     op.drop_table("program_revisions")
     op.drop_table("programs")
+    op.execute("DROP EXTENSION IF EXISTS pg_trgm")
     op.drop_table("image_records")
