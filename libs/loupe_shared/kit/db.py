@@ -50,6 +50,10 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 Session = Annotated[AsyncSession, Depends(get_session)]
 
 
+async def _no_reset(_: asyncpg.Connection) -> None:
+    return None
+
+
 async def create_read_pool(settings: DatabaseSettings, application_name: str) -> asyncpg.Pool:
     """A plain asyncpg pool for hot read paths, where SQLAlchemy's per-query overhead is most
     of the cost (see docs/performance.md). JSON columns decode to Python values."""
@@ -69,12 +73,14 @@ async def create_read_pool(settings: DatabaseSettings, application_name: str) ->
         min_size=2,
         max_size=settings.db_pool_size,
         init=init,
+        # Only single read statements run here: no session state to reset on release.
+        reset=_no_reset,
         server_settings={"application_name": application_name},
     )
     return pool
 
 
-def get_read_pool(request: Request) -> asyncpg.Pool:
+async def get_read_pool(request: Request) -> asyncpg.Pool:
     pool: asyncpg.Pool = request.app.state.read_pool
     return pool
 
