@@ -1,5 +1,8 @@
-"""The bare baseline for catalog reads: FastAPI + psycopg, one primary-key SELECT, no auth,
-no gateway, no validation. `python -m bench.baseline_app DSN PORT`."""
+"""The bare baseline for catalog reads: FastAPI + psycopg, one SELECT per request (a
+primary-key read, or the same list query), no auth, no gateway, no validation.
+
+`python -m bench.baseline_app DSN PORT`
+"""
 
 import sys
 import uuid
@@ -39,6 +42,19 @@ def build(dsn: str) -> FastAPI:
         if row is None:
             raise HTTPException(404)
         return row
+
+    @app.get("/programs")
+    async def list_programs(tag: str, limit: int = 50) -> dict[str, Any]:
+        async with pool.connection() as conn:
+            cursor = await conn.execute(
+                "SELECT id, name, description, tags, archived_at, current_revision, "
+                "master_image_sha256, data_checksum, created_at, updated_at FROM programs "
+                "WHERE archived_at IS NULL AND tags @> %s::text[] "
+                "ORDER BY lower(name), id LIMIT %s",
+                ([tag], limit),
+            )
+            rows = await cursor.fetchall()
+        return {"items": rows}
 
     return app
 

@@ -153,6 +153,12 @@ def bench_catalog(stack: Stack) -> list[dict[str, Any]]:
                 token,
             ),
             (
+                "bare FastAPI + psycopg list page of 50 (baseline)",
+                f"http://127.0.0.1:{port}",
+                lambda: f"/programs?tag=line-{random.randint(0, 19)}",
+                {},
+            ),
+            (
                 "list page of 50 through the gateway",
                 stack.gateway_url,
                 lambda: f"/api/programs?limit=50&tag=line-{random.randint(0, 19)}",
@@ -174,7 +180,8 @@ def bench_catalog(stack: Stack) -> list[dict[str, Any]]:
     finally:
         baseline.terminate()
         baseline.wait(10)
-    base = rows[0]["req_per_s"]
-    for row in rows[1:]:
-        row["throughput_vs_baseline"] = round(row["req_per_s"] / base, 2)
+    pk_base, list_base = rows[0]["req_per_s"], rows[2]["req_per_s"]
+    rows[1]["throughput_vs_baseline"] = round(rows[1]["req_per_s"] / pk_base, 2)
+    rows[3]["throughput_vs_pk_baseline"] = round(rows[3]["req_per_s"] / pk_base, 2)
+    rows[3]["throughput_vs_list_baseline"] = round(rows[3]["req_per_s"] / list_base, 2)
     return rows

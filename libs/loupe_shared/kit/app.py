@@ -1,5 +1,6 @@
 """The application factory and runner every HTTP service uses."""
 
+import gc
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -78,6 +79,11 @@ def create_app(
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     """Run on uvicorn; SIGTERM or SIGINT drains in-flight requests, then stops."""
+    # Objects alive after start-up are never garbage; moving them out of the collector's
+    # view, and collecting young objects less often, shortens the latency tail.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 50, 100)
     config = uvicorn.Config(
         app,
         host=settings.host,
