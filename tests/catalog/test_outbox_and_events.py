@@ -231,3 +231,60 @@ def test_audit_log_is_append_only(platform: Stack, gateway: httpx.Client, admin_
     assert entry["request_id"]
     assert entry["before_checksum"] is None
     assert len(entry["after_checksum"]) == 64
+
+
+def test_actions_audited_by_other_services_land_once(
+    gateway: httpx.Client, admin_token: str, nats_settings: NatsSettings
+) -> None:
+    from loupe_shared.contracts.events import AuditRecorded
+
+    target = f"image:{random_sha()}"
+    event = AuditRecorded(
+        actor="line-7",
+        actor_token_id="0123456789abcdef",
+        role="line",
+        action="images.download",
+        target=target,
+        request_id="dl-1",
+        details={"bytes": 1234},
+    )
+    body = event.model_dump_json().encode()
+    publish(nats_settings, subjects.AUDIT_RECORDED, body, {"Nats-Msg-Id": event.event_id})
+    publish(
+        nats_settings, subjects.AUDIT_RECORDED, body, {"Nats-Msg-Id": "resent-" + event.event_id}
+    )
+
+    def entries() -> list[dict[str, Any]]:
+        page = gateway.get(
+            "/api/audit", params={"target": target}, headers=auth(admin_token)
+        ).json()
+        return list(page["items"])
+
+    eventually("audit entry appended", lambda: len(entries()) == 1, timeout_s=10)
+    marker = random_sha()
+    publish(
+        nats_settings,
+        subjects.AUDIT_RECORDED,
+        AuditRecorded(
+            actor="x",
+            actor_token_id=None,
+            role="line",
+            action="images.download",
+            target=f"image:{marker}",
+        )
+        .model_dump_json()
+        .encode(),
+    )
+    eventually(
+        "later event appended",
+        lambda: (
+            gateway.get(
+                "/api/audit", params={"target": f"image:{marker}"}, headers=auth(admin_token)
+            ).json()["items"]
+            != []
+        ),
+    )
+    (entry,) = entries()  # the resent copy was not appended
+    assert entry["action"] == "images.download"
+    assert entry["request_id"] == "dl-1"
+    assert entry["details"] == {"bytes": 1234}

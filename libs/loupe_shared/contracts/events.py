@@ -6,7 +6,7 @@ Unknown fields are kept so an older consumer does not drop what a newer producer
 
 import uuid
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -68,6 +68,19 @@ class BackupFinished(Event):
     backup_id: str
     status: Literal["completed", "failed"]
     error: str | None = None
+
+
+class AuditRecorded(Event):
+    """An auditable action done outside the catalog; the catalog appends it to the audit log."""
+
+    actor: str
+    actor_token_id: str | None
+    role: str
+    action: str
+    target: str
+    before_checksum: str | None = None
+    after_checksum: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
 
 
 class IntegrityMismatch(Event):

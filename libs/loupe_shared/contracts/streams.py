@@ -25,6 +25,8 @@ STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec("INSPECTION", ("inspection.>",), work_queue=True),
     StreamSpec("BACKUP", ("backup.>",), max_age_s=30 * 86400),
     StreamSpec("INTEGRITY", ("integrity.>",), max_age_s=30 * 86400),
+    # What other services did that the audit log must show (downloads, exports, restores).
+    StreamSpec("AUDIT", ("audit.>",), max_age_s=30 * 86400),
     StreamSpec("DEADLETTER", (f"{subjects.DEADLETTER}.>",), max_age_s=30 * 86400),
 )
 

@@ -15,6 +15,7 @@ BACKUP_PROGRESS = "backup.progress"
 BACKUP_COMPLETED = "backup.completed"
 BACKUP_FAILED = "backup.failed"
 INTEGRITY_MISMATCH = "integrity.mismatch"
+AUDIT_RECORDED = "audit.recorded"
 DEADLETTER = "deadletter"
 
 

@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager, suppress
 from fastapi import FastAPI, Request
 
 from loupe_catalog.audit import endpoints as audit_endpoints
+from loupe_catalog.audit import tasks as audit_tasks
 from loupe_catalog.image_records import endpoints as image_record_endpoints
 from loupe_catalog.image_records import tasks as image_record_tasks
 from loupe_catalog.images_client import ImagesClient
@@ -13,7 +14,7 @@ from loupe_catalog.programs import endpoints as program_endpoints
 from loupe_catalog.schema import endpoints as schema_endpoints
 from loupe_catalog.schema import service as schema_service
 from loupe_catalog.settings import CatalogSettings
-from loupe_shared.kit import db
+from loupe_shared.kit import consumers, db
 from loupe_shared.kit.app import create_app
 from loupe_shared.kit.runtime import check_nats, check_tokens, nats_and_tokens
 
@@ -41,12 +42,25 @@ def build(settings: CatalogSettings) -> FastAPI:
                 )
                 app.state.relay = relay
                 tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
-                tasks.append(
-                    asyncio.create_task(
-                        image_record_tasks.consume(engine, app.state.js, settings.namespace),
-                        name="image-records",
+                for name, stream, subject, durable, handler in (
+                    (
+                        "image-records",
+                        "IMAGES",
+                        "images.>",
+                        image_record_tasks.DURABLE,
+                        image_record_tasks.handler(engine),
+                    ),
+                    ("audit", "AUDIT", "audit.>", audit_tasks.DURABLE, audit_tasks.handler(engine)),
+                ):
+                    consumer = consumers.consume(
+                        app.state.js,
+                        stream=stream,
+                        filter_subject=subject,
+                        durable=durable,
+                        handler=handler,
+                        namespace=settings.namespace,
                     )
-                )
+                    tasks.append(asyncio.create_task(consumer, name=name))
                 try:
                     yield
                 finally:

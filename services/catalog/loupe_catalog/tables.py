@@ -72,6 +72,7 @@ audit_log = sa.Table(
     sa.Column("before_checksum", sa.Text),
     sa.Column("after_checksum", sa.Text),
     sa.Column("details", pg.JSONB, nullable=False),
+    sa.Column("event_id", sa.Text, unique=True),
 )
 
 outbox = sa.Table(

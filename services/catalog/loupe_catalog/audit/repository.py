@@ -4,14 +4,23 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from loupe_catalog.tables import audit_log
 
 
 async def record(session: AsyncSession, values: dict[str, Any]) -> None:
     await session.execute(sa.insert(audit_log).values(**values))
+
+
+async def record_once(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    """Append an event from another service; a redelivered event is not appended twice."""
+    statement = (
+        insert(audit_log).values(**values).on_conflict_do_nothing(index_elements=["event_id"])
+    )
+    await conn.execute(statement)
 
 
 async def list_page(

@@ -100,6 +100,8 @@ def upgrade() -> None:
         sa.Column("before_checksum", sa.Text),
         sa.Column("after_checksum", sa.Text),
         sa.Column("details", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+        # Set for rows that came as `audit.recorded` events: makes their delivery idempotent.
+        sa.Column("event_id", sa.Text, unique=True),
     )
     op.create_index("audit_log_at", "audit_log", ["at", "id"])
     op.create_index("audit_log_target", "audit_log", ["target", "id"])
