@@ -1,10 +1,15 @@
 import asyncio
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 
+from loupe_stack.bootstrap import SetupSettings, bootstrap
+from loupe_stack.processes import ManagedProcess, free_port, http_ok, wait_until
 from loupe_stack.stack import Stack
 
 
@@ -28,3 +33,59 @@ def scratch_database(platform: Stack) -> Iterator[str]:
         yield name
     finally:
         asyncio.run(_admin(platform, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+class IsolatedCatalog:
+    """A catalog process of a test's own: its own database and NATS namespace (so it sees
+    none of the platform's events), started and stopped by the test."""
+
+    def __init__(self, platform: Stack, database: str, namespace: str, log_dir: Path) -> None:
+        self.platform = platform
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_dir = log_dir
+        self.env = {
+            **platform.service_env("catalog"),
+            "CATALOG_DB_NAME": database,
+            "CATALOG_NAMESPACE": namespace,
+            "CATALOG_PORT": str(self.port),
+        }
+
+    def start(self, **env: str) -> ManagedProcess:
+        process = ManagedProcess(
+            "catalog",
+            [sys.executable, "-m", "loupe_catalog"],
+            env={**self.env, **env},
+            log_path=self.log_dir / "catalog.log",
+        )
+        process.start()
+        wait_until("catalog", lambda: http_ok(f"{self.url}/readyz"), process, 60)
+        return process
+
+
+@pytest.fixture
+def isolated_catalog(
+    platform: Stack, scratch_database: str, admin_token: str, tmp_path: Path
+) -> IsolatedCatalog:
+    namespace = f"t{uuid.uuid4().hex[:8]}"
+    e = platform.endpoints
+    settings = SetupSettings(
+        nats_url=e.nats_url,
+        nats_user=e.nats_user,
+        nats_password=e.nats_password,
+        namespace=namespace,
+        s3_endpoint=e.s3_endpoint,
+        s3_access_key=e.s3_access_key,
+        s3_secret_key=e.s3_secret_key,
+        images_bucket=f"{namespace}-images",
+        backup_bucket=f"{namespace}-backups",
+    )
+    asyncio.run(bootstrap(settings, admin_token=admin_token))
+    catalog = IsolatedCatalog(platform, scratch_database, namespace, tmp_path)
+    subprocess.run(
+        [sys.executable, "-m", "loupe_catalog", "migrate"],
+        env=catalog.env,
+        check=True,
+        capture_output=True,
+    )
+    return catalog

@@ -3,10 +3,7 @@ and marking; image events become records idempotently; malformed ones are dead-l
 
 import asyncio
 import json
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -18,9 +15,8 @@ from loupe_shared.contracts import subjects
 from loupe_shared.contracts.events import ImageStored
 from loupe_shared.kit.nats import connect
 from loupe_shared.kit.settings import NatsSettings
-from loupe_stack.bootstrap import SetupSettings, bootstrap
-from loupe_stack.processes import ManagedProcess, free_port, http_ok, wait_until
 from loupe_stack.stack import Stack
+from tests.catalog.conftest import IsolatedCatalog
 from tests.catalog.helpers import new_program, publish, random_sha, stored_image
 from tests.conftest import auth
 from tests.support import eventually
@@ -126,60 +122,14 @@ async def _sql(platform: Stack, database: str, sql: str) -> list[asyncpg.Record]
 @pytest.mark.slow
 def test_relay_killed_between_publish_and_mark_loses_nothing_and_duplicates_nothing(
     platform: Stack,
+    isolated_catalog: IsolatedCatalog,
     scratch_database: str,
     admin_token: str,
     nats_settings: NatsSettings,
-    tmp_path: Path,
 ) -> None:
-    namespace = f"t{uuid.uuid4().hex[:8]}"
-    e = platform.endpoints
-    asyncio.run(
-        bootstrap(
-            SetupSettings(
-                nats_url=e.nats_url,
-                nats_user=e.nats_user,
-                nats_password=e.nats_password,
-                namespace=namespace,
-                s3_endpoint=e.s3_endpoint,
-                s3_access_key=e.s3_access_key,
-                s3_secret_key=e.s3_secret_key,
-                images_bucket=f"{namespace}-images",
-                backup_bucket=f"{namespace}-backups",
-            ),
-            admin_token=admin_token,
-        )
-    )
-    base_env = {
-        **platform.service_env("catalog"),
-        "CATALOG_DB_NAME": scratch_database,
-        "CATALOG_NAMESPACE": namespace,
-    }
-    subprocess.run(
-        [sys.executable, "-m", "loupe_catalog", "migrate"],
-        env=base_env,
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-
-    def catalog(crash: bool) -> ManagedProcess:
-        env = {
-            **base_env,
-            "CATALOG_PORT": str(port),
-            "CATALOG_OUTBOX_CRASH_AFTER_PUBLISH": "true" if crash else "false",
-        }
-        process = ManagedProcess(
-            "catalog",
-            [sys.executable, "-m", "loupe_catalog"],
-            env=env,
-            log_path=tmp_path / "catalog.log",
-        )
-        process.start()
-        wait_until("catalog", lambda: http_ok(f"{url}/readyz"), process, 60)
-        return process
-
-    doomed = catalog(crash=True)
+    namespace = isolated_catalog.env["CATALOG_NAMESPACE"]
+    url = isolated_catalog.url
+    doomed = isolated_catalog.start(CATALOG_OUTBOX_CRASH_AFTER_PUBLISH="true")
     created = httpx.post(
         f"{url}/api/programs", json=new_program(), headers=auth(admin_token), timeout=15
     )
@@ -190,25 +140,15 @@ def test_relay_killed_between_publish_and_mark_loses_nothing_and_duplicates_noth
 
     stream = subjects.stream_name("PROGRAMS", namespace)
     topic = subjects.subject(subjects.PROGRAMS_REVISED, namespace)
-    pending = asyncio.run(
-        _sql(platform, scratch_database, "SELECT event_id FROM outbox WHERE published_at IS NULL")
-    )
+    pending_sql = "SELECT event_id FROM outbox WHERE published_at IS NULL"
+    pending = asyncio.run(_sql(platform, scratch_database, pending_sql))
     assert len(pending) == 1  # the mark never happened
     assert [b["program_id"] for b, _ in _messages(nats_settings, stream, topic)] == [program_id]
 
-    survivor = catalog(crash=False)
+    survivor = isolated_catalog.start()
     try:
         eventually(
-            "outbox drained",
-            lambda: (
-                not asyncio.run(
-                    _sql(
-                        platform,
-                        scratch_database,
-                        "SELECT 1 FROM outbox WHERE published_at IS NULL",
-                    )
-                )
-            ),
+            "outbox drained", lambda: not asyncio.run(_sql(platform, scratch_database, pending_sql))
         )
         messages = _messages(nats_settings, stream, topic)
         assert [b["program_id"] for b, _ in messages] == [program_id]  # republished, deduplicated

@@ -3,6 +3,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 
+from loupe_images.images import endpoints as image_endpoints
 from loupe_images.settings import ImagesSettings
 from loupe_shared.kit import s3
 from loupe_shared.kit.app import create_app
@@ -13,6 +14,7 @@ def build(settings: ImagesSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.s3 = s3.client(settings)
+        app.state.settings = settings
         async with nats_and_tokens(app, settings, "loupe-images"):
             yield
 
@@ -24,6 +26,6 @@ def build(settings: ImagesSettings) -> FastAPI:
         title="Loupe images",
         description="Content-addressed image store: upload, serving, thumbnails, integrity.",
         lifespan=lifespan,
-        routers=[],
+        routers=[image_endpoints.router],
         readiness={"object_store": check_bucket, "nats": check_nats, "tokens": check_tokens},
     )

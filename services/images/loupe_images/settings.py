@@ -8,3 +8,8 @@ class ImagesSettings(ServiceSettings, S3Settings, NatsSettings):
 
     port: int = 8102
     images_bucket: str = "loupe-images"
+    max_upload_bytes: int = 64 * 1024 * 1024
+    # Larger images are refused from their header, before any decoding.
+    max_pixels: int = 100_000_000
+    # Uploads are held in memory up to this size, on disk beyond it.
+    spool_bytes: int = 8 * 1024 * 1024

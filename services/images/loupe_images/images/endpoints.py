@@ -1,0 +1,127 @@
+import asyncio
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from minio import Minio
+
+from loupe_images.images import service, storage
+from loupe_images.settings import ImagesSettings
+from loupe_shared.kit.audit import publish_audit
+from loupe_shared.kit.auth import Permission, Principal, require
+from loupe_shared.kit.problems import Problem
+
+router = APIRouter(prefix="/api/images", tags=["images"])
+Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
+CanRead = Annotated[Principal, Depends(require(Permission.IMAGES_READ))]
+CanWrite = Annotated[Principal, Depends(require(Permission.IMAGES_WRITE))]
+Tag = Annotated[str, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.:/\-]{0,63}$")]
+CACHE_FOREVER = "public, max-age=31536000, immutable"
+
+
+def _settings(request: Request) -> ImagesSettings:
+    settings: ImagesSettings = request.app.state.settings
+    return settings
+
+
+@router.post(
+    "",
+    summary="Upload an image (raw body); the same bytes are stored once",
+    responses={
+        200: {"description": "already stored (duplicate: true)"},
+        201: {"description": "stored"},
+    },
+)
+async def upload_image(
+    request: Request,
+    principal: CanWrite,
+    kind: Literal["master", "capture"] = "master",
+    line_id: Annotated[str, Query(max_length=100, pattern=r"^[A-Za-z0-9._:\-]*$")] = "",
+    tags: Annotated[list[Tag] | None, Query(max_length=32)] = None,
+    filename: Annotated[str, Query(max_length=500)] = "",
+    content_type: Annotated[str | None, Header()] = None,
+    x_content_sha256: Annotated[str | None, Header(pattern=r"^[0-9a-fA-F]{64}$")] = None,
+) -> JSONResponse:
+    settings = _settings(request)
+    spool, sha256, size, head = await service.receive(request.stream(), settings)
+    request_id = request.scope["state"].get("request_id")
+    try:
+        image, duplicate = await service.store(
+            spool=spool,
+            sha256=sha256,
+            size=size,
+            head=head,
+            declared_type=(content_type or "").split(";")[0].strip().lower() or None,
+            declared_sha256=x_content_sha256,
+            kind=kind,
+            filename=filename,
+            line_id=line_id,
+            tags=tags or [],
+            settings=settings,
+            s3=request.app.state.s3,
+            js=request.app.state.js,
+            request_id=request_id,
+        )
+    finally:
+        spool.close()
+    if not duplicate:
+        await publish_audit(
+            request.app.state.js,
+            principal,
+            action="images.upload",
+            target=f"image:{sha256}",
+            request_id=request_id,
+            namespace=settings.namespace,
+            details={"size": size, "kind": kind},
+        )
+    return JSONResponse(
+        {**image.as_dict(), "duplicate": duplicate},
+        status_code=200 if duplicate else 201,
+        headers={"Location": f"/api/images/{sha256}", "ETag": f'"{sha256}"'},
+    )
+
+
+async def _stat(request: Request, sha256: str) -> storage.StoredImage:
+    settings = _settings(request)
+    found = await asyncio.to_thread(
+        storage.stat, request.app.state.s3, settings.images_bucket, sha256
+    )
+    if found is None:
+        raise Problem(404, f"No image {sha256}.")
+    return found
+
+
+@router.get("/{sha256}/metadata", summary="What is stored for an image")
+async def image_metadata(sha256: Sha256, request: Request, _: CanRead) -> dict[str, Any]:
+    return (await _stat(request, sha256)).as_dict()
+
+
+@router.api_route("/{sha256}", methods=["GET", "HEAD"], summary="The image bytes (immutable)")
+async def get_image(
+    sha256: Sha256,
+    request: Request,
+    _: CanRead,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    etag = f'"{sha256}"'
+    headers = {"ETag": etag, "Cache-Control": CACHE_FOREVER}
+    if if_none_match and etag in [t.strip().removeprefix("W/") for t in if_none_match.split(",")]:
+        await _stat(request, sha256)
+        return Response(status_code=304, headers=headers)
+    image = await _stat(request, sha256)
+    headers["Content-Length"] = str(image.size)
+    if request.method == "HEAD":
+        return Response(status_code=200, headers=headers, media_type=image.content_type)
+    s3: Minio = request.app.state.s3
+    bucket = _settings(request).images_bucket
+    upstream = await asyncio.to_thread(s3.get_object, bucket, storage.blob_key(sha256))
+
+    def body() -> Iterator[bytes]:
+        try:
+            yield from upstream.stream(256 * 1024)
+        finally:
+            upstream.close()
+            upstream.release_conn()
+
+    return StreamingResponse(body(), media_type=image.content_type, headers=headers)

@@ -1,0 +1,145 @@
+"""Upload: stream, bound, hash, sniff, check, store by hash, then announce."""
+
+import asyncio
+import hashlib
+import re
+import tempfile
+import unicodedata
+from collections.abc import AsyncIterator
+from typing import IO
+
+import cv2
+import numpy as np
+from minio import Minio
+from nats.js.client import JetStreamContext
+
+from loupe_images.images import sniff, storage
+from loupe_images.settings import ImagesSettings
+from loupe_shared.contracts import subjects
+from loupe_shared.contracts.events import ImageStored
+from loupe_shared.kit.problems import Problem
+
+HEAD_BYTES = 64 * 1024
+
+
+def sanitize_filename(name: str) -> str:
+    """The client's file name, kept only as harmless metadata."""
+    name = unicodedata.normalize("NFKC", name).replace("\\", "/").rsplit("/", 1)[-1]
+    name = re.sub(r"[^A-Za-z0-9._ -]", "_", name).strip(" .")
+    return name[:200]
+
+
+def _decode_check(path_or_bytes: bytes) -> bool:
+    array = np.frombuffer(path_or_bytes, dtype=np.uint8)
+    # A reduced decode still walks the whole compressed stream: truncation and corruption
+    # show, at an eighth of the memory.
+    return cv2.imdecode(array, cv2.IMREAD_REDUCED_GRAYSCALE_8) is not None
+
+
+async def receive(
+    chunks: AsyncIterator[bytes], settings: ImagesSettings
+) -> tuple[IO[bytes], str, int, bytes]:
+    """Spool the body (memory up to a bound, disk beyond), hashing as it arrives; stop at the
+    size limit. Answers the spool, the SHA-256, the size and the first bytes."""
+    spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=settings.spool_bytes)  # noqa: SIM115
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    try:
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > settings.max_upload_bytes:
+                raise Problem(413, f"The image is larger than {settings.max_upload_bytes} bytes.")
+            if len(head) < HEAD_BYTES:
+                head += chunk[: HEAD_BYTES - len(head)]
+            digest.update(chunk)
+            spool.write(chunk)
+    except BaseException:
+        spool.close()
+        raise
+    return spool, digest.hexdigest(), size, head
+
+
+async def store(
+    *,
+    spool: IO[bytes],
+    sha256: str,
+    size: int,
+    head: bytes,
+    declared_type: str | None,
+    declared_sha256: str | None,
+    kind: str,
+    filename: str,
+    line_id: str,
+    tags: list[str],
+    settings: ImagesSettings,
+    s3: Minio,
+    js: JetStreamContext,
+    request_id: str | None,
+) -> tuple[storage.StoredImage, bool]:
+    if declared_sha256 is not None and declared_sha256.lower() != sha256:
+        raise Problem(
+            400,
+            "The body's SHA-256 differs from X-Content-SHA256; nothing was stored.",
+            sha256=sha256,
+        )
+    if size == 0:
+        raise Problem(422, "The body is empty.")
+    try:
+        header = sniff.read_header(head)
+    except sniff.NotAnImage as exc:
+        raise Problem(415, f"Not an accepted image: {exc}.") from None
+    if (
+        declared_type
+        and declared_type.startswith("image/")
+        and declared_type != header.content_type
+    ):
+        raise Problem(
+            422,
+            f"Declared {declared_type}, but the bytes are {header.content_type}; "
+            "nothing was stored.",
+        )
+    if header.width * header.height > settings.max_pixels:
+        raise Problem(
+            413,
+            f"{header.width} x {header.height} pixels is more than the "
+            f"{settings.max_pixels} allowed.",
+        )
+    existing = await asyncio.to_thread(storage.stat, s3, settings.images_bucket, sha256)
+    if existing is not None:
+        return existing, True
+    spool.seek(0)
+    data = spool.read()
+    if not await asyncio.get_running_loop().run_in_executor(None, _decode_check, data):
+        raise Problem(
+            422, f"The {header.content_type} image cannot be decoded (truncated or corrupt)."
+        )
+    image = storage.StoredImage(
+        sha256=sha256,
+        size=size,
+        width=header.width,
+        height=header.height,
+        content_type=header.content_type,
+        kind=kind,
+        filename=sanitize_filename(filename),
+        line_id=line_id,
+        tags=tags,
+    )
+    await asyncio.to_thread(storage.put, s3, settings.images_bucket, image, spool)
+    # Announced only after the object is stored; the id makes a repeat announcement a no-op.
+    event = ImageStored(
+        event_id=f"images.stored.{sha256}",
+        sha256=sha256,
+        size=size,
+        width=header.width,
+        height=header.height,
+        content_type=header.content_type,
+        kind=kind,
+        request_id=request_id,
+    )
+    await js.publish(
+        subjects.subject(subjects.IMAGES_STORED, settings.namespace),
+        event.model_dump_json().encode(),
+        headers={"Nats-Msg-Id": event.event_id},
+    )
+    return image, False

@@ -1,0 +1,118 @@
+"""Uploads through the gateway: stored once by hash, checked before storing, served immutable,
+announced to the catalog."""
+
+import hashlib
+import struct
+import zlib
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from loupe_shared.kit.auth import Role
+from tests.conftest import TokenMaker, auth
+from tests.support import eventually
+
+
+def make_image(
+    ext: str = ".png", seed: int | None = None, size: tuple[int, int] = (96, 128)
+) -> bytes:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 255, size=(*size, 3), dtype=np.uint8)
+    ok, encoded = cv2.imencode(ext, pixels)
+    assert ok
+    return bytes(encoded.tobytes())
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header declares a huge image (a decompression bomb's shape)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", 13)
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+        + b"\0" * 64
+    )
+
+
+@pytest.fixture(scope="module")
+def engineer(make_token: TokenMaker) -> dict[str, str]:
+    return auth(make_token(Role.ENGINEER, "images-engineer"))
+
+
+def test_upload_serve_and_dedup(gateway: httpx.Client, engineer: dict[str, str]) -> None:
+    data = make_image(".png")
+    sha = hashlib.sha256(data).hexdigest()
+    created = gateway.post(
+        "/api/images",
+        content=data,
+        params={"kind": "master", "filename": "../../etc/passwd\u0000.png", "tags": ["tray"]},
+        headers={**engineer, "Content-Type": "image/png", "X-Content-SHA256": sha},
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["sha256"] == sha
+    assert body["duplicate"] is False
+    assert (body["width"], body["height"], body["content_type"]) == (128, 96, "image/png")
+    assert "/" not in body["filename"]
+    assert "\u0000" not in body["filename"]
+
+    served = gateway.get(f"/api/images/{sha}", headers=engineer)
+    assert served.content == data
+    assert served.headers["etag"] == f'"{sha}"'
+    assert "immutable" in served.headers["cache-control"]
+    assert (
+        gateway.get(
+            f"/api/images/{sha}", headers={**engineer, "If-None-Match": f'"{sha}"'}
+        ).status_code
+        == 304
+    )
+    head = gateway.head(f"/api/images/{sha}", headers=engineer)
+    assert head.status_code == 200
+    assert head.headers["content-length"] == str(len(data))
+
+    again = gateway.post(
+        "/api/images", content=data, headers={**engineer, "Content-Type": "image/png"}
+    )
+    assert again.status_code == 200
+    assert again.json()["duplicate"] is True
+
+    eventually(
+        "catalog record from images.stored",
+        lambda: gateway.get(f"/api/image-records/{sha}", headers=engineer).status_code == 200,
+        timeout_s=10,
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status"),
+    [
+        (make_image(".png", seed=1), {"X-Content-SHA256": "0" * 64}, 400),
+        (b"GIF89a not accepted here", {}, 415),
+        (make_image(".jpg", seed=2), {"Content-Type": "image/png"}, 422),
+        (make_image(".png", seed=3)[:200], {}, 422),
+        (png_claiming(50_000, 50_000), {}, 413),
+        (b"", {}, 422),
+    ],
+    ids=["sha-mismatch", "not-an-image", "type-lies", "truncated", "bomb", "empty"],
+)
+def test_bad_uploads_store_nothing(
+    gateway: httpx.Client,
+    engineer: dict[str, str],
+    content: bytes,
+    headers: dict[str, str],
+    status: int,
+) -> None:
+    answer = gateway.post("/api/images", content=content, headers={**engineer, **headers})
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    sha = hashlib.sha256(content).hexdigest()
+    assert gateway.get(f"/api/images/{sha}/metadata", headers=engineer).status_code == 404
+
+
+def test_viewer_cannot_upload(gateway: httpx.Client, make_token: TokenMaker) -> None:
+    viewer = auth(make_token(Role.VIEWER, "images-viewer"))
+    assert gateway.post("/api/images", content=make_image(), headers=viewer).status_code == 403
