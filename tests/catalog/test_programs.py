@@ -337,3 +337,15 @@ def test_config_schema_is_published(gateway: httpx.Client, engineer: dict[str, s
     answer = gateway.get("/api/programs/config-schema", headers=engineer).json()
     assert answer["schema_version"] == 3
     assert "tools" in answer["schema"]["properties"]
+
+
+def test_oversized_config_is_refused(gateway: httpx.Client, engineer: dict[str, str]) -> None:
+    config = config_v3()
+    config["tools"] = [dict(config["tools"][0], id=f"t{i}") for i in range(65)]
+    too_many = gateway.post("/api/programs", json=new_program(config=config), headers=engineer)
+    assert too_many.status_code == 422
+    assert too_many.json()["errors"][0]["field"] == "body:config.tools"
+    huge_name = gateway.post(
+        "/api/programs", json=new_program(description="x" * 5000), headers=engineer
+    )
+    assert huge_name.status_code == 422
