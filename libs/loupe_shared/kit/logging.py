@@ -48,6 +48,7 @@ def configure_logging(service: str, level: str = "info") -> None:
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         )
     )
+    logging.captureWarnings(True)  # Python warnings become log lines too
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)

@@ -97,7 +97,8 @@ async def image_metadata(sha256: Sha256, request: Request, _: CanRead) -> dict[s
     return (await _stat(request, sha256)).as_dict()
 
 
-@router.api_route("/{sha256}", methods=["GET", "HEAD"], summary="The image bytes (immutable)")
+@router.head("/{sha256}", summary="The image's headers", operation_id="head_image")
+@router.get("/{sha256}", summary="The image bytes (immutable)", operation_id="get_image")
 async def get_image(
     sha256: Sha256,
     request: Request,

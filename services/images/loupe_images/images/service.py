@@ -20,6 +20,9 @@ from loupe_shared.contracts.events import ImageStored
 from loupe_shared.kit.problems import Problem
 
 HEAD_BYTES = 64 * 1024
+# A bad image is answered as a problem document; OpenCV's own messages would only break the
+# JSON log stream.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 def sanitize_filename(name: str) -> str:
