@@ -205,23 +205,26 @@ class Stack:
         )
         wait_until("the S3 server", lambda: _s3_accepts(e), weed, timeout)
 
-    def _setup_settings(self) -> SetupSettings:
+    def setup_settings(self, namespace: str | None = None) -> SetupSettings:
+        """Set-up settings for these servers; another namespace gets buckets of its own."""
         e = self.endpoints
+        namespace = self.namespace if namespace is None else namespace
+        own = namespace != self.namespace
         return SetupSettings(
             nats_url=e.nats_url,
             nats_user=e.nats_user,
             nats_password=e.nats_password,
-            namespace=self.namespace,
+            namespace=namespace,
             s3_endpoint=e.s3_endpoint,
             s3_access_key=e.s3_access_key,
             s3_secret_key=e.s3_secret_key,
-            images_bucket=self.settings.images_bucket,
-            backup_bucket=self.settings.backup_bucket,
+            images_bucket=f"{namespace}-images" if own else self.settings.images_bucket,
+            backup_bucket=f"{namespace}-backups" if own else self.settings.backup_bucket,
         )
 
     def _setup(self) -> None:
         self.report("creating streams, buckets and the admin token")
-        asyncio.run(bootstrap(self._setup_settings(), admin_token=self.admin_token))
+        asyncio.run(bootstrap(self.setup_settings(), admin_token=self.admin_token))
 
     def service_env(self, service: str) -> dict[str, str]:
         return {

@@ -8,7 +8,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from loupe_stack.bootstrap import SetupSettings, bootstrap
+from loupe_stack.bootstrap import bootstrap
 from loupe_stack.processes import ManagedProcess, free_port, http_ok, wait_until
 from loupe_stack.stack import Stack
 
@@ -68,18 +68,7 @@ def isolated_catalog(
     platform: Stack, scratch_database: str, admin_token: str, tmp_path: Path
 ) -> IsolatedCatalog:
     namespace = f"t{uuid.uuid4().hex[:8]}"
-    e = platform.endpoints
-    settings = SetupSettings(
-        nats_url=e.nats_url,
-        nats_user=e.nats_user,
-        nats_password=e.nats_password,
-        namespace=namespace,
-        s3_endpoint=e.s3_endpoint,
-        s3_access_key=e.s3_access_key,
-        s3_secret_key=e.s3_secret_key,
-        images_bucket=f"{namespace}-images",
-        backup_bucket=f"{namespace}-backups",
-    )
+    settings = platform.setup_settings(namespace)
     asyncio.run(bootstrap(settings, admin_token=admin_token))
     catalog = IsolatedCatalog(platform, scratch_database, namespace, tmp_path)
     subprocess.run(

@@ -9,7 +9,7 @@ from loupe_shared.contracts import subjects
 from loupe_shared.contracts.streams import STREAMS
 from loupe_shared.kit.nats import connect
 from loupe_shared.kit.settings import NatsSettings
-from loupe_stack.bootstrap import SetupSettings, bootstrap
+from loupe_stack.bootstrap import bootstrap
 from loupe_stack.stack import Stack
 
 
@@ -17,18 +17,7 @@ def test_setup_is_idempotent_and_streams_are_file_backed(
     platform: Stack, nats_settings: NatsSettings
 ) -> None:
     namespace = f"t{uuid.uuid4().hex[:8]}"
-    e = platform.endpoints
-    settings = SetupSettings(
-        nats_url=e.nats_url,
-        nats_user=e.nats_user,
-        nats_password=e.nats_password,
-        namespace=namespace,
-        s3_endpoint=e.s3_endpoint,
-        s3_access_key=e.s3_access_key,
-        s3_secret_key=e.s3_secret_key,
-        images_bucket=f"{namespace}-images",
-        backup_bucket=f"{namespace}-backups",
-    )
+    settings = platform.setup_settings(namespace)
     asyncio.run(bootstrap(settings))
     asyncio.run(bootstrap(settings))  # a second run changes nothing and does not fail
 

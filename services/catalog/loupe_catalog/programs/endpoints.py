@@ -1,4 +1,5 @@
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -146,38 +147,36 @@ async def update_program(
     return _program(row)
 
 
-@router.post(
-    "/{program_id}/archive", response_model=Program, summary="Archive a program (needs If-Match)"
-)
-async def archive_program(
-    program_id: uuid.UUID,
-    request: Request,
-    session: Session,
-    principal: CanWrite,
-    if_match: IfMatch = None,
-) -> JSONResponse:
-    row = await service.set_archived(
-        session, program_id, True, if_match, _actor(request, principal)
-    )
-    return _program(row)
+def _archiver(archived: bool) -> Callable[..., Awaitable[JSONResponse]]:
+    async def set_archived(
+        program_id: uuid.UUID,
+        request: Request,
+        session: Session,
+        principal: CanWrite,
+        if_match: IfMatch = None,
+    ) -> JSONResponse:
+        actor = _actor(request, principal)
+        return _program(await service.set_archived(session, program_id, archived, if_match, actor))
+
+    return set_archived
 
 
-@router.post(
-    "/{program_id}/unarchive",
+router.add_api_route(
+    "/{program_id}/archive",
+    _archiver(True),
+    methods=["POST"],
     response_model=Program,
+    name="archive_program",
+    summary="Archive a program: it frees its name and becomes read-only (needs If-Match)",
+)
+router.add_api_route(
+    "/{program_id}/unarchive",
+    _archiver(False),
+    methods=["POST"],
+    response_model=Program,
+    name="unarchive_program",
     summary="Bring an archived program back (needs If-Match)",
 )
-async def unarchive_program(
-    program_id: uuid.UUID,
-    request: Request,
-    session: Session,
-    principal: CanWrite,
-    if_match: IfMatch = None,
-) -> JSONResponse:
-    row = await service.set_archived(
-        session, program_id, False, if_match, _actor(request, principal)
-    )
-    return _program(row)
 
 
 @router.get("/{program_id}/revisions", summary="The revision history, newest first")
