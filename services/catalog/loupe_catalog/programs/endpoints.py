@@ -1,10 +1,9 @@
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from sqlalchemy.engine import RowMapping
 
 from loupe_catalog import pagination
@@ -25,6 +24,7 @@ from loupe_catalog.programs.schemas import (
 )
 from loupe_shared.kit.auth import Permission, Principal, require
 from loupe_shared.kit.db import ReadPool, Session
+from loupe_shared.kit.responses import FastJSONResponse
 
 router = APIRouter(prefix="/api/programs", tags=["programs"])
 CanRead = Annotated[Principal, Depends(require(Permission.PROGRAMS_READ))]
@@ -45,35 +45,31 @@ def _images(request: Request) -> ImagesClient:
     return client
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def _program(
     row: RowMapping, status_code: int = 200, headers: dict[str, str] | None = None
-) -> JSONResponse:
+) -> Response:
     """The program document. Built by hand (the hot read path): no second validation pass."""
     body = {
-        "id": str(row["id"]),
+        "id": row["id"],
         "name": row["name"],
         "description": row["description"],
-        "tags": list(row["tags"]),
+        "tags": row["tags"],
         "archived": row["archived_at"] is not None,
-        "archived_at": _iso(row["archived_at"]),
+        "archived_at": row["archived_at"],
         "revision": row["current_revision"],
         "schema_version": row["schema_version"],
         "config": row["config"],
         "master_image_sha256": row["master_image_sha256"],
         "data_checksum": row["data_checksum"],
-        "created_at": _iso(row["created_at"]),
-        "updated_at": _iso(row["updated_at"]),
-        "last_backup_at": _iso(row["last_backup_at"]),
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "last_backup_at": row["last_backup_at"],
         "migration_status": row["migration_status"],
         "legacy_id": row["legacy_id"],
         "version": row["version"],
     }
     all_headers = {"ETag": service.etag(row["id"], row["version"]), **(headers or {})}
-    return JSONResponse(body, status_code=status_code, headers=all_headers)
+    return FastJSONResponse(body, status_code=status_code, headers=all_headers)
 
 
 @router.get("/config-schema", summary="The JSON schema every program config is validated against")
@@ -86,7 +82,7 @@ async def get_config_schema(_: CanRead) -> dict[str, Any]:
 )
 async def create_program(
     data: ProgramCreate, request: Request, session: Session, principal: CanWrite
-) -> JSONResponse:
+) -> Response:
     row = await service.create(session, data, _actor(request, principal), _images(request))
     return _program(row, 201, {"Location": f"/api/programs/{row['id']}"})
 
@@ -101,30 +97,20 @@ async def list_programs(
     sort: SortKey = "name",
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
     limit: Annotated[int, Query(ge=1, le=pagination.MAX_PAGE)] = pagination.DEFAULT_PAGE,
-) -> JSONResponse:
+) -> Response:
     rows, next_cursor = await service.list_page(
         pool, sort=sort, cursor=cursor, limit=limit, search=q, tag=tag, archived=archived
     )
-    items = [
-        {
-            "id": str(row["id"]),
-            "name": row["name"],
-            "description": row["description"],
-            "tags": list(row["tags"]),
-            "archived": row["archived_at"] is not None,
-            "revision": row["current_revision"],
-            "master_image_sha256": row["master_image_sha256"],
-            "data_checksum": row["data_checksum"],
-            "created_at": _iso(row["created_at"]),
-            "updated_at": _iso(row["updated_at"]),
-        }
-        for row in rows
-    ]
-    return JSONResponse({"items": items, "next_cursor": next_cursor})
+    items = []
+    for row in rows:
+        item = dict(row)
+        del item["sort_key"]
+        items.append(item)
+    return FastJSONResponse({"items": items, "next_cursor": next_cursor})
 
 
 @router.get("/{program_id}", response_model=Program, summary="A program with its current revision")
-async def get_program(program_id: uuid.UUID, pool: ReadPool, _: CanRead) -> JSONResponse:
+async def get_program(program_id: uuid.UUID, pool: ReadPool, _: CanRead) -> Response:
     return _program(await service.fetch(pool, program_id))
 
 
@@ -140,21 +126,21 @@ async def update_program(
     session: Session,
     principal: CanWrite,
     if_match: IfMatch = None,
-) -> JSONResponse:
+) -> Response:
     row = await service.update(
         session, program_id, data, if_match, _actor(request, principal), _images(request)
     )
     return _program(row)
 
 
-def _archiver(archived: bool) -> Callable[..., Awaitable[JSONResponse]]:
+def _archiver(archived: bool) -> Callable[..., Awaitable[Response]]:
     async def set_archived(
         program_id: uuid.UUID,
         request: Request,
         session: Session,
         principal: CanWrite,
         if_match: IfMatch = None,
-    ) -> JSONResponse:
+    ) -> Response:
         actor = _actor(request, principal)
         return _program(await service.set_archived(session, program_id, archived, if_match, actor))
 

@@ -212,8 +212,9 @@ async def fetch_page(
     direction = "DESC" if descending else "ASC"
     # Only constant fragments are joined here; every value is a parameter.
     columns = (
-        "id, name, description, tags, archived_at, current_revision, master_image_sha256, "
-        f"data_checksum, created_at, updated_at, {key} AS sort_key"
+        "id, name, description, tags, archived_at IS NOT NULL AS archived, "
+        "current_revision AS revision, master_image_sha256, data_checksum, created_at, "
+        f"updated_at, {key} AS sort_key"
     )
     condition = f"WHERE {' AND '.join(where)} " if where else ""
     order = f"ORDER BY {key} {direction}, id {direction} LIMIT ${len(args)}"
