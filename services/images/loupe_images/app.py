@@ -4,6 +4,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 
 from loupe_images.images import endpoints as image_endpoints
+from loupe_images.images.thumbnailer import Thumbnailer
 from loupe_images.settings import ImagesSettings
 from loupe_shared.kit import s3
 from loupe_shared.kit.app import create_app
@@ -15,8 +16,17 @@ def build(settings: ImagesSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.s3 = s3.client(settings)
         app.state.settings = settings
-        async with nats_and_tokens(app, settings, "loupe-images"):
-            yield
+        app.state.thumbnailer = Thumbnailer(
+            app.state.s3,
+            settings.images_bucket,
+            workers=settings.thumbnail_workers,
+            timeout_s=settings.thumbnail_timeout_s,
+        )
+        try:
+            async with nats_and_tokens(app, settings, "loupe-images"):
+                yield
+        finally:
+            app.state.thumbnailer.close()
 
     async def check_bucket(request: Request) -> None:
         await s3.bucket_reachable(request.app.state.s3, settings.images_bucket)

@@ -13,3 +13,6 @@ class ImagesSettings(ServiceSettings, S3Settings, NatsSettings):
     max_pixels: int = 100_000_000
     # Uploads are held in memory up to this size, on disk beyond it.
     spool_bytes: int = 8 * 1024 * 1024
+    # A thumbnail job taking longer than this is given up (the status tells why).
+    thumbnail_timeout_s: float = 20.0
+    thumbnail_workers: int = 2

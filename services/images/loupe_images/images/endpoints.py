@@ -5,8 +5,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from minio import Minio
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from loupe_images.images import service, storage
+from loupe_images.images import service, storage, thumbnails
+from loupe_images.images.thumbnailer import Thumbnailer
 from loupe_images.settings import ImagesSettings
 from loupe_shared.kit.audit import publish_audit
 from loupe_shared.kit.auth import Permission, Principal, require
@@ -61,6 +63,7 @@ async def upload_image(
             settings=settings,
             s3=request.app.state.s3,
             js=request.app.state.js,
+            thumbnailer=request.app.state.thumbnailer,
             request_id=request_id,
         )
     finally:
@@ -75,8 +78,10 @@ async def upload_image(
             namespace=settings.namespace,
             details={"size": size, "kind": kind},
         )
+    thumbnailer: Thumbnailer = request.app.state.thumbnailer
+    status = await thumbnailer.status(sha256) or {"thumbnails": []}
     return JSONResponse(
-        {**image.as_dict(), "duplicate": duplicate},
+        {**image.as_dict(), "thumbnails": status["thumbnails"], "duplicate": duplicate},
         status_code=200 if duplicate else 201,
         headers={"Location": f"/api/images/{sha256}", "ETag": f'"{sha256}"'},
     )
@@ -97,6 +102,89 @@ async def image_metadata(sha256: Sha256, request: Request, _: CanRead) -> dict[s
     return (await _stat(request, sha256)).as_dict()
 
 
+class ExistsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sha256: list[Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]] = Field(
+        max_length=1000
+    )
+
+
+@router.post("/exists", summary="Which of up to 1,000 hashes are stored already")
+async def images_exist(query: ExistsQuery, request: Request, _: CanRead) -> dict[str, list[str]]:
+    settings = _settings(request)
+    s3: Minio = request.app.state.s3
+    gate = asyncio.Semaphore(16)
+
+    async def present(sha256: str) -> bool:
+        async with gate:
+            return (
+                await asyncio.to_thread(storage.stat, s3, settings.images_bucket, sha256)
+                is not None
+            )
+
+    wanted = list(dict.fromkeys(query.sha256))
+    found = await asyncio.gather(*(present(sha) for sha in wanted))
+    return {
+        "present": [sha for sha, hit in zip(wanted, found, strict=True) if hit],
+        "missing": [sha for sha, hit in zip(wanted, found, strict=True) if not hit],
+    }
+
+
+@router.get("/{sha256}/status", summary="Thumbnail processing status, with the error text")
+async def image_status(sha256: Sha256, request: Request, _: CanRead) -> dict[str, Any]:
+    await _stat(request, sha256)
+    thumbnailer: Thumbnailer = request.app.state.thumbnailer
+    status = await thumbnailer.status(sha256)
+    return {"sha256": sha256, **(status or {"state": "pending", "error": None, "thumbnails": []})}
+
+
+@router.get(
+    "/{sha256}/thumbnail",
+    summary="A WebP thumbnail (longest side 256 or 1024 px); regenerated when missing",
+    response_class=Response,
+)
+async def get_thumbnail(
+    sha256: Sha256,
+    request: Request,
+    _: CanRead,
+    size: Annotated[int, Query(description="256 or 1024")] = 256,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    if size not in thumbnails.SIZES:
+        raise Problem(422, f"size must be one of {', '.join(map(str, thumbnails.SIZES))}.")
+    etag = f'"{sha256}-{size}"'
+    headers = {"ETag": etag, "Cache-Control": CACHE_FOREVER}
+    if if_none_match and etag in [t.strip().removeprefix("W/") for t in if_none_match.split(",")]:
+        return Response(status_code=304, headers=headers)
+    image = await _stat(request, sha256)
+    thumbnailer: Thumbnailer = request.app.state.thumbnailer
+    data = await thumbnailer.get(image, size)
+    if data is None:
+        raise Problem(422, "No thumbnail can be made from this image; see its status.")
+    return Response(data, media_type="image/webp", headers=headers)
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """The one range asked for, as (start, end inclusive); None to send everything."""
+    unit, _, spec = header.partition("=")
+    if unit.strip() != "bytes" or "," in spec:
+        return None  # several ranges: answering the whole body is allowed
+    first, _, last = spec.strip().partition("-")
+    try:
+        if first == "":
+            start, end = max(0, size - int(last)), size - 1
+        else:
+            start, end = int(first), (int(last) if last else size - 1)
+    except ValueError:
+        return None
+    if start >= size or end < start:
+        raise Problem(
+            416, "The range is outside the image.", headers={"Content-Range": f"bytes */{size}"}
+        )
+    return start, min(end, size - 1)
+
+
 @router.head("/{sha256}", summary="The image's headers", operation_id="head_image")
 @router.get("/{sha256}", summary="The image bytes (immutable)", operation_id="get_image")
 async def get_image(
@@ -104,6 +192,7 @@ async def get_image(
     request: Request,
     _: CanRead,
     if_none_match: Annotated[str | None, Header()] = None,
+    range_: Annotated[str | None, Header(alias="Range")] = None,
 ) -> Response:
     etag = f'"{sha256}"'
     headers = {"ETag": etag, "Cache-Control": CACHE_FOREVER}
@@ -111,12 +200,21 @@ async def get_image(
         await _stat(request, sha256)
         return Response(status_code=304, headers=headers)
     image = await _stat(request, sha256)
-    headers["Content-Length"] = str(image.size)
+    headers["Accept-Ranges"] = "bytes"
+    selected = _byte_range(range_, image.size) if range_ else None
+    start, end = selected or (0, image.size - 1)
+    headers["Content-Length"] = str(end - start + 1)
+    status = 200
+    if selected is not None:
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{image.size}"
     if request.method == "HEAD":
-        return Response(status_code=200, headers=headers, media_type=image.content_type)
+        return Response(status_code=status, headers=headers, media_type=image.content_type)
     s3: Minio = request.app.state.s3
     bucket = _settings(request).images_bucket
-    upstream = await asyncio.to_thread(s3.get_object, bucket, storage.blob_key(sha256))
+    upstream = await asyncio.to_thread(
+        s3.get_object, bucket, storage.blob_key(sha256), offset=start, length=end - start + 1
+    )
 
     def body() -> Iterator[bytes]:
         try:
@@ -125,4 +223,6 @@ async def get_image(
             upstream.close()
             upstream.release_conn()
 
-    return StreamingResponse(body(), media_type=image.content_type, headers=headers)
+    return StreamingResponse(
+        body(), status_code=status, media_type=image.content_type, headers=headers
+    )

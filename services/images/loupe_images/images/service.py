@@ -14,9 +14,10 @@ from minio import Minio
 from nats.js.client import JetStreamContext
 
 from loupe_images.images import sniff, storage
+from loupe_images.images.thumbnailer import Thumbnailer
 from loupe_images.settings import ImagesSettings
 from loupe_shared.contracts import subjects
-from loupe_shared.contracts.events import ImageStored
+from loupe_shared.contracts.events import ImageStored, Thumbnail
 from loupe_shared.kit.problems import Problem
 
 HEAD_BYTES = 64 * 1024
@@ -78,6 +79,7 @@ async def store(
     settings: ImagesSettings,
     s3: Minio,
     js: JetStreamContext,
+    thumbnailer: Thumbnailer,
     request_id: str | None,
 ) -> tuple[storage.StoredImage, bool]:
     if declared_sha256 is not None and declared_sha256.lower() != sha256:
@@ -129,6 +131,7 @@ async def store(
         tags=tags,
     )
     await asyncio.to_thread(storage.put, s3, settings.images_bucket, image, spool)
+    status = await thumbnailer.generate(sha256, data, header.width, header.height)
     # Announced only after the object is stored; the id makes a repeat announcement a no-op.
     event = ImageStored(
         event_id=f"images.stored.{sha256}",
@@ -138,6 +141,7 @@ async def store(
         height=header.height,
         content_type=header.content_type,
         kind=kind,
+        thumbnails=[Thumbnail(**entry) for entry in status["thumbnails"]],
         request_id=request_id,
     )
     await js.publish(

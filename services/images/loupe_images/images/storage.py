@@ -1,6 +1,7 @@
 """Where image bytes live: content-addressed keys in the images bucket, metadata beside them
 as object metadata. The SDK is synchronous; these run in worker threads."""
 
+import io
 from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, cast
 
@@ -37,6 +38,32 @@ class StoredImage:
             "tags": self.tags,
             "thumbnails": [],
         }
+
+
+def thumbnail_key(sha256: str, size: int) -> str:
+    return f"thumbnails/{sha256[:2]}/{sha256}/{size}.webp"
+
+
+def status_key(sha256: str) -> str:
+    return f"status/{sha256[:2]}/{sha256}.json"
+
+
+def put_bytes(s3: Minio, bucket: str, key: str, data: bytes, content_type: str) -> None:
+    s3.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+
+
+def get_bytes(s3: Minio, bucket: str, key: str) -> bytes | None:
+    try:
+        response = s3.get_object(bucket, key)
+    except S3Error as exc:
+        if exc.code in ("NoSuchKey", "NotFound", "NoSuchObject"):
+            return None
+        raise
+    try:
+        return bytes(response.read())
+    finally:
+        response.close()
+        response.release_conn()
 
 
 def stat(s3: Minio, bucket: str, sha256: str) -> StoredImage | None:
