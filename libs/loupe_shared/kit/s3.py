@@ -5,19 +5,34 @@ The SDK is synchronous: call it through `asyncio.to_thread` from async code.
 
 import asyncio
 
+import urllib3
 from minio import Minio
 
 from loupe_shared.kit.settings import S3Settings
 
 
 def client(settings: S3Settings) -> Minio:
+    """A client that gives up quickly when the object store is down (a request then fails
+    within seconds instead of hanging in retries), and retries briefly on 5xx answers."""
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=3.0, read=60.0),
+        maxsize=32,
+        retries=urllib3.Retry(
+            total=2, connect=1, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)
+        ),
+    )
     return Minio(
         settings.s3_endpoint,
         access_key=settings.s3_access_key,
         secret_key=settings.s3_secret_key.get_secret_value(),
         secure=settings.s3_secure,
         region=settings.s3_region,
+        http_client=http,
     )
+
+
+# What the SDK raises when the object store cannot be reached or answers 5xx.
+UNAVAILABLE: tuple[type[Exception], ...] = (urllib3.exceptions.HTTPError, ConnectionError)
 
 
 def ensure_bucket_sync(s3: Minio, bucket: str) -> bool:

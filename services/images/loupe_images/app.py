@@ -2,13 +2,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from loupe_images.images import endpoints as image_endpoints
 from loupe_images.images.thumbnailer import Thumbnailer
 from loupe_images.settings import ImagesSettings
 from loupe_shared.kit import s3
 from loupe_shared.kit.app import create_app
+from loupe_shared.kit.logging import get_logger
+from loupe_shared.kit.problems import problem_response
 from loupe_shared.kit.runtime import check_nats, check_tokens, nats_and_tokens
+
+_log = get_logger("images.app")
 
 
 def build(settings: ImagesSettings) -> FastAPI:
@@ -31,7 +36,7 @@ def build(settings: ImagesSettings) -> FastAPI:
     async def check_bucket(request: Request) -> None:
         await s3.bucket_reachable(request.app.state.s3, settings.images_bucket)
 
-    return create_app(
+    app = create_app(
         service="images",
         title="Loupe images",
         description="Content-addressed image store: upload, serving, thumbnails, integrity.",
@@ -39,3 +44,16 @@ def build(settings: ImagesSettings) -> FastAPI:
         routers=[image_endpoints.router],
         readiness={"object_store": check_bucket, "nats": check_nats, "tokens": check_tokens},
     )
+
+    async def storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        _log.warning("images.object_store_unavailable", error=str(exc))
+        return problem_response(
+            request,
+            503,
+            "The object store cannot be reached; nothing was stored. Try again shortly.",
+            headers={"Retry-After": "5"},
+        )
+
+    for error in s3.UNAVAILABLE:
+        app.add_exception_handler(error, storage_unavailable)
+    return app
