@@ -10,6 +10,7 @@ import pytest
 from loupe_stack.stack import Stack
 from tests.conftest import auth
 
+pytestmark = pytest.mark.e2e
 SERVICES = ("catalog", "images", "backup", "inspect")
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
