@@ -4,6 +4,7 @@ announced to the catalog."""
 import hashlib
 import struct
 import zlib
+from typing import Any
 
 import cv2
 import httpx
@@ -116,3 +117,62 @@ def test_bad_uploads_store_nothing(
 def test_viewer_cannot_upload(gateway: httpx.Client, make_token: TokenMaker) -> None:
     viewer = auth(make_token(Role.VIEWER, "images-viewer"))
     assert gateway.post("/api/images", content=make_image(), headers=viewer).status_code == 403
+
+
+def test_multipart_upload(gateway: httpx.Client, engineer: dict[str, str]) -> None:
+    data = make_image(".jpg", seed=21)
+    sha = hashlib.sha256(data).hexdigest()
+    answer = gateway.post(
+        "/api/images",
+        files={"file": ("part.jpg", data, "image/jpeg")},
+        data={"kind": "capture", "line_id": "line-7", "tags": ["a", "b"]},
+        headers=engineer,
+    )
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    assert (body["sha256"], body["kind"], body["line_id"], body["tags"], body["filename"]) == (
+        sha,
+        "capture",
+        "line-7",
+        ["a", "b"],
+        "part.jpg",
+    )
+    assert gateway.get(f"/api/images/{sha}", headers=engineer).content == data
+
+
+@pytest.mark.parametrize(
+    ("files", "data", "status"),
+    [
+        (
+            {
+                "first": ("a.png", make_image(seed=22), "image/png"),
+                "second": ("b.png", make_image(seed=23), "image/png"),
+            },
+            {},
+            400,
+        ),
+        (None, {"kind": "master"}, 422),
+        ({"file": ("a.png", make_image(seed=24), "image/png")}, {"kind": "overlay"}, 422),
+        ({"file": ("a.png", make_image(seed=25), "image/jpeg")}, {}, 422),
+    ],
+    ids=["two-files", "no-file", "bad-kind", "part-type-lies"],
+)
+def test_bad_multipart_uploads(
+    gateway: httpx.Client,
+    engineer: dict[str, str],
+    files: dict[str, Any] | None,
+    data: dict[str, str],
+    status: int,
+) -> None:
+    if files is None:
+        answer = gateway.post(
+            "/api/images",
+            content=(
+                b'--x\r\nContent-Disposition: form-data; name="kind"\r\n\r\nmaster\r\n--x--\r\n'
+            ),
+            headers={**engineer, "Content-Type": "multipart/form-data; boundary=x"},
+        )
+    else:
+        answer = gateway.post("/api/images", files=files, data=data, headers=engineer)
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"

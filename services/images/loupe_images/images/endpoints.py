@@ -1,4 +1,5 @@
 import asyncio
+import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -7,7 +8,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from minio import Minio
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from loupe_images.images import service, storage, thumbnails
+from loupe_images.images import multipart, service, storage, thumbnails
 from loupe_images.images.thumbnailer import Thumbnailer
 from loupe_images.settings import ImagesSettings
 from loupe_shared.kit.audit import publish_audit
@@ -20,6 +21,7 @@ CanRead = Annotated[Principal, Depends(require(Permission.IMAGES_READ))]
 CanWrite = Annotated[Principal, Depends(require(Permission.IMAGES_WRITE))]
 Tag = Annotated[str, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.:/\-]{0,63}$")]
 CACHE_FOREVER = "public, max-age=31536000, immutable"
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:/\-]{0,63}$")
 
 
 def _settings(request: Request) -> ImagesSettings:
@@ -29,7 +31,7 @@ def _settings(request: Request) -> ImagesSettings:
 
 @router.post(
     "",
-    summary="Upload an image (raw body); the same bytes are stored once",
+    summary="Upload an image (raw body or multipart `file`); the same bytes are stored once",
     responses={
         200: {"description": "already stored (duplicate: true)"},
         201: {"description": "stored"},
@@ -46,7 +48,28 @@ async def upload_image(
     x_content_sha256: Annotated[str | None, Header(pattern=r"^[0-9a-fA-F]{64}$")] = None,
 ) -> JSONResponse:
     settings = _settings(request)
-    spool, sha256, size, head = await service.receive(request.stream(), settings)
+    declared = (content_type or "").split(";")[0].strip().lower() or None
+    if declared == "multipart/form-data":
+        form = await multipart.receive(request.stream(), content_type or "", settings)
+        spool, sha256, size, head = form.spool, form.sha256, form.size, form.head
+        declared = form.content_type
+        filename = form.fields.get("filename", [form.filename])[0]
+        line_id = form.fields.get("line_id", [line_id])[0]
+        tags = form.fields.get("tags", tags or [])
+        kind_value = form.fields.get("kind", [kind])[0]
+        if kind_value not in ("master", "capture"):
+            form.spool.close()
+            raise Problem(
+                422,
+                "kind must be master or capture.",
+                errors=[{"field": "form:kind", "message": "master or capture"}],
+            )
+        kind = kind_value  # type: ignore[assignment]
+        if len(line_id) > 100 or any(not _TAG.match(t) for t in tags):
+            form.spool.close()
+            raise Problem(422, "line_id or tags are not valid.")
+    else:
+        spool, sha256, size, head = await service.receive(request.stream(), settings)
     request_id = request.scope["state"].get("request_id")
     try:
         image, duplicate = await service.store(
@@ -54,7 +77,7 @@ async def upload_image(
             sha256=sha256,
             size=size,
             head=head,
-            declared_type=(content_type or "").split(";")[0].strip().lower() or None,
+            declared_type=declared,
             declared_sha256=x_content_sha256,
             kind=kind,
             filename=filename,
