@@ -56,6 +56,7 @@ def _pg_user() -> str | None:
             check=True,
             capture_output=True,
         )
+    _let_traverse(Path(_pg_bin("postgres")))
     return PG_SYSTEM_USER
 
 
@@ -66,13 +67,19 @@ def _as_user(user: str | None) -> dict[str, Any]:
     return {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
 
 
-def _let_user_reach(path: Path, user: str) -> None:
-    entry = pwd.getpwnam(user)
-    os.chown(path, entry.pw_uid, entry.pw_gid)
+def _let_traverse(path: Path) -> None:
+    """Let other users pass through every folder above `path` (traverse only: nothing is
+    listed or read). A checkout in a private folder (mode 700) would hide the binaries."""
     for parent in path.resolve().parents:
         mode = parent.stat().st_mode
         if not mode & 0o001:
-            parent.chmod(mode | 0o001)  # traverse only, nothing listed or read
+            parent.chmod(mode | 0o001)
+
+
+def _let_user_reach(path: Path, user: str) -> None:
+    entry = pwd.getpwnam(user)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+    _let_traverse(path)
 
 
 def postgres(
