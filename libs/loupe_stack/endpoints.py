@@ -50,19 +50,3 @@ class Endpoints:
             **(extra or {}),
         }
         return {prefix + key: value for key, value in values.items()}
-
-    def loupe_env(
-        self, *, images_bucket: str, backup_bucket: str, namespace: str = ""
-    ) -> dict[str, str]:
-        """Settings for the `loupe` CLI (setup, tokens) against these servers."""
-        return {
-            "LOUPE_NATS_URL": self.nats_url,
-            "LOUPE_NATS_USER": self.nats_user,
-            "LOUPE_NATS_PASSWORD": self.nats_password,
-            "LOUPE_NAMESPACE": namespace,
-            "LOUPE_S3_ENDPOINT": self.s3_endpoint,
-            "LOUPE_S3_ACCESS_KEY": self.s3_access_key,
-            "LOUPE_S3_SECRET_KEY": self.s3_secret_key,
-            "LOUPE_IMAGES_BUCKET": images_bucket,
-            "LOUPE_BACKUP_BUCKET": backup_bucket,
-        }

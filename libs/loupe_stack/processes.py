@@ -1,7 +1,6 @@
 """Child processes the stack starts, watches and stops."""
 
 import ctypes
-import os
 import signal
 import socket
 import subprocess
@@ -155,13 +154,3 @@ def tcp_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(1)
         return sock.connect_ex((host, port)) == 0
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -13,26 +13,35 @@ from loupe_stack.processes import ManagedProcess, free_port, http_ok, wait_until
 from loupe_stack.stack import Stack
 
 
-async def _admin(platform: Stack, sql: str) -> None:
-    e = platform.endpoints
-    conn = await asyncpg.connect(
-        host=e.pg_host, port=e.pg_port, user=e.pg_user, password=e.pg_password, database="postgres"
-    )
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
+def sql(platform: Stack, database: str, statement: str) -> list[asyncpg.Record]:
+    """Run one statement straight on the platform's PostgreSQL, outside any service."""
+
+    async def run() -> list[asyncpg.Record]:
+        e = platform.endpoints
+        conn = await asyncpg.connect(
+            host=e.pg_host,
+            port=e.pg_port,
+            user=e.pg_user,
+            password=e.pg_password,
+            database=database,
+        )
+        try:
+            return list(await conn.fetch(statement))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
 
 
 @pytest.fixture
 def scratch_database(platform: Stack) -> Iterator[str]:
     """An empty database of the test's own, dropped afterwards."""
     name = f"t_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_admin(platform, f'CREATE DATABASE "{name}"'))
+    sql(platform, "postgres", f'CREATE DATABASE "{name}"')
     try:
         yield name
     finally:
-        asyncio.run(_admin(platform, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        sql(platform, "postgres", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class IsolatedCatalog:

@@ -1,15 +1,13 @@
 """Migrations are the only way the schema changes: up from empty, down to base, up again, on
 real PostgreSQL; the service refuses a schema it does not match."""
 
-import asyncio
 import subprocess
 import sys
-
-import asyncpg
 
 from loupe_catalog import migrations
 from loupe_stack.processes import free_port
 from loupe_stack.stack import Stack
+from tests.catalog.conftest import sql
 
 
 def _migrate(platform: Stack, database: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -24,34 +22,16 @@ def _migrate(platform: Stack, database: str, *args: str) -> subprocess.Completed
     )
 
 
-def _query(platform: Stack, database: str, sql: str) -> list[asyncpg.Record]:
-    async def run() -> list[asyncpg.Record]:
-        e = platform.endpoints
-        conn = await asyncpg.connect(
-            host=e.pg_host,
-            port=e.pg_port,
-            user=e.pg_user,
-            password=e.pg_password,
-            database=database,
-        )
-        try:
-            return list(await conn.fetch(sql))
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
-
-
 def _revision(platform: Stack, database: str) -> str | None:
-    exists = _query(platform, database, "SELECT to_regclass('alembic_version') AS t")[0]["t"]
+    exists = sql(platform, database, "SELECT to_regclass('alembic_version') AS t")[0]["t"]
     if exists is None:
         return None
-    rows = _query(platform, database, "SELECT version_num FROM alembic_version")
+    rows = sql(platform, database, "SELECT version_num FROM alembic_version")
     return rows[0]["version_num"] if rows else None
 
 
 def _tables(platform: Stack, database: str) -> set[str]:
-    rows = _query(
+    rows = sql(
         platform,
         database,
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
@@ -111,7 +91,7 @@ def test_service_refuses_a_schema_newer_than_its_code(
     platform: Stack, scratch_database: str
 ) -> None:
     assert _migrate(platform, scratch_database).returncode == 0
-    _query(
+    sql(
         platform,
         scratch_database,
         "UPDATE alembic_version SET version_num = '9999_from_the_future'",

@@ -16,7 +16,7 @@ from loupe_shared.contracts.events import ImageStored
 from loupe_shared.kit.nats import connect
 from loupe_shared.kit.settings import NatsSettings
 from loupe_stack.stack import Stack
-from tests.catalog.conftest import IsolatedCatalog
+from tests.catalog.conftest import IsolatedCatalog, sql
 from tests.catalog.helpers import new_program, publish, random_sha, stored_image
 from tests.conftest import auth
 from tests.support import eventually
@@ -108,17 +108,6 @@ def test_malformed_image_event_is_dead_lettered(
     stored_image(nats_settings, gateway, admin_token)
 
 
-async def _sql(platform: Stack, database: str, sql: str) -> list[asyncpg.Record]:
-    e = platform.endpoints
-    conn = await asyncpg.connect(
-        host=e.pg_host, port=e.pg_port, user=e.pg_user, password=e.pg_password, database=database
-    )
-    try:
-        return list(await conn.fetch(sql))
-    finally:
-        await conn.close()
-
-
 @pytest.mark.slow
 def test_relay_killed_between_publish_and_mark_loses_nothing_and_duplicates_nothing(
     platform: Stack,
@@ -141,15 +130,13 @@ def test_relay_killed_between_publish_and_mark_loses_nothing_and_duplicates_noth
     stream = subjects.stream_name("PROGRAMS", namespace)
     topic = subjects.subject(subjects.PROGRAMS_REVISED, namespace)
     pending_sql = "SELECT event_id FROM outbox WHERE published_at IS NULL"
-    pending = asyncio.run(_sql(platform, scratch_database, pending_sql))
+    pending = sql(platform, scratch_database, pending_sql)
     assert len(pending) == 1  # the mark never happened
     assert [b["program_id"] for b, _ in _messages(nats_settings, stream, topic)] == [program_id]
 
     survivor = isolated_catalog.start()
     try:
-        eventually(
-            "outbox drained", lambda: not asyncio.run(_sql(platform, scratch_database, pending_sql))
-        )
+        eventually("outbox drained", lambda: not sql(platform, scratch_database, pending_sql))
         messages = _messages(nats_settings, stream, topic)
         assert [b["program_id"] for b, _ in messages] == [program_id]  # republished, deduplicated
         assert messages[0][1]["Nats-Msg-Id"] == pending[0]["event_id"]
@@ -160,9 +147,9 @@ def test_relay_killed_between_publish_and_mark_loses_nothing_and_duplicates_noth
 def test_audit_log_is_append_only(platform: Stack, gateway: httpx.Client, admin_token: str) -> None:
     gateway.post("/api/programs", json=new_program(), headers=auth(admin_token)).raise_for_status()
     with pytest.raises(asyncpg.RaiseError, match="append-only"):
-        asyncio.run(_sql(platform, "loupe", "UPDATE audit_log SET actor = 'someone else'"))
+        sql(platform, "loupe", "UPDATE audit_log SET actor = 'someone else'")
     with pytest.raises(asyncpg.RaiseError, match="append-only"):
-        asyncio.run(_sql(platform, "loupe", "DELETE FROM audit_log"))
+        sql(platform, "loupe", "DELETE FROM audit_log")
     entry = gateway.get(
         "/api/audit", params={"action": "programs.create", "limit": 1}, headers=auth(admin_token)
     ).json()["items"][0]

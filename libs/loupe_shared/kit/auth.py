@@ -21,7 +21,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from nats.js.client import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
@@ -107,10 +107,6 @@ class Principal:
     @property
     def permissions(self) -> frozenset[Permission]:
         return ROLE_PERMISSIONS[self.role]
-
-    @property
-    def actor(self) -> str:
-        return f"{self.name} ({self.token_id})"
 
 
 def _hash(secret: str) -> str:
@@ -209,10 +205,8 @@ class TokenStore:
         kv = await self._bucket_kv()
         try:
             keys = await kv.keys()
-        except Exception as exc:  # nats-py raises NoKeysError on an empty bucket
-            if type(exc).__name__ == "NoKeysError":
-                return []
-            raise
+        except NoKeysError:
+            return []
         records = [await self.get(key) for key in keys]
         return sorted((r for r in records if r is not None), key=lambda r: r.created_at)
 

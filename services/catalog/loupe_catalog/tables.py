@@ -1,5 +1,5 @@
-"""The catalog's tables as SQLAlchemy Core objects. They mirror the migrations, which alone
-create and change the schema (a test compares the two)."""
+"""The catalog's tables as SQLAlchemy Core objects, for building queries. They mirror the
+migrations, which alone create and change the schema: change both together."""
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg

@@ -1,7 +1,5 @@
 """The transactional outbox: events are rows written with the change, relayed after commit."""
 
-from typing import Any
-
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -38,8 +36,3 @@ async def mark_published(conn: AsyncConnection, ids: list[int]) -> None:
         .where(outbox.c.id.in_(ids))
         .values(published_at=sa.func.now(), attempts=outbox.c.attempts + 1)
     )
-
-
-async def count_pending(conn: AsyncConnection) -> Any:
-    query = sa.select(sa.func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
-    return (await conn.execute(query)).scalar_one()

@@ -7,26 +7,19 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from loupe_catalog.tables import image_records, program_revisions, programs
 
-Executor = AsyncSession | AsyncConnection
-_SORT_COLUMNS: dict[str, Any] = {
-    "name": sa.func.lower(programs.c.name),
-    "created_at": programs.c.created_at,
-    "updated_at": programs.c.updated_at,
-}
 
-
-async def lock(session: Executor, program_id: uuid.UUID) -> bool:
+async def lock(session: AsyncSession, program_id: uuid.UUID) -> bool:
     """Lock the program row for this transaction. Locked alone, not through the join with
     its revision: a join re-checked after a concurrent update would lose the row."""
     query = sa.select(programs.c.id).where(programs.c.id == program_id).with_for_update()
     return (await session.execute(query)).first() is not None
 
 
-async def get(session: Executor, program_id: uuid.UUID) -> RowMapping | None:
+async def get(session: AsyncSession, program_id: uuid.UUID) -> RowMapping | None:
     query = (
         sa.select(programs, program_revisions.c.config, program_revisions.c.schema_version)
         .join(
@@ -41,13 +34,13 @@ async def get(session: Executor, program_id: uuid.UUID) -> RowMapping | None:
     return (await session.execute(query)).mappings().first()
 
 
-async def get_by_legacy_id(session: Executor, legacy_id: str) -> RowMapping | None:
+async def get_by_legacy_id(session: AsyncSession, legacy_id: str) -> RowMapping | None:
     query = sa.select(programs.c.id).where(programs.c.legacy_id == legacy_id)
     return (await session.execute(query)).mappings().first()
 
 
 async def active_name_taken(
-    session: Executor, name: str, *, other_than: uuid.UUID | None = None
+    session: AsyncSession, name: str, *, other_than: uuid.UUID | None = None
 ) -> bool:
     query = sa.select(programs.c.id).where(
         sa.func.lower(programs.c.name) == name.lower(), programs.c.archived_at.is_(None)
@@ -57,11 +50,11 @@ async def active_name_taken(
     return (await session.execute(query.limit(1))).first() is not None
 
 
-async def insert(session: Executor, values: dict[str, Any]) -> None:
+async def insert(session: AsyncSession, values: dict[str, Any]) -> None:
     await session.execute(sa.insert(programs).values(**values))
 
 
-async def update(session: Executor, program_id: uuid.UUID, values: dict[str, Any]) -> None:
+async def update(session: AsyncSession, program_id: uuid.UUID, values: dict[str, Any]) -> None:
     await session.execute(
         sa.update(programs)
         .where(programs.c.id == program_id)
@@ -69,12 +62,12 @@ async def update(session: Executor, program_id: uuid.UUID, values: dict[str, Any
     )
 
 
-async def insert_revision(session: Executor, values: dict[str, Any]) -> None:
+async def insert_revision(session: AsyncSession, values: dict[str, Any]) -> None:
     await session.execute(sa.insert(program_revisions).values(**values))
 
 
 async def get_revision(
-    session: Executor, program_id: uuid.UUID, revision: int
+    session: AsyncSession, program_id: uuid.UUID, revision: int
 ) -> RowMapping | None:
     query = sa.select(program_revisions).where(
         program_revisions.c.program_id == program_id, program_revisions.c.revision == revision
@@ -83,7 +76,7 @@ async def get_revision(
 
 
 async def list_revisions(
-    session: Executor, program_id: uuid.UUID, *, before: int | None, limit: int
+    session: AsyncSession, program_id: uuid.UUID, *, before: int | None, limit: int
 ) -> list[RowMapping]:
     query = (
         sa.select(
@@ -104,51 +97,7 @@ async def list_revisions(
     return list((await session.execute(query)).mappings())
 
 
-async def list_page(
-    session: Executor,
-    *,
-    sort: str,
-    after: tuple[Any, str] | None,
-    limit: int,
-    search: str | None,
-    tag: str | None,
-    archived: str,
-) -> list[RowMapping]:
-    descending = sort.startswith("-")
-    key = _SORT_COLUMNS[sort.lstrip("-")]
-    query = sa.select(
-        programs.c.id,
-        programs.c.name,
-        programs.c.description,
-        programs.c.tags,
-        programs.c.archived_at,
-        programs.c.current_revision,
-        programs.c.master_image_sha256,
-        programs.c.data_checksum,
-        programs.c.created_at,
-        programs.c.updated_at,
-        key.label("sort_key"),
-    )
-    if archived == "false":
-        query = query.where(programs.c.archived_at.is_(None))
-    elif archived == "true":
-        query = query.where(programs.c.archived_at.is_not(None))
-    if search:
-        escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        query = query.where(programs.c.name.ilike(f"%{escaped}%", escape="\\"))
-    if tag:
-        query = query.where(programs.c.tags.contains([tag]))
-    if after is not None:
-        last_key, last_id = after
-        pair = sa.tuple_(key, programs.c.id)
-        bound = sa.tuple_(sa.literal(last_key), sa.literal(uuid.UUID(last_id)))
-        query = query.where(pair < bound if descending else pair > bound)
-    order = (key.desc(), programs.c.id.desc()) if descending else (key.asc(), programs.c.id.asc())
-    query = query.order_by(*order).limit(limit)
-    return list((await session.execute(query)).mappings())
-
-
-async def image_known(session: Executor, sha256: str) -> bool:
+async def image_known(session: AsyncSession, sha256: str) -> bool:
     query = sa.select(image_records.c.sha256).where(image_records.c.sha256 == sha256)
     return (await session.execute(query)).first() is not None
 
@@ -189,7 +138,8 @@ async def fetch_page(
     tag: str | None,
     archived: str,
 ) -> list[asyncpg.Record]:
-    """The same listing as `list_page`, as one prepared statement per filter shape."""
+    """A page of programs after the cursor's key; each filter shape is one prepared
+    statement (asyncpg caches them per connection)."""
     key = _SORT_SQL[sort.lstrip("-")]
     descending = sort.startswith("-")
     where: list[str] = []

@@ -22,7 +22,6 @@ from loupe_catalog.outbox import repository as outbox
 from loupe_catalog.programs import config as config_schema
 from loupe_catalog.programs import repository
 from loupe_catalog.programs.diff import config_changes
-from loupe_catalog.programs.repository import Executor
 from loupe_catalog.programs.schemas import ProgramCreate, ProgramWrite
 from loupe_shared.contracts import subjects
 from loupe_shared.contracts.events import ProgramArchived, ProgramRevised
@@ -291,7 +290,7 @@ async def set_archived(
     return await _reload(session, program_id)
 
 
-async def get(session: Executor, program_id: uuid.UUID) -> RowMapping:
+async def get(session: AsyncSession, program_id: uuid.UUID) -> RowMapping:
     row = await repository.get(session, program_id)
     if row is None:
         raise Problem(404, f"No program {program_id}.")
@@ -338,7 +337,7 @@ async def list_page(
     return rows[:limit], next_cursor
 
 
-async def revision(session: Executor, program_id: uuid.UUID, number: int) -> RowMapping:
+async def revision(session: AsyncSession, program_id: uuid.UUID, number: int) -> RowMapping:
     await get(session, program_id)
     row = await repository.get_revision(session, program_id, number)
     if row is None:
@@ -347,7 +346,7 @@ async def revision(session: Executor, program_id: uuid.UUID, number: int) -> Row
 
 
 async def revisions(
-    session: Executor, program_id: uuid.UUID, cursor: str | None, limit: int
+    session: AsyncSession, program_id: uuid.UUID, cursor: str | None, limit: int
 ) -> tuple[list[RowMapping], str | None]:
     await get(session, program_id)
     before = None
@@ -365,7 +364,9 @@ async def revisions(
     return rows[:limit], next_cursor
 
 
-async def diff(session: Executor, program_id: uuid.UUID, first: int, second: int) -> dict[str, Any]:
+async def diff(
+    session: AsyncSession, program_id: uuid.UUID, first: int, second: int
+) -> dict[str, Any]:
     old = await revision(session, program_id, first)
     new = await revision(session, program_id, second)
     fields = {

@@ -72,7 +72,7 @@ async def upload_image(
         spool, sha256, size, head = await service.receive(request.stream(), settings)
     request_id = request.scope["state"].get("request_id")
     try:
-        image, duplicate = await service.store(
+        image, thumbs, duplicate = await service.store(
             spool=spool,
             sha256=sha256,
             size=size,
@@ -101,10 +101,8 @@ async def upload_image(
             namespace=settings.namespace,
             details={"size": size, "kind": kind},
         )
-    thumbnailer: Thumbnailer = request.app.state.thumbnailer
-    status = await thumbnailer.status(sha256) or {"thumbnails": []}
     return JSONResponse(
-        {**image.as_dict(), "thumbnails": status["thumbnails"], "duplicate": duplicate},
+        {**image.as_dict(), "thumbnails": thumbs, "duplicate": duplicate},
         status_code=200 if duplicate else 201,
         headers={"Location": f"/api/images/{sha256}", "ETag": f'"{sha256}"'},
     )

@@ -6,7 +6,7 @@ import re
 import tempfile
 import unicodedata
 from collections.abc import AsyncIterator
-from typing import IO
+from typing import IO, Any
 
 import cv2
 import numpy as np
@@ -81,7 +81,8 @@ async def store(
     js: JetStreamContext,
     thumbnailer: Thumbnailer,
     request_id: str | None,
-) -> tuple[storage.StoredImage, bool]:
+) -> tuple[storage.StoredImage, list[dict[str, Any]], bool]:
+    """Store the upload; answers the image, its thumbnails and whether it was there already."""
     if declared_sha256 is not None and declared_sha256.lower() != sha256:
         raise Problem(
             400,
@@ -112,7 +113,8 @@ async def store(
         )
     existing = await asyncio.to_thread(storage.stat, s3, settings.images_bucket, sha256)
     if existing is not None:
-        return existing, True
+        known = await thumbnailer.status(sha256)
+        return existing, (known or {}).get("thumbnails", []), True
     spool.seek(0)
     data = spool.read()
     if not await asyncio.get_running_loop().run_in_executor(None, _decode_check, data):
@@ -149,4 +151,4 @@ async def store(
         event.model_dump_json().encode(),
         headers={"Nats-Msg-Id": event.event_id},
     )
-    return image, False
+    return image, status["thumbnails"], False

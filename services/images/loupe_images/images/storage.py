@@ -36,7 +36,6 @@ class StoredImage:
             "filename": self.filename,
             "line_id": self.line_id,
             "tags": self.tags,
-            "thumbnails": [],
         }
 
 
