@@ -16,6 +16,14 @@ def encode(sort: str, key: Any, id_: str) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
+def invalid_cursor() -> Problem:
+    return Problem(
+        400,
+        "The cursor is not valid for this listing; start again without a cursor.",
+        title="Invalid cursor",
+    )
+
+
 def decode(cursor: str, sort: str) -> tuple[Any, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
@@ -28,8 +36,14 @@ def decode(cursor: str, sort: str) -> tuple[Any, str]:
             raise ValueError("cursor shape")
         return data["k"], data["i"]
     except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Problem(
-            400,
-            "The cursor is not valid for this listing; start again without a cursor.",
-            title="Invalid cursor",
-        ) from None
+        raise invalid_cursor() from None
+
+
+def decode_position(cursor: str | None, listing: str) -> int | None:
+    """The integer position (id, revision number) a cursor of `listing` continues before."""
+    if not cursor:
+        return None
+    key, _ = decode(cursor, listing)
+    if not isinstance(key, int) or isinstance(key, bool):
+        raise invalid_cursor()
+    return key

@@ -47,12 +47,7 @@ async def list_audit(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=pagination.MAX_PAGE)] = pagination.DEFAULT_PAGE,
 ) -> AuditPage:
-    before_id = None
-    if cursor:
-        key, _ = pagination.decode(cursor, "audit")
-        if not isinstance(key, int):
-            raise Problem(400, "The cursor is not valid for this listing.", title="Invalid cursor")
-        before_id = key
+    before_id = pagination.decode_position(cursor, "audit")
     if since and until and since >= until:
         raise Problem(422, "since must be before until")
     rows = await repository.list_page(

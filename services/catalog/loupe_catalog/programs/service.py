@@ -349,12 +349,7 @@ async def revisions(
     session: AsyncSession, program_id: uuid.UUID, cursor: str | None, limit: int
 ) -> tuple[list[RowMapping], str | None]:
     await get(session, program_id)
-    before = None
-    if cursor:
-        key, _ = pagination.decode(cursor, "revision")
-        if not isinstance(key, int):
-            raise Problem(400, "The cursor is not valid for this listing.", title="Invalid cursor")
-        before = key
+    before = pagination.decode_position(cursor, "revision")
     rows = await repository.list_revisions(session, program_id, before=before, limit=limit + 1)
     next_cursor = (
         pagination.encode("revision", rows[limit - 1]["revision"], "")
