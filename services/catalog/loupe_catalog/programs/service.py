@@ -321,9 +321,7 @@ async def list_page(
         try:
             after = (repository.parse_sort_key(sort, raw_key), str(uuid.UUID(last_id)))
         except ValueError:
-            raise Problem(
-                400, "The cursor is not valid for this listing.", title="Invalid cursor"
-            ) from None
+            raise pagination.invalid_cursor() from None
     rows = await repository.fetch_page(
         pool, sort=sort, after=after, limit=limit + 1, search=search, tag=tag, archived=archived
     )
