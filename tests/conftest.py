@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from loupe_shared.contracts.streams import TOKENS_BUCKET
+from loupe_shared.contracts.subjects import stream_name
 from loupe_shared.kit.auth import Role, TokenStore
 from loupe_shared.kit.nats import connect
 from loupe_shared.kit.settings import NatsSettings
@@ -145,7 +146,9 @@ class TokenMaker:
         async def create() -> str:
             nc = await connect(self.settings, "loupe-tests")
             try:
-                store = TokenStore(nc.jetstream(), TOKENS_BUCKET)
+                store = TokenStore(
+                    nc.jetstream(), stream_name(TOKENS_BUCKET, self.settings.namespace)
+                )
                 _, token = await store.create(name, role, "tests", expires_at=expires_at)
                 return token
             finally:

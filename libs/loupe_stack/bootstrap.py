@@ -2,7 +2,9 @@
 first admin token. Safe to run any number of times (compose runs it on every `up`)."""
 
 import asyncio
+import io
 
+from minio import Minio
 from nats.js.errors import KeyWrongLastSequenceError
 from pydantic_settings import SettingsConfigDict
 
@@ -27,6 +29,12 @@ class SetupSettings(NatsSettings, S3Settings):
     admin_token: str = ""
 
 
+def _probe_write(client: Minio, bucket: str) -> None:
+    key = ".loupe-setup-probe"
+    client.put_object(bucket, key, io.BytesIO(b"ok"), 2)
+    client.remove_object(bucket, key)
+
+
 async def bootstrap(settings: SetupSettings, admin_token: str | None = None) -> None:
     nc = await connect(settings, "loupe-setup")
     try:
@@ -48,12 +56,15 @@ async def bootstrap(settings: SetupSettings, admin_token: str | None = None) -> 
     client = s3_kit.client(settings)
     for bucket in (settings.images_bucket, settings.backup_bucket):
         # A fresh S3 server can answer 5xx for a moment after it starts listening.
-        for attempt in range(40):
+        for attempt in range(120):
             try:
                 if await s3_kit.ensure_bucket(client, bucket):
                     _log.info("setup.bucket_created", bucket=bucket)
+                # A new bucket may refuse writes until its storage is allocated: set-up is
+                # done when a write goes through.
+                await asyncio.to_thread(_probe_write, client, bucket)
                 break
             except Exception:
-                if attempt == 39:
+                if attempt == 119:
                     raise
                 await asyncio.sleep(0.25)

@@ -227,6 +227,10 @@ def seaweedfs(
             f"-filer.port={filer_port}",
             "-master.telemetry=false",
             "-master.volumeSizeLimitMB=1024",
+            # Every bucket is a collection that takes 7 volumes when first written; the
+            # default limit (derived from free disk) runs out after a few buckets. Volumes are
+            # sparse files, so a high limit costs nothing until used.
+            "-volume.max=1000",
             # One master: after a restart it elects itself; no need to wait the default 10 s.
             "-master.electionTimeout=1s",
             "-s3",

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from minio import Minio
+from minio.deleteobjects import DeleteObject
 
 from loupe_stack.bootstrap import bootstrap
 from loupe_stack.processes import ManagedProcess, free_port, http_ok, wait_until
@@ -72,10 +74,20 @@ class IsolatedCatalog:
         return process
 
 
+def _drop_bucket(s3: Minio, bucket: str) -> None:
+    """Empty and remove a test's bucket (each bucket holds storage on the S3 server)."""
+    if not s3.bucket_exists(bucket):
+        return
+    names = [o.object_name for o in s3.list_objects(bucket, recursive=True) if o.object_name]
+    for error in s3.remove_objects(bucket, [DeleteObject(name) for name in names]):
+        raise AssertionError(f"could not remove {error.name}: {error.message}")
+    s3.remove_bucket(bucket)
+
+
 @pytest.fixture
 def isolated_catalog(
     platform: Stack, scratch_database: str, admin_token: str, tmp_path: Path
-) -> IsolatedCatalog:
+) -> Iterator[IsolatedCatalog]:
     namespace = f"t{uuid.uuid4().hex[:8]}"
     settings = platform.setup_settings(namespace)
     asyncio.run(bootstrap(settings, admin_token=admin_token))
@@ -86,4 +98,8 @@ def isolated_catalog(
         check=True,
         capture_output=True,
     )
-    return catalog
+    yield catalog
+    e = platform.endpoints
+    s3 = Minio(e.s3_endpoint, access_key=e.s3_access_key, secret_key=e.s3_secret_key, secure=False)
+    for bucket in (settings.images_bucket, settings.backup_bucket):
+        _drop_bucket(s3, bucket)

@@ -28,6 +28,9 @@ class Thumbnail(BaseModel):
     key: str
     width: int
     height: int
+    # The WebP's own length and SHA-256 (the integrity scrub checks them).
+    bytes: int = 0
+    sha256: str | None = None
 
 
 class ImageStored(Event):
@@ -37,12 +40,15 @@ class ImageStored(Event):
     height: int
     content_type: str
     kind: Literal["master", "capture", "overlay"]
+    line_id: str = ""
     thumbnails: list[Thumbnail] = []
 
 
 class ImageDeleted(Event):
     sha256: str
     forced: bool = False
+    # "delete" (asked for) or "gc" (collected unreferenced).
+    reason: str = "delete"
 
 
 class ProgramRevised(Event):
@@ -88,3 +94,10 @@ class IntegrityMismatch(Event):
     expected_sha256: str
     actual_sha256: str | None
     problem: Literal["mismatch", "missing"]
+    image_sha256: str | None = None
+    # "blob" or "thumbnail-<size>".
+    object: str | None = None
+    # Where the corrupt bytes were moved (never deleted).
+    quarantine_key: str | None = None
+    # A thumbnail made again from its sound source.
+    repaired: bool = False

@@ -17,6 +17,9 @@ BACKUP_FAILED = "backup.failed"
 INTEGRITY_MISMATCH = "integrity.mismatch"
 AUDIT_RECORDED = "audit.recorded"
 DEADLETTER = "deadletter"
+# Requests between services (core NATS request/reply, answered by a queue group).
+RPC_IMAGE_CLAIMS = "rpc.catalog.image-claims"
+RPC_IMAGE_TOMBSTONES = "rpc.catalog.image-tombstones"
 
 
 def subject(name: str, namespace: str = "") -> str:

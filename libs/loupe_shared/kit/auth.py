@@ -56,6 +56,8 @@ class Permission(StrEnum):
     BACKUPS_RESTORE = "backups:restore"
     MIGRATIONS_RUN = "migrations:run"
     INTEGRITY_READ = "integrity:read"
+    # Run the garbage collector and the integrity scrub on demand.
+    STORAGE_MANAGE = "storage:manage"
     RETENTION_MANAGE = "retention:manage"
     METRICS_READ = "metrics:read"
     TOKENS_MANAGE = "tokens:manage"
@@ -76,7 +78,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.OPERATOR: frozenset(
         _VIEW
         | {P.AUDIT_READ, P.BACKUPS_READ, P.BACKUPS_WRITE, P.BACKUPS_RESTORE}
-        | {P.INTEGRITY_READ, P.RETENTION_MANAGE, P.METRICS_READ}
+        | {P.INTEGRITY_READ, P.STORAGE_MANAGE, P.RETENTION_MANAGE, P.METRICS_READ}
     ),
     Role.ADMIN: frozenset(Permission),
 }

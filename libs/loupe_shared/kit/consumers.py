@@ -64,31 +64,36 @@ async def _consume(
         ),
     )
     prefix = f"{namespace}." if namespace else ""
-    while True:
-        try:
-            messages = await subscription.fetch(batch, timeout=2)
-        except NatsTimeout:
-            continue
-        for message in messages:
+    try:
+        while True:
             try:
-                await handler(message.subject.removeprefix(prefix), message.data)
-            except MALFORMED as exc:
-                _log.error(
-                    "consumer.malformed_message",
-                    durable=durable,
-                    subject=message.subject,
-                    error=str(exc),
-                )
-                await js.publish(
-                    subjects.subject(f"{subjects.DEADLETTER}.{stream.lower()}", namespace),
-                    message.data,
-                    headers={"Loupe-Reason": str(exc)[:500], "Loupe-Subject": message.subject},
-                )
+                messages = await subscription.fetch(batch, timeout=2)
+            except NatsTimeout:
+                continue
+            for message in messages:
+                try:
+                    await handler(message.subject.removeprefix(prefix), message.data)
+                except MALFORMED as exc:
+                    _log.error(
+                        "consumer.malformed_message",
+                        durable=durable,
+                        subject=message.subject,
+                        error=str(exc),
+                    )
+                    await js.publish(
+                        subjects.subject(f"{subjects.DEADLETTER}.{stream.lower()}", namespace),
+                        message.data,
+                        headers={"Loupe-Reason": str(exc)[:500], "Loupe-Subject": message.subject},
+                    )
+                    await message.ack()
+                    continue
+                except Exception as exc:  # a dependency is down: leave it for redelivery
+                    _log.warning("consumer.handler_failed", durable=durable, error=str(exc))
+                    with suppress(Exception):
+                        await message.nak(delay=2)
+                    continue
                 await message.ack()
-                continue
-            except Exception as exc:  # a dependency is down: leave it for redelivery
-                _log.warning("consumer.handler_failed", durable=durable, error=str(exc))
-                with suppress(Exception):
-                    await message.nak(delay=2)
-                continue
-            await message.ack()
+    finally:
+        # Unsubscribed here, so draining the connection on shutdown has nothing to wait for.
+        with suppress(Exception):
+            await subscription.unsubscribe()

@@ -47,7 +47,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
 
 
-Session = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the commit happens before the answer is sent, so a client that got a
+# 2xx reads what it wrote, and a failed commit is answered as an error, not a success.
+Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def _no_reset(_: asyncpg.Connection) -> None:

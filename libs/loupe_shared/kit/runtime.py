@@ -1,5 +1,6 @@
 """What every service holds for its lifetime: the NATS connection and the token store."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,8 +10,11 @@ from nats.aio.client import Client
 from loupe_shared.contracts.streams import TOKENS_BUCKET
 from loupe_shared.contracts.subjects import stream_name
 from loupe_shared.kit.auth import TokenStore
+from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.nats import connect
 from loupe_shared.kit.settings import NatsSettings
+
+_log = get_logger("loupe.runtime")
 
 
 @asynccontextmanager
@@ -27,7 +31,13 @@ async def nats_and_tokens(app: FastAPI, settings: NatsSettings, name: str) -> As
     try:
         yield
     finally:
-        await nc.drain()
+        # Draining waits for every subscription to settle; a pull subscription cut off
+        # mid-fetch can keep it waiting, so shutting down is bounded.
+        try:
+            await asyncio.wait_for(nc.drain(), 5)
+        except TimeoutError:
+            _log.warning("nats.drain_timed_out")
+            await nc.close()
 
 
 async def check_nats(request: Request) -> None:

@@ -7,6 +7,7 @@ from fastapi import FastAPI, Request
 from loupe_catalog.audit import endpoints as audit_endpoints
 from loupe_catalog.audit import tasks as audit_tasks
 from loupe_catalog.image_records import endpoints as image_record_endpoints
+from loupe_catalog.image_records import rpc as image_record_rpc
 from loupe_catalog.image_records import tasks as image_record_tasks
 from loupe_catalog.images_client import ImagesClient
 from loupe_catalog.outbox.relay import OutboxRelay
@@ -41,6 +42,7 @@ def build(settings: CatalogSettings) -> FastAPI:
                     crash_after_publish=settings.outbox_crash_after_publish,
                 )
                 app.state.relay = relay
+                await image_record_rpc.serve(app.state.nats, engine, settings.namespace)
                 tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
                 for name, stream, subject, durable, handler in (
                     (
@@ -71,7 +73,10 @@ def build(settings: CatalogSettings) -> FastAPI:
                             await task
         finally:
             if hasattr(app.state, "read_pool"):
-                await app.state.read_pool.close()
+                try:
+                    await asyncio.wait_for(app.state.read_pool.close(), 5)
+                except TimeoutError:
+                    app.state.read_pool.terminate()
             await images.close()
             await engine.dispose()
 
@@ -87,6 +92,7 @@ def build(settings: CatalogSettings) -> FastAPI:
             schema_endpoints.router,
             program_endpoints.router,
             image_record_endpoints.router,
+            image_record_endpoints.storage_router,
             audit_endpoints.router,
         ],
         readiness={"database": check_database, "nats": check_nats, "tokens": check_tokens},

@@ -20,6 +20,19 @@ image_records = sa.Table(
     sa.Column("thumbnails", pg.JSONB, nullable=False),
     sa.Column("first_seen_at", TS, nullable=False),
     sa.Column("source", sa.Text, nullable=False),
+    sa.Column("line_id", sa.Text, nullable=False),
+    sa.Column("thumbnail_bytes", sa.BigInteger, nullable=False),
+    sa.Column("deleted_at", TS),
+)
+
+image_tombstones = sa.Table(
+    "image_tombstones",
+    metadata,
+    sa.Column("sha256", SHA, primary_key=True),
+    sa.Column("claimed_at", TS, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("claimed_by", sa.Text, nullable=False),
+    sa.Column("forced", sa.Boolean, nullable=False),
 )
 
 programs = sa.Table(

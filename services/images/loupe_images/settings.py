@@ -16,3 +16,17 @@ class ImagesSettings(ServiceSettings, S3Settings, NatsSettings):
     # A thumbnail job taking longer than this is given up (the status tells why).
     thumbnail_timeout_s: float = 20.0
     thumbnail_workers: int = 2
+    # Served thumbnails kept in memory (and served while the object store is down).
+    thumbnail_cache_bytes: int = 64 * 1024 * 1024
+    thumbnail_cache_ttl_s: float = 300.0
+    # Garbage collection: unreferenced blobs older than the grace period, every interval
+    # (0 turns the background collection off; `POST /api/images/gc` still runs one).
+    gc_grace_s: float = 24 * 3600.0
+    gc_interval_s: float = 3600.0
+    # How long to wait for the catalog's answer about an image's references.
+    claim_timeout_s: float = 10.0
+    # Integrity scrub: a full pass every interval (0: only on request), in batches of
+    # `scrub_batch_s` of work separated by `scrub_pause_s`.
+    scrub_interval_s: float = 24 * 3600.0
+    scrub_batch_s: float = 2.0
+    scrub_pause_s: float = 0.5

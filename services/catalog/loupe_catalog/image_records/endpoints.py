@@ -1,5 +1,5 @@
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path
@@ -28,6 +28,9 @@ class ImageRecord(BaseModel):
     thumbnails: list[dict[str, Any]]
     first_seen_at: datetime
     source: str
+    line_id: str
+    thumbnail_bytes: int
+    deleted_at: datetime | None
 
 
 class Reference(BaseModel):
@@ -69,3 +72,72 @@ async def get_references(sha256: Sha256, session: Session) -> References:
         for row in rows
     ]
     return References(sha256=sha256, referenced=bool(refs), programs=refs)
+
+
+storage_router = APIRouter(
+    prefix="/api/storage",
+    tags=["storage"],
+    dependencies=[Depends(require(Permission.INTEGRITY_READ))],
+)
+
+
+class Usage(BaseModel):
+    bytes: int = 0
+    objects: int = 0
+
+
+class LineUsage(BaseModel):
+    line_id: str
+    total: Usage
+    kinds: dict[str, Usage]
+
+
+class StorageUsage(BaseModel):
+    total: Usage
+    kinds: dict[str, Usage]
+    lines: list[LineUsage]
+    counted_at: datetime
+
+
+def _add(into: dict[str, Usage], kind: str, size: int, count: int) -> None:
+    found = into.setdefault(kind, Usage())
+    found.bytes += size
+    found.objects += count
+
+
+@storage_router.get(
+    "/usage",
+    summary="Bytes and object counts in the image store per kind and per line",
+    description=(
+        "Counted from the image records (kept by the `images.stored` / `images.deleted` "
+        "events): originals by kind (master, capture, overlay), their thumbnails as kind "
+        '`thumbnail`; images uploaded without a line count under the line id `""`.'
+    ),
+)
+async def storage_usage(session: Session) -> StorageUsage:
+    kinds: dict[str, Usage] = {k: Usage() for k in ("master", "capture", "overlay", "thumbnail")}
+    lines: dict[str, dict[str, Usage]] = {}
+    for row in await repository.usage(session):
+        per_line = lines.setdefault(row["line_id"], {})
+        for into in (kinds, per_line):
+            _add(into, row["kind"], int(row["bytes"]), int(row["objects"]))
+            _add(into, "thumbnail", int(row["thumbnail_bytes"]), int(row["thumbnail_objects"]))
+    total = Usage(
+        bytes=sum(u.bytes for u in kinds.values()), objects=sum(u.objects for u in kinds.values())
+    )
+    return StorageUsage(
+        total=total,
+        kinds=kinds,
+        lines=[
+            LineUsage(
+                line_id=line,
+                total=Usage(
+                    bytes=sum(u.bytes for u in found.values()),
+                    objects=sum(u.objects for u in found.values()),
+                ),
+                kinds=found,
+            )
+            for line, found in sorted(lines.items())
+        ],
+        counted_at=datetime.now(UTC),
+    )

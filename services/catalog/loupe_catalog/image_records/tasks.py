@@ -1,5 +1,4 @@
-"""Turns `images.*` events into image records; a redelivered event changes nothing (the
-first sighting wins)."""
+"""Turns `images.*` events into image records; a redelivered event changes nothing."""
 
 from collections.abc import Awaitable, Callable
 
@@ -34,7 +33,9 @@ async def _handle(engine: AsyncEngine, subject: str, data: bytes) -> None:
                     "height": event.height,
                     "content_type": event.content_type,
                     "kind": event.kind,
+                    "line_id": event.line_id,
                     "thumbnails": [t.model_dump() for t in event.thumbnails],
+                    "thumbnail_bytes": sum(t.bytes for t in event.thumbnails),
                     "first_seen_at": event.occurred_at,
                     "source": "event",
                 },
@@ -42,5 +43,8 @@ async def _handle(engine: AsyncEngine, subject: str, data: bytes) -> None:
     elif subject == subjects.IMAGES_DELETED:
         deleted = ImageDeleted.model_validate_json(data)
         async with engine.begin() as conn:
-            if not await repository.delete_unreferenced(conn, deleted.sha256):
-                _log.warning("image_records.delete_kept_referenced", sha256=deleted.sha256)
+            outcome = await repository.finish_deletion(conn, deleted.sha256, forced=deleted.forced)
+        if outcome == "marked":
+            _log.warning(
+                "image_records.referenced_blob_deleted", sha256=deleted.sha256, forced=True
+            )

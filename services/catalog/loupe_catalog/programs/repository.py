@@ -98,7 +98,9 @@ async def list_revisions(
 
 
 async def image_known(session: AsyncSession, sha256: str) -> bool:
-    query = sa.select(image_records.c.sha256).where(image_records.c.sha256 == sha256)
+    query = sa.select(image_records.c.sha256).where(
+        image_records.c.sha256 == sha256, image_records.c.deleted_at.is_(None)
+    )
     return (await session.execute(query)).first() is not None
 
 

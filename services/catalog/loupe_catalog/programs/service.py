@@ -110,7 +110,17 @@ def check_if_match(header: str | None, current: str) -> None:
 async def _ensure_image(
     session: AsyncSession, sha256: str | None, actor: Actor, images: ImagesClient
 ) -> None:
-    if sha256 is None or await repository.image_known(session, sha256):
+    if sha256 is None:
+        return
+    # Held until the save commits, so the image cannot be claimed for deletion meanwhile.
+    if not await image_repository.lock_for_reference(session, sha256):
+        raise Problem(
+            409,
+            "The master image is being deleted; upload it again, then save.",
+            title="Master image being deleted",
+            errors=[{"field": "body:master_image_sha256", "message": "being deleted"}],
+        )
+    if await repository.image_known(session, sha256):
         return
     meta = await images.metadata(
         sha256, authorization=actor.authorization, request_id=actor.request_id
@@ -136,6 +146,7 @@ async def _ensure_image(
             "height": int(meta["height"]),
             "content_type": str(meta["content_type"]),
             "kind": str(meta.get("kind", "master")),
+            "line_id": str(meta.get("line_id", "")),
             "thumbnails": meta.get("thumbnails", []),
             "source": "images-service",
         },

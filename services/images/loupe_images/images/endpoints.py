@@ -9,8 +9,10 @@ from minio import Minio
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from loupe_images.images import multipart, service, storage, thumbnails
+from loupe_images.images.deletion import Deleter
 from loupe_images.images.thumbnailer import Thumbnailer
 from loupe_images.settings import ImagesSettings
+from loupe_shared.kit import s3 as s3_kit
 from loupe_shared.kit.audit import publish_audit
 from loupe_shared.kit.auth import Permission, Principal, require
 from loupe_shared.kit.problems import Problem
@@ -19,6 +21,8 @@ router = APIRouter(prefix="/api/images", tags=["images"])
 Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
 CanRead = Annotated[Principal, Depends(require(Permission.IMAGES_READ))]
 CanWrite = Annotated[Principal, Depends(require(Permission.IMAGES_WRITE))]
+CanDelete = Annotated[Principal, Depends(require(Permission.IMAGES_DELETE))]
+CanManage = Annotated[Principal, Depends(require(Permission.STORAGE_MANAGE))]
 Tag = Annotated[str, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.:/\-]{0,63}$")]
 CACHE_FOREVER = "public, max-age=31536000, immutable"
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:/\-]{0,63}$")
@@ -178,8 +182,23 @@ async def get_thumbnail(
     headers = {"ETag": etag, "Cache-Control": CACHE_FOREVER}
     if if_none_match and etag in [t.strip().removeprefix("W/") for t in if_none_match.split(",")]:
         return Response(status_code=304, headers=headers)
-    image = await _stat(request, sha256)
     thumbnailer: Thumbnailer = request.app.state.thumbnailer
+    cached = thumbnailer.cached(sha256, size)
+    if cached is not None and cached[1]:
+        return Response(cached[0], media_type="image/webp", headers=headers)
+    try:
+        image = await _stat(request, sha256)
+    except s3_kit.UNAVAILABLE:
+        if cached is None:
+            raise
+        # The object store is down: a thumbnail served before is still the right one.
+        return Response(cached[0], media_type="image/webp", headers=headers)
+    except Problem:
+        thumbnailer.cache.discard(sha256)
+        raise
+    if cached is not None:
+        thumbnailer.cache.touch(sha256, size)
+        return Response(cached[0], media_type="image/webp", headers=headers)
     data = await thumbnailer.get(image, size)
     if data is None:
         raise Problem(422, "No thumbnail can be made from this image; see its status.")
@@ -247,3 +266,82 @@ async def get_image(
     return StreamingResponse(
         body(), status_code=status, media_type=image.content_type, headers=headers
     )
+
+
+@router.delete(
+    "/{sha256}",
+    summary="Delete an image (refused while a program revision uses it, unless an admin forces)",
+    status_code=204,
+    responses={
+        204: {"description": "deleted, with its thumbnails"},
+        403: {"description": "force needs images:force-delete"},
+        409: {"description": "program revisions use the image; they are listed"},
+    },
+)
+async def delete_image(
+    sha256: Sha256,
+    request: Request,
+    principal: CanDelete,
+    force: bool = False,
+) -> Response:
+    if force and Permission.IMAGES_FORCE_DELETE not in principal.permissions:
+        raise Problem(403, "Only an admin may force the deletion of a referenced image.")
+    await _stat(request, sha256)
+    deleter: Deleter = request.app.state.deleter
+    request_id = request.scope["state"].get("request_id")
+    reply = await deleter.delete(sha256, force=force, request_id=request_id)
+    if sha256 not in reply.granted:
+        uses = reply.referenced.get(sha256, [])
+        raise Problem(
+            409,
+            f"{len(uses)} program revision(s) use this image; archive or change them first"
+            " (an admin may force the deletion).",
+            title="Image in use",
+            references=uses,
+        )
+    await publish_audit(
+        request.app.state.js,
+        principal,
+        action="images.force_delete" if force else "images.delete",
+        target=f"image:{sha256}",
+        request_id=request_id,
+        namespace=_settings(request).namespace,
+        details={"forced": force, "references": reply.referenced.get(sha256, [])},
+    )
+    return Response(status_code=204)
+
+
+@router.post(
+    "/gc",
+    summary="Collect unreferenced blobs older than the grace period now",
+    description=(
+        "Also runs in the background every `IMAGES_GC_INTERVAL_S`. Each blob is claimed from "
+        "the catalog, which re-checks its references just before the deletion. `dry_run` "
+        "only reports what would go."
+    ),
+)
+async def collect_garbage(
+    request: Request,
+    principal: CanManage,
+    dry_run: bool = False,
+    grace_s: Annotated[
+        float | None,
+        Query(ge=0, description="override IMAGES_GC_GRACE_S for this run"),
+    ] = None,
+) -> dict[str, Any]:
+    settings = _settings(request)
+    deleter: Deleter = request.app.state.deleter
+    summary = await deleter.collect(
+        grace_s=settings.gc_grace_s if grace_s is None else grace_s, dry_run=dry_run
+    )
+    if not dry_run:
+        await publish_audit(
+            request.app.state.js,
+            principal,
+            action="images.gc",
+            target="images",
+            request_id=request.scope["state"].get("request_id"),
+            namespace=settings.namespace,
+            details={k: summary[k] for k in ("grace_s", "collected", "collected_bytes")},
+        )
+    return summary

@@ -5,8 +5,9 @@ import hashlib
 import re
 import tempfile
 import unicodedata
+import uuid
 from collections.abc import AsyncIterator
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import cv2
 import numpy as np
@@ -114,7 +115,16 @@ async def store(
     existing = await asyncio.to_thread(storage.stat, s3, settings.images_bucket, sha256)
     if existing is not None:
         known = await thumbnailer.status(sha256)
-        return existing, (known or {}).get("thumbnails", []), True
+        if known is None:
+            # An earlier upload stopped between the blob and its thumbnails: finish it.
+            spool.seek(0)
+            known = await thumbnailer.generate(
+                sha256, spool.read(), existing.width, existing.height
+            )
+        # Announced again (the same event id, so a no-op if it went out before), in case the
+        # earlier upload stopped before announcing.
+        await announce(js, existing, known["thumbnails"], settings.namespace, request_id)
+        return existing, known["thumbnails"], True
     spool.seek(0)
     data = spool.read()
     if not await asyncio.get_running_loop().run_in_executor(None, _decode_check, data):
@@ -131,24 +141,37 @@ async def store(
         filename=sanitize_filename(filename),
         line_id=line_id,
         tags=tags,
+        upload_id=uuid.uuid4().hex,
     )
     await asyncio.to_thread(storage.put, s3, settings.images_bucket, image, spool)
     status = await thumbnailer.generate(sha256, data, header.width, header.height)
-    # Announced only after the object is stored; the id makes a repeat announcement a no-op.
+    await announce(js, image, status["thumbnails"], settings.namespace, request_id)
+    return image, status["thumbnails"], False
+
+
+async def announce(
+    js: JetStreamContext,
+    image: storage.StoredImage,
+    thumbs: list[dict[str, Any]],
+    namespace: str,
+    request_id: str | None,
+) -> None:
+    """`images.stored`, only ever after the object is stored. The id names this storing of
+    the bytes, so a repeat announcement is a no-op."""
     event = ImageStored(
-        event_id=f"images.stored.{sha256}",
-        sha256=sha256,
-        size=size,
-        width=header.width,
-        height=header.height,
-        content_type=header.content_type,
-        kind=kind,
-        thumbnails=[Thumbnail(**entry) for entry in status["thumbnails"]],
+        event_id=f"images.stored.{image.sha256}.{image.upload_id}",
+        sha256=image.sha256,
+        size=image.size,
+        width=image.width,
+        height=image.height,
+        content_type=image.content_type,
+        kind=cast(Any, image.kind),
+        line_id=image.line_id,
+        thumbnails=[Thumbnail(**entry) for entry in thumbs],
         request_id=request_id,
     )
     await js.publish(
-        subjects.subject(subjects.IMAGES_STORED, settings.namespace),
+        subjects.subject(subjects.IMAGES_STORED, namespace),
         event.model_dump_json().encode(),
         headers={"Nats-Msg-Id": event.event_id},
     )
-    return image, status["thumbnails"], False

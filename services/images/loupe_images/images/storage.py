@@ -1,8 +1,11 @@
 """Where image bytes live: content-addressed keys in the images bucket, metadata beside them
 as object metadata. The SDK is synchronous; these run in worker threads."""
 
+import hashlib
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import IO, Any, BinaryIO, cast
 
 from minio import Minio
@@ -24,6 +27,9 @@ class StoredImage:
     filename: str
     line_id: str
     tags: list[str]
+    # Differs between two storings of the same bytes (after a deletion), so their
+    # announcements are not taken for duplicates.
+    upload_id: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -47,15 +53,33 @@ def status_key(sha256: str) -> str:
     return f"status/{sha256[:2]}/{sha256}.json"
 
 
-def put_bytes(s3: Minio, bucket: str, key: str, data: bytes, content_type: str) -> None:
-    s3.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+_MISSING = ("NoSuchKey", "NotFound", "NoSuchObject")
+_MIN_PART = 5 * 1024 * 1024
+
+
+def put_bytes(
+    s3: Minio,
+    bucket: str,
+    key: str,
+    data: bytes,
+    content_type: str,
+    metadata: dict[str, str] | None = None,
+) -> None:
+    s3.put_object(
+        bucket,
+        key,
+        io.BytesIO(data),
+        len(data),
+        content_type=content_type,
+        metadata=cast(Any, metadata),
+    )
 
 
 def get_bytes(s3: Minio, bucket: str, key: str) -> bytes | None:
     try:
         response = s3.get_object(bucket, key)
     except S3Error as exc:
-        if exc.code in ("NoSuchKey", "NotFound", "NoSuchObject"):
+        if exc.code in _MISSING:
             return None
         raise
     try:
@@ -69,7 +93,7 @@ def stat(s3: Minio, bucket: str, sha256: str) -> StoredImage | None:
     try:
         info = s3.stat_object(bucket, blob_key(sha256))
     except S3Error as exc:
-        if exc.code in ("NoSuchKey", "NotFound", "NoSuchObject"):
+        if exc.code in _MISSING:
             return None
         raise
     meta = {k.lower().removeprefix("x-amz-meta-"): v for k, v in (info.metadata or {}).items()}
@@ -83,6 +107,7 @@ def stat(s3: Minio, bucket: str, sha256: str) -> StoredImage | None:
         filename=meta.get("filename", ""),
         line_id=meta.get("line-id", ""),
         tags=[t for t in meta.get("tags", "").split(",") if t],
+        upload_id=meta.get("upload-id", ""),
     )
 
 
@@ -93,6 +118,9 @@ def put(s3: Minio, bucket: str, image: StoredImage, body: IO[bytes]) -> None:
         blob_key(image.sha256),
         cast(BinaryIO, body),
         image.size,
+        # One PUT for the whole image: an interrupted upload leaves no partial multipart
+        # upload behind.
+        part_size=max(image.size, _MIN_PART),
         content_type=image.content_type,
         metadata={
             "width": str(image.width),
@@ -102,5 +130,71 @@ def put(s3: Minio, bucket: str, image: StoredImage, body: IO[bytes]) -> None:
             "line-id": image.line_id,
             "tags": ",".join(image.tags),
             "sha256": image.sha256,
+            "upload-id": image.upload_id,
         },
     )
+
+
+def exists(s3: Minio, bucket: str, key: str) -> bool:
+    try:
+        s3.stat_object(bucket, key)
+    except S3Error as exc:
+        if exc.code in _MISSING:
+            return False
+        raise
+    return True
+
+
+def remove(s3: Minio, bucket: str, key: str) -> None:
+    """Remove `key`; removing what is not there is not an error."""
+    try:
+        s3.remove_object(bucket, key)
+    except S3Error as exc:
+        if exc.code not in _MISSING:
+            raise
+
+
+@dataclass(frozen=True)
+class Listed:
+    key: str
+    size: int
+    last_modified: datetime | None
+
+
+def listing(
+    s3: Minio, bucket: str, prefix: str, start_after: str | None = None
+) -> Iterator[Listed]:
+    """Every object under `prefix` (recursively), in key order."""
+    for found in s3.list_objects(bucket, prefix=prefix, recursive=True, start_after=start_after):
+        if found.object_name is not None and not found.is_dir:
+            yield Listed(found.object_name, int(found.size or 0), found.last_modified)
+
+
+def hash_object(s3: Minio, bucket: str, key: str) -> tuple[str, int] | None:
+    """The SHA-256 and length of what is stored at `key`, read as a stream; None if missing."""
+    try:
+        response = s3.get_object(bucket, key)
+    except S3Error as exc:
+        if exc.code in _MISSING:
+            return None
+        raise
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        for chunk in response.stream(1024 * 1024):
+            digest.update(chunk)
+            size += len(chunk)
+    finally:
+        response.close()
+        response.release_conn()
+    return digest.hexdigest(), size
+
+
+def move(s3: Minio, bucket: str, key: str, to_key: str) -> bool:
+    """Copy `key` to `to_key`, then remove `key`; answers False when `key` is missing."""
+    data = get_bytes(s3, bucket, key)
+    if data is None:
+        return False
+    put_bytes(s3, bucket, to_key, data, "application/octet-stream")
+    remove(s3, bucket, key)
+    return True
