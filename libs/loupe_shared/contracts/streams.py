@@ -21,7 +21,8 @@ class StreamSpec:
 STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec("IMAGES", ("images.>",), max_age_s=7 * 86400),
     StreamSpec("PROGRAMS", ("programs.>",), max_age_s=7 * 86400),
-    StreamSpec("RESULTS", ("results.>",), duplicate_window_s=600.0),
+    # Kept a week after ingest, so an ingester down for days loses nothing.
+    StreamSpec("RESULTS", ("results.>",), max_age_s=7 * 86400, duplicate_window_s=600.0),
     StreamSpec("INSPECTION", ("inspection.>",), work_queue=True),
     StreamSpec("BACKUP", ("backup.>",), max_age_s=30 * 86400),
     StreamSpec("INTEGRITY", ("integrity.>",), max_age_s=30 * 86400),
