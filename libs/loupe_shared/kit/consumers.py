@@ -8,6 +8,7 @@ import json
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
+from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
@@ -80,11 +81,7 @@ async def _consume(
                         subject=message.subject,
                         error=str(exc),
                     )
-                    await js.publish(
-                        subjects.subject(f"{subjects.DEADLETTER}.{stream.lower()}", namespace),
-                        message.data,
-                        headers={"Loupe-Reason": str(exc)[:500], "Loupe-Subject": message.subject},
-                    )
+                    await dead_letter(js, stream, namespace, message, str(exc))
                     await message.ack()
                     continue
                 except Exception as exc:  # a dependency is down: leave it for redelivery
@@ -97,3 +94,15 @@ async def _consume(
         # Unsubscribed here, so draining the connection on shutdown has nothing to wait for.
         with suppress(Exception):
             await subscription.unsubscribe()
+
+
+async def dead_letter(
+    js: JetStreamContext, stream: str, namespace: str, message: Msg, reason: str
+) -> None:
+    """Set a message that can never be handled aside, with the reason, on
+    `deadletter.<stream>`; the caller then acknowledges it so it never blocks the stream."""
+    await js.publish(
+        subjects.subject(f"{subjects.DEADLETTER}.{stream.lower()}", namespace),
+        message.data,
+        headers={"Loupe-Reason": reason[:500], "Loupe-Subject": message.subject},
+    )

@@ -1,15 +1,21 @@
-"""`python -m loupe_catalog [serve|migrate]`."""
+"""`python -m loupe_catalog [serve|migrate|ingest]`."""
 
 import argparse
+import asyncio
+import signal
 import sys
+from contextlib import suppress
 
 from alembic import command
+from prometheus_client import CollectorRegistry
 
 from loupe_catalog import migrations
 from loupe_catalog.app import build
+from loupe_catalog.results.ingest import Ingester
 from loupe_catalog.settings import CatalogSettings
 from loupe_shared.kit.app import serve
 from loupe_shared.kit.logging import configure_logging, get_logger
+from loupe_shared.kit.nats import connect
 
 
 def main() -> int:
@@ -18,6 +24,7 @@ def main() -> int:
     sub.add_parser("serve", help="serve the API (default)")
     migrate = sub.add_parser("migrate", help="apply pending migrations")
     migrate.add_argument("--down-to", help="instead, downgrade to this revision (or base)")
+    sub.add_parser("ingest", help="only ingest results (scale ingest apart from the API)")
     args = parser.parse_args()
     settings = CatalogSettings()
     configure_logging("catalog", settings.log_level)
@@ -33,8 +40,33 @@ def main() -> int:
             command.upgrade(config, "head")
         get_logger().info("catalog.migrated", target=target)
         return 0
+    if args.command == "ingest":
+        asyncio.run(ingest_only(settings))
+        return 0
     serve(build(settings), settings)
     return 0
+
+
+async def ingest_only(settings: CatalogSettings) -> None:
+    """An ingester on its own, until SIGTERM or SIGINT."""
+    nc = await connect(settings, "loupe-results-ingest")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    ingester = Ingester(
+        settings,
+        nc.jetstream(),
+        namespace=settings.namespace,
+        registry=CollectorRegistry(),
+        fetch_messages=settings.ingest_fetch_messages,
+    )
+    task = asyncio.create_task(ingester.run())
+    await stop.wait()
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+    await nc.close()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ from loupe_catalog.image_records import tasks as image_record_tasks
 from loupe_catalog.images_client import ImagesClient
 from loupe_catalog.outbox.relay import OutboxRelay
 from loupe_catalog.programs import endpoints as program_endpoints
+from loupe_catalog.results import endpoints as result_endpoints
+from loupe_catalog.results.ingest import Ingester
+from loupe_catalog.results.live import LiveFeed
 from loupe_catalog.schema import endpoints as schema_endpoints
 from loupe_catalog.schema import service as schema_service
 from loupe_catalog.settings import CatalogSettings
@@ -32,6 +35,7 @@ def build(settings: CatalogSettings) -> FastAPI:
             app.state.sessions = db.session_factory(engine)
             app.state.read_pool = await db.create_read_pool(settings, "loupe-catalog")
             app.state.images = images
+            app.state.settings = settings
             async with nats_and_tokens(app, settings, "loupe-catalog"):
                 relay = OutboxRelay(
                     engine,
@@ -43,6 +47,16 @@ def build(settings: CatalogSettings) -> FastAPI:
                 )
                 app.state.relay = relay
                 await image_record_rpc.serve(app.state.nats, engine, settings.namespace)
+                app.state.live_feed = LiveFeed(app.state.nats, settings.namespace)
+                if settings.ingest_enabled:
+                    ingester = Ingester(
+                        settings,
+                        app.state.js,
+                        namespace=settings.namespace,
+                        registry=app.state.registry,
+                        fetch_messages=settings.ingest_fetch_messages,
+                    )
+                    tasks.append(asyncio.create_task(ingester.run(), name="results-ingest"))
                 tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
                 for name, stream, subject, durable, handler in (
                     (
@@ -93,6 +107,7 @@ def build(settings: CatalogSettings) -> FastAPI:
             program_endpoints.router,
             image_record_endpoints.router,
             image_record_endpoints.storage_router,
+            result_endpoints.router,
             audit_endpoints.router,
         ],
         readiness={"database": check_database, "nats": check_nats, "tokens": check_tokens},

@@ -12,3 +12,9 @@ class CatalogSettings(ServiceSettings, DatabaseSettings, NatsSettings):
     outbox_idle_s: float = 0.25
     # Fault injection for tests only: the relay exits between publishing and marking.
     outbox_crash_after_publish: bool = False
+    # Ingest results from the RESULTS stream in this process (`python -m loupe_catalog
+    # ingest` runs ingesters on their own).
+    ingest_enabled: bool = True
+    ingest_fetch_messages: int = 100
+    # How often retention policies are applied (0: only on request).
+    retention_interval_s: float = 3600.0

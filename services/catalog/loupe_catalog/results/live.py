@@ -1,0 +1,75 @@
+"""The live feed: one NATS subscription on `results.recorded`, fanned out to every open
+`GET /api/results/stream`. A listener that reads too slowly loses the oldest results (and is
+told how many), never slows the others."""
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from loupe_shared.contracts import subjects
+from loupe_shared.kit.logging import get_logger
+
+_log = get_logger("catalog.results.live")
+QUEUE = 1000
+
+
+@dataclass(eq=False)
+class Listener:
+    line_id: str | None
+    verdict: str | None
+    queue: asyncio.Queue[dict[str, Any]] = field(
+        default_factory=lambda: asyncio.Queue(maxsize=QUEUE)
+    )
+    dropped: int = 0
+
+    def offer(self, result: dict[str, Any]) -> None:
+        if self.line_id is not None and result.get("line_id") != self.line_id:
+            return
+        if self.verdict is not None and result.get("verdict") != self.verdict:
+            return
+        if self.queue.full():
+            self.queue.get_nowait()
+            self.dropped += 1
+        self.queue.put_nowait(result)
+
+
+class LiveFeed:
+    def __init__(self, nc: Client, namespace: str, max_listeners: int = 200) -> None:
+        self.nc = nc
+        self.namespace = namespace
+        self.max_listeners = max_listeners
+        self.listeners: set[Listener] = set()
+        self._subscription: Subscription | None = None
+
+    async def _on_message(self, msg: Msg) -> None:
+        try:
+            results = orjson.loads(msg.data)["results"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return
+        for listener in list(self.listeners):
+            for result in results:
+                if isinstance(result, dict):
+                    listener.offer(result)
+
+    async def join(self, line_id: str | None, verdict: str | None) -> Listener | None:
+        """A new listener, or None when the feed is full."""
+        if len(self.listeners) >= self.max_listeners:
+            return None
+        if self._subscription is None:
+            self._subscription = await self.nc.subscribe(
+                subjects.subject(subjects.RESULTS_RECORDED, self.namespace), cb=self._on_message
+            )
+        listener = Listener(line_id, verdict)
+        self.listeners.add(listener)
+        return listener
+
+    async def leave(self, listener: Listener) -> None:
+        self.listeners.discard(listener)
+        if not self.listeners and self._subscription is not None:
+            subscription, self._subscription = self._subscription, None
+            await subscription.unsubscribe()
