@@ -24,8 +24,11 @@ class ImageClaimRequest(BaseModel):
 
 class ImageClaimReply(BaseModel):
     granted: list[str] = []
-    # Referenced hashes with the revisions that use them.
+    # Referenced hashes with what uses them (program revisions, results).
     referenced: dict[str, list[dict[str, Any]]] = {}
+    # Not decided now (results are still being ingested and may reference them): asked
+    # again at the next collection.
+    deferred: list[str] = []
     error: str | None = None
 
 

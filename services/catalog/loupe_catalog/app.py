@@ -15,12 +15,17 @@ from loupe_catalog.programs import endpoints as program_endpoints
 from loupe_catalog.results import endpoints as result_endpoints
 from loupe_catalog.results.ingest import Ingester
 from loupe_catalog.results.live import LiveFeed
+from loupe_catalog.retention import endpoints as retention_endpoints
+from loupe_catalog.retention import service as retention_service
 from loupe_catalog.schema import endpoints as schema_endpoints
 from loupe_catalog.schema import service as schema_service
 from loupe_catalog.settings import CatalogSettings
 from loupe_shared.kit import consumers, db
 from loupe_shared.kit.app import create_app
+from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.runtime import check_nats, check_tokens, nats_and_tokens
+
+_log = get_logger("catalog.app")
 
 
 def build(settings: CatalogSettings) -> FastAPI:
@@ -46,7 +51,9 @@ def build(settings: CatalogSettings) -> FastAPI:
                     crash_after_publish=settings.outbox_crash_after_publish,
                 )
                 app.state.relay = relay
-                await image_record_rpc.serve(app.state.nats, engine, settings.namespace)
+                await image_record_rpc.serve(
+                    app.state.nats, app.state.js, engine, settings.namespace
+                )
                 app.state.live_feed = LiveFeed(app.state.nats, settings.namespace)
                 if settings.ingest_enabled:
                     ingester = Ingester(
@@ -57,6 +64,13 @@ def build(settings: CatalogSettings) -> FastAPI:
                         fetch_messages=settings.ingest_fetch_messages,
                     )
                     tasks.append(asyncio.create_task(ingester.run(), name="results-ingest"))
+                if settings.retention_interval_s > 0:
+                    tasks.append(
+                        asyncio.create_task(
+                            _apply_retention(app, settings.retention_interval_s),
+                            name="retention",
+                        )
+                    )
                 tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
                 for name, stream, subject, durable, handler in (
                     (
@@ -108,7 +122,23 @@ def build(settings: CatalogSettings) -> FastAPI:
             image_record_endpoints.router,
             image_record_endpoints.storage_router,
             result_endpoints.router,
+            retention_endpoints.router,
             audit_endpoints.router,
         ],
         readiness={"database": check_database, "nats": check_nats, "tokens": check_tokens},
     )
+
+
+async def _apply_retention(app: FastAPI, interval_s: float) -> None:
+    """Apply the retention policies every `interval_s`; a failed round is logged and tried
+    again at the next."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await retention_service.run(
+                app.state.sessions, retention_service.SCHEDULE, dry_run=False
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            _log.warning("retention.failed", error=str(exc))

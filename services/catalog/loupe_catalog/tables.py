@@ -99,3 +99,16 @@ outbox = sa.Table(
     sa.Column("published_at", TS),
     sa.Column("attempts", sa.Integer, nullable=False),
 )
+
+
+results = sa.Table(
+    "results",
+    metadata,
+    sa.Column("result_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("captured_at", TS, primary_key=True),
+    sa.Column("line_id", sa.Text, nullable=False),
+    sa.Column("program_id", pg.UUID(as_uuid=True)),
+    sa.Column("verdict", sa.Text, nullable=False),
+    sa.Column("capture_sha256", SHA),
+    # The other columns are read and written with plain SQL (results/).
+)

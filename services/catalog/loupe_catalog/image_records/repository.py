@@ -14,7 +14,13 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from loupe_catalog.tables import image_records, image_tombstones, program_revisions, programs
+from loupe_catalog.tables import (
+    image_records,
+    image_tombstones,
+    program_revisions,
+    programs,
+    results,
+)
 
 # First key of the two-key advisory lock: the images' lock space ("LOUP").
 _LOCK_SPACE = 0x4C4F5550
@@ -79,8 +85,8 @@ async def lock_for_reference(conn: Conn, sha256: str) -> bool:
 
 
 async def referenced_by(conn: Conn, shas: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """For each referenced hash of `shas`, the revisions that use it. Anything that keeps an
-    image alive is asked here."""
+    """For each referenced hash of `shas`, what uses it: program revisions (master images)
+    and results (captures). Anything that keeps an image alive is asked here."""
     query = (
         sa.select(
             program_revisions.c.master_image_sha256.label("sha256"),
@@ -97,6 +103,13 @@ async def referenced_by(conn: Conn, shas: list[str]) -> dict[str, list[dict[str,
         found.setdefault(row["sha256"], []).append(
             {"program_id": str(row["program_id"]), "name": row["name"], "revision": row["revision"]}
         )
+    captures = (
+        sa.select(results.c.capture_sha256, sa.func.count().label("results"))
+        .where(results.c.capture_sha256.in_(shas))
+        .group_by(results.c.capture_sha256)
+    )
+    for row in (await conn.execute(captures)).mappings():
+        found.setdefault(row["capture_sha256"], []).append({"results": row["results"]})
     return found
 
 

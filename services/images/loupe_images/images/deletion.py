@@ -170,10 +170,12 @@ class Deleter:
         candidates = list(sizes)[:limit]
         collected: list[str] = []
         referenced = 0
+        deferred = 0
         for start in range(0, len(candidates), MAX_CLAIM):
             batch = candidates[start : start + MAX_CLAIM]
             reply = await self.claim(batch, reason="gc", dry_run=dry_run)
             referenced += len(reply.referenced)
+            deferred += len(reply.deferred)
             for sha in reply.granted:
                 if not dry_run:
                     await self.remove(sha, forced=False, reason="gc")
@@ -184,6 +186,7 @@ class Deleter:
             "examined": len(listed),
             "older_than_grace": len(candidates),
             "referenced": referenced,
+            "deferred": deferred,
             "collected": len(collected),
             "collected_bytes": sum(sizes[sha] for sha in collected),
             "collected_sha256": collected[:1000],

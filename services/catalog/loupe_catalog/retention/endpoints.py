@@ -1,0 +1,132 @@
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from loupe_catalog.audit import service as audit
+from loupe_catalog.retention import repository, service
+from loupe_shared.contracts.results import LINE_ID
+from loupe_shared.kit.auth import Permission, Principal, require
+from loupe_shared.kit.db import Session
+from loupe_shared.kit.problems import Problem
+
+router = APIRouter(prefix="/api/retention", tags=["retention"])
+CanManage = Annotated[Principal, Depends(require(Permission.RETENTION_MANAGE))]
+Scope = Literal["all", "line", "program"]
+Target = Annotated[str, Path(max_length=100)]
+
+
+class PolicyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    results_max_age_days: int | None = Field(default=None, ge=1, le=36500)
+    captures_max_age_days: int | None = Field(default=None, ge=1, le=36500)
+
+
+class Policy(PolicyBody):
+    scope: Scope
+    target: str
+    updated_at: datetime
+    updated_by: str
+
+
+def _check_target(scope: str, target: str) -> None:
+    if scope == "all" and target != "*":
+        raise Problem(422, "The installation-wide policy's target is `*`.", field="path:target")
+    if scope == "line" and not re.match(LINE_ID, target):
+        raise Problem(422, "Not a line id.", field="path:target")
+    if scope == "program":
+        try:
+            uuid.UUID(target)
+        except ValueError:
+            raise Problem(
+                422, "A program policy's target is the program id.", field="path:target"
+            ) from None
+
+
+@router.get("/policies", summary="Retention policies (per installation, line or program)")
+async def list_policies(session: Session, _: CanManage) -> list[Policy]:
+    return [Policy.model_validate(dict(row)) for row in await repository.policies(session)]
+
+
+@router.put(
+    "/policies/{scope}/{target}",
+    summary="Set how long results and captured images are kept for a line, a program or all",
+    description=(
+        "Where several policies apply, the longest age wins. A missing age says nothing: "
+        "kept as long as another policy or forever. Master images and images a program "
+        "revision uses are never removed."
+    ),
+)
+async def put_policy(
+    scope: Scope,
+    target: Target,
+    body: PolicyBody,
+    request: Request,
+    session: Session,
+    principal: CanManage,
+) -> Policy:
+    _check_target(scope, target)
+    if body.results_max_age_days is None and body.captures_max_age_days is None:
+        raise Problem(422, "Give results_max_age_days, captures_max_age_days or both.")
+    row = await repository.put_policy(
+        session,
+        {
+            "scope": scope,
+            "target": target,
+            "results": body.results_max_age_days,
+            "captures": body.captures_max_age_days,
+            "by": principal.name,
+        },
+    )
+    await audit.record(
+        session,
+        principal,
+        action="retention.policy_set",
+        target=f"retention:{scope}:{target}",
+        request_id=request.scope["state"].get("request_id"),
+        details=body.model_dump(),
+    )
+    return Policy.model_validate(dict(row))
+
+
+@router.delete("/policies/{scope}/{target}", status_code=204, summary="Remove a policy")
+async def delete_policy(
+    scope: Scope, target: Target, request: Request, session: Session, principal: CanManage
+) -> Response:
+    if not await repository.delete_policy(session, scope, target):
+        raise Problem(404, f"No retention policy for {scope} {target}.")
+    await audit.record(
+        session,
+        principal,
+        action="retention.policy_removed",
+        target=f"retention:{scope}:{target}",
+        request_id=request.scope["state"].get("request_id"),
+    )
+    return Response(status_code=204)
+
+
+@router.post(
+    "/runs",
+    summary="Apply the policies now; a dry run (the default) only reports what would go",
+)
+async def run_retention(
+    request: Request, principal: CanManage, dry_run: bool = True
+) -> dict[str, Any]:
+    return await service.run(
+        request.app.state.sessions,
+        principal,
+        dry_run=dry_run,
+        request_id=request.scope["state"].get("request_id"),
+    )
+
+
+@router.get("/runs", summary="Recent retention runs and what they did")
+async def list_runs(
+    session: Session, _: CanManage, limit: Annotated[int, Query(ge=1, le=200)] = 50
+) -> list[dict[str, Any]]:
+    return [dict(row) for row in await repository.runs(session, limit)]

@@ -1,0 +1,72 @@
+"""Applying retention: in chunks, each its own transaction, so a long run never holds locks
+for long and a stopped run has done part of its work, never half a chunk."""
+
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from loupe_catalog.audit import service as audit
+from loupe_catalog.retention import repository
+from loupe_shared.kit.auth import Principal, Role
+from loupe_shared.kit.logging import get_logger
+
+_log = get_logger("catalog.retention")
+SCHEDULE = Principal(
+    token_id="retention-schedule",  # noqa: S106 (an id, not a secret)
+    name="retention-schedule",
+    role=Role.ADMIN,
+)
+
+
+async def run(
+    sessions: async_sessionmaker[AsyncSession],
+    principal: Principal,
+    *,
+    dry_run: bool,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    run_id = uuid.uuid4()
+    async with sessions() as session:
+        preview = await repository.preview(session)
+    report: dict[str, Any] = {
+        "id": str(run_id),
+        "dry_run": dry_run,
+        "would_expire_results": sum(g["count"] for g in preview["results"]),
+        "would_release_captures": sum(g["count"] for g in preview["captures"]),
+        "groups": preview,
+        "note": (
+            "Released captures are deleted by the image collector after its grace period, "
+            "and never while a program revision or a remaining result uses them; master "
+            "images are never touched."
+        ),
+    }
+    if not dry_run:
+        expired = released = images = 0
+        while True:
+            async with sessions() as session, session.begin():
+                count = await repository.expire_results(session)
+            expired += count
+            if count == 0:
+                break
+        while True:
+            async with sessions() as session, session.begin():
+                changed, distinct = await repository.release_captures(session)
+            released += changed
+            images += distinct
+            if changed == 0:
+                break
+        report |= {"expired_results": expired, "released_captures": released, "images": images}
+        _log.info("retention.applied", expired=expired, released=released)
+    async with sessions() as session, session.begin():
+        await repository.record_run(session, run_id, dry_run, principal.name, report)
+        if not dry_run:
+            await audit.record(
+                session,
+                principal,
+                action="retention.run",
+                target=f"retention-run:{run_id}",
+                request_id=request_id,
+                details={k: v for k, v in report.items() if k != "groups"},
+            )
+    return report

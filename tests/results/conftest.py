@@ -1,0 +1,4 @@
+from tests.catalog.conftest import isolated_catalog, scratch_database
+from tests.images.conftest import isolated_store
+
+__all__ = ["isolated_catalog", "isolated_store", "scratch_database"]
