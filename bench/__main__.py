@@ -15,6 +15,7 @@ import httpx
 from tests.support import free_stack_ports
 
 from bench.catalog import bench_catalog
+from bench.images import bench_images
 from loupe_shared.kit.logging import configure_logging
 from loupe_stack.config import StackSettings
 from loupe_stack.stack import Stack
@@ -86,7 +87,7 @@ def bench_gateway(stack: Stack, count: int = 400) -> list[Row]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("names", nargs="*", default=["startup", "gateway", "catalog"])
+    parser.add_argument("names", nargs="*", default=["startup", "gateway", "catalog", "images"])
     args = parser.parse_args()
     configure_logging("bench", "warning")
     base = Path(tempfile.mkdtemp(prefix="loupe-bench-"))
@@ -94,7 +95,7 @@ def main() -> int:
     try:
         if "startup" in args.names:
             rows += bench_startup(base / "startup")
-        if {"gateway", "catalog"} & set(args.names):
+        if {"gateway", "catalog", "images"} & set(args.names):
             stack = Stack(_settings(base / "data"))
             stack.start()
             try:
@@ -102,6 +103,8 @@ def main() -> int:
                     rows += bench_gateway(stack)
                 if "catalog" in args.names:
                     rows += bench_catalog(stack)
+                if "images" in args.names:
+                    rows += bench_images(stack)
             finally:
                 stack.stop()
     finally:
