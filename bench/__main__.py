@@ -16,6 +16,7 @@ from tests.support import free_stack_ports
 
 from bench.catalog import bench_catalog
 from bench.images import bench_images
+from bench.results import bench_results
 from loupe_shared.kit.logging import configure_logging
 from loupe_stack.config import StackSettings
 from loupe_stack.stack import Stack
@@ -87,7 +88,8 @@ def bench_gateway(stack: Stack, count: int = 400) -> list[Row]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("names", nargs="*", default=["startup", "gateway", "catalog", "images"])
+    everything = ["startup", "gateway", "catalog", "images", "results"]
+    parser.add_argument("names", nargs="*", default=everything)
     args = parser.parse_args()
     configure_logging("bench", "warning")
     base = Path(tempfile.mkdtemp(prefix="loupe-bench-"))
@@ -95,7 +97,7 @@ def main() -> int:
     try:
         if "startup" in args.names:
             rows += bench_startup(base / "startup")
-        if {"gateway", "catalog", "images"} & set(args.names):
+        if {"gateway", "catalog", "images", "results"} & set(args.names):
             stack = Stack(_settings(base / "data"))
             stack.start()
             try:
@@ -105,6 +107,8 @@ def main() -> int:
                     rows += bench_catalog(stack)
                 if "images" in args.names:
                     rows += bench_images(stack)
+                if "results" in args.names:
+                    rows += bench_results(stack, base / "results")
             finally:
                 stack.stop()
     finally:

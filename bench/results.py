@@ -1,0 +1,375 @@
+"""Results, each beside its raw baseline in the same run:
+
+1. ingest drain: a stream pre-filled with 200,000 results drained into PostgreSQL by one
+   ingester, next to a bare COPY of the same (already decoded) rows;
+2. one line client's durable publish rate (acknowledged by a stream that syncs every write),
+   next to the bare nats-py client publishing the same results one per message and, the
+   ceiling, pre-serialized batches;
+3. latency from publish to visible in `GET /api/results` (through the gateway) at 2,000
+   results/s, next to the latency until the same messages reach a bare NATS subscriber.
+"""
+
+import asyncio
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import nats
+import orjson
+
+from loupe_catalog.results.rows import COLUMNS, rows
+from loupe_line.bench import measure_publish_rate
+from loupe_line.client import LineClient
+from loupe_line.settings import LineSettings
+from loupe_line.simulate import ResultSimulator, SimulationPlan
+from loupe_shared.contracts import subjects
+from loupe_shared.kit.nats import connect, ensure_streams
+from loupe_shared.kit.settings import NatsSettings
+from loupe_stack.processes import ManagedProcess
+from loupe_stack.stack import Stack
+
+DRAIN = 200_000
+PER_MESSAGE = 250
+PUBLISH_COUNT = 60_000
+BARE_SINGLE_COUNT = 10_000
+WINDOW = 64
+LATENCY_RATE = 2_000
+LATENCY_SECONDS = 15.0
+POLL_S = 0.02
+
+Row = dict[str, Any]
+
+
+def _result(i: int, line_id: str) -> dict[str, Any]:
+    failed = i % 10 == 0
+    defect = {
+        "kind": "scratch",
+        "bbox": {"x": 1, "y": 2, "width": 30, "height": 4},
+        "area": 120.0,
+        "score": 0.8,
+    }
+    return {
+        "result_id": str(uuid.uuid4()),
+        "line_id": line_id,
+        "station": "st-1",
+        "part_id": f"p{i}",
+        "verdict": "fail" if failed else "pass",
+        "score": 0.9,
+        "defects": [defect] if failed else [],
+        "processing_ms": 21.5,
+        "captured_at": datetime.now(UTC).isoformat(),
+        "is_simulated": True,
+    }
+
+
+def _nats(stack: Stack, namespace: str = "") -> NatsSettings:
+    e = stack.endpoints
+    return NatsSettings(
+        nats_url=e.nats_url,
+        nats_user=e.nats_user,
+        nats_password=e.nats_password,
+        namespace=namespace,
+    )
+
+
+def _line(stack: Stack, work: Path, namespace: str, line_id: str) -> LineSettings:
+    e = stack.endpoints
+    return LineSettings(
+        nats_url=e.nats_url,
+        nats_user=e.nats_user,
+        nats_password=e.nats_password,
+        namespace=namespace,
+        line_id=line_id,
+        spool_path=work / f"{line_id}.spool",
+    )
+
+
+async def _connect_pg(stack: Stack, database: str) -> asyncpg.Connection:
+    e = stack.endpoints
+    conn: asyncpg.Connection = await asyncpg.connect(
+        host=e.pg_host, port=e.pg_port, user=e.pg_user, password=e.pg_password, database=database
+    )
+    return conn
+
+
+async def _publish_all(settings: NatsSettings, messages: list[bytes], window: int) -> float:
+    """Publish `messages` to the results subject, `window` awaiting acks at once; seconds."""
+    nc = await connect(settings, "bench")
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, settings.namespace)
+        subject = subjects.subject(subjects.RESULTS_RECORDED, settings.namespace)
+        started = time.perf_counter()
+        for start in range(0, len(messages), window):
+            await asyncio.gather(
+                *(
+                    js.publish(subject, body, headers={"Nats-Msg-Id": uuid.uuid4().hex})
+                    for body in messages[start : start + window]
+                )
+            )
+        return time.perf_counter() - started
+    finally:
+        await nc.close()
+
+
+def bench_drain(stack: Stack, work: Path) -> list[Row]:
+    namespace = "benchdrain"
+    database = "bench_drain"
+    messages = [
+        orjson.dumps(
+            {"results": [_result(i * PER_MESSAGE + j, "line-d") for j in range(PER_MESSAGE)]}
+        )
+        for i in range(DRAIN // PER_MESSAGE)
+    ]
+
+    async def prepare() -> None:
+        conn = await _connect_pg(stack, "postgres")
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{database}"')
+        finally:
+            await conn.close()
+        await _publish_all(_nats(stack, namespace), messages, WINDOW)
+
+    asyncio.run(prepare())
+    env = {
+        **stack.service_env("catalog"),
+        "CATALOG_DB_NAME": database,
+        "CATALOG_NAMESPACE": namespace,
+    }
+    subprocess.run(
+        [sys.executable, "-m", "loupe_catalog", "migrate"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    ingester = ManagedProcess(
+        "ingest",
+        [sys.executable, "-m", "loupe_catalog", "ingest"],
+        env=env,
+        log_path=work / "ingest.log",
+    )
+
+    async def watch(started: float, timeout_s: float = 600.0) -> tuple[float, int, float]:
+        """(time of the first commit, rows then, time the last row landed)."""
+        conn = await _connect_pg(stack, database)
+        first: tuple[float, int] | None = None
+        try:
+            while time.perf_counter() - started < timeout_s:
+                stored = int(await conn.fetchval("SELECT count(*) FROM results"))
+                now = time.perf_counter()
+                if stored and first is None:
+                    first = (now, stored)
+                if stored >= DRAIN:
+                    assert first is not None
+                    return first[0], first[1], now
+                await asyncio.sleep(0.05)
+            raise TimeoutError(f"the ingester stored {stored} of {DRAIN} results")
+        finally:
+            await conn.close()
+
+    started = time.perf_counter()
+    ingester.start()
+    try:
+        first_at, first_rows, done_at = asyncio.run(watch(started))
+    finally:
+        ingester.stop()
+
+    decoded = [row for body in messages for row in rows(body)]
+
+    async def bare_copy(table: str, like: str) -> float:
+        conn = await _connect_pg(stack, database)
+        try:
+            await conn.execute(f"CREATE TABLE {table} (LIKE results {like})")
+            began = time.perf_counter()
+            await conn.copy_records_to_table(table, records=decoded, columns=COLUMNS)
+            return time.perf_counter() - began
+        finally:
+            await conn.close()
+
+    copy_rate = DRAIN / asyncio.run(bare_copy("copy_baseline", "INCLUDING ALL"))
+    bare_rate = DRAIN / asyncio.run(bare_copy("copy_unindexed", "INCLUDING DEFAULTS"))
+    steady_rate = (DRAIN - first_rows) / (done_at - first_at)
+    return [
+        {
+            "bench": "results-drain",
+            "case": "bare COPY of the same decoded rows, no indexes (physical limit)",
+            "results": DRAIN,
+            "results_per_s": round(bare_rate),
+        },
+        {
+            "bench": "results-drain",
+            "case": "bare COPY of the same decoded rows, same indexes (baseline)",
+            "results": DRAIN,
+            "results_per_s": round(copy_rate),
+        },
+        {
+            "bench": "results-drain",
+            "case": "stream drained by one ingester (first commit to last)",
+            "results": DRAIN,
+            "results_per_s": round(steady_rate),
+            "seconds_incl_process_start": round(done_at - started, 2),
+            "ratio": round(steady_rate / copy_rate, 2),
+            "ratio_vs_unindexed": round(steady_rate / bare_rate, 2),
+        },
+    ]
+
+
+def bench_publish(stack: Stack, work: Path) -> list[Row]:
+    namespace = "benchpublish"
+    settings = _line(stack, work, namespace, "line-p")
+    simulator = ResultSimulator(SimulationPlan(line_id="line-p", seed=2))
+    singles = [
+        orjson.dumps({"results": [simulator.next().model_dump(mode="json")]})
+        for _ in range(BARE_SINGLE_COUNT)
+    ]
+    batches = [
+        orjson.dumps(
+            {
+                "results": [
+                    simulator.next().model_dump(mode="json") for _ in range(settings.batch_max)
+                ]
+            }
+        )
+        for _ in range(PUBLISH_COUNT // settings.batch_max)
+    ]
+    nats_settings = _nats(stack, namespace)
+    single_rate = BARE_SINGLE_COUNT / asyncio.run(_publish_all(nats_settings, singles, WINDOW))
+    batched_rate = PUBLISH_COUNT / asyncio.run(_publish_all(nats_settings, batches, WINDOW))
+    models = asyncio.run(measure_publish_rate(settings, PUBLISH_COUNT))
+    dicts = asyncio.run(measure_publish_rate(settings, PUBLISH_COUNT, from_dicts=True))
+    base = {"bench": "line-publish", "acked_by": "stream syncing every write"}
+    return [
+        {
+            **base,
+            "case": "bare nats-py, one result per message, 64 in flight (baseline)",
+            "results": BARE_SINGLE_COUNT,
+            "results_per_s": round(single_rate),
+        },
+        {
+            **base,
+            "case": f"bare nats-py, pre-serialized batches of {settings.batch_max} (ceiling)",
+            "results": PUBLISH_COUNT,
+            "results_per_s": round(batched_rate),
+        },
+        {
+            **base,
+            "case": "line client, InspectionResult models",
+            "results": PUBLISH_COUNT,
+            "results_per_s": round(models),
+            "vs_one_per_message": round(models / single_rate, 1),
+            "vs_ceiling": round(models / batched_rate, 2),
+        },
+        {
+            **base,
+            "case": "line client, dicts validated on submit",
+            "results": PUBLISH_COUNT,
+            "results_per_s": round(dicts),
+            "vs_one_per_message": round(dicts / single_rate, 1),
+            "vs_ceiling": round(dicts / batched_rate, 2),
+        },
+    ]
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    cuts = statistics.quantiles(samples, n=100)
+    return {
+        "p50_ms": round(statistics.median(samples) * 1000, 1),
+        "p99_ms": round(cuts[98] * 1000, 1),
+        "max_ms": round(max(samples) * 1000, 1),
+    }
+
+
+async def _latency(stack: Stack, work: Path) -> tuple[list[float], list[float], int]:
+    line_id = "line-latency"
+    submitted: dict[str, float] = {}
+    on_wire: dict[str, float] = {}
+    visible: dict[str, float] = {}
+    total = int(LATENCY_RATE * LATENCY_SECONDS)
+
+    e = stack.endpoints
+    raw = await nats.connect(e.nats_url, user=e.nats_user, password=e.nats_password)
+
+    async def heard(msg: Any) -> None:
+        now = time.perf_counter()
+        for result in orjson.loads(msg.data).get("results", []):
+            if result.get("line_id") == line_id:
+                on_wire.setdefault(result["result_id"], now)
+
+    await raw.subscribe(subjects.subject(subjects.RESULTS_RECORDED, ""), cb=heard)
+    since = datetime.now(UTC).isoformat()
+    done = asyncio.Event()
+
+    async def poll(client: httpx.AsyncClient) -> None:
+        params: dict[str, str | int] = {"line_id": line_id, "since": since, "limit": 1000}
+        while not (done.is_set() and len(visible) >= total):
+            cursor: str | None = None
+            while True:  # newest first: page back until a page shows nothing new
+                page = await client.get(
+                    "/api/results", params={**params, **({"cursor": cursor} if cursor else {})}
+                )
+                page.raise_for_status()
+                body = page.json()
+                now = time.perf_counter()
+                fresh = [i["result_id"] for i in body["items"] if i["result_id"] not in visible]
+                for result_id in fresh:
+                    visible[result_id] = now
+                cursor = body["next_cursor"]
+                if not cursor or len(fresh) < len(body["items"]):
+                    break
+            await asyncio.sleep(POLL_S)
+
+    simulator = ResultSimulator(SimulationPlan(line_id=line_id, seed=3))
+    headers = {"Authorization": f"Bearer {stack.admin_token}"}
+    async with (
+        httpx.AsyncClient(base_url=stack.gateway_url, headers=headers, timeout=30) as client,
+        LineClient(_line(stack, work, "", line_id)) as line,
+    ):
+        poller = asyncio.create_task(poll(client))
+        started = time.perf_counter()
+        for i in range(total):
+            due = started + i / LATENCY_RATE
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            result = simulator.next()
+            submitted[str(result.result_id)] = time.perf_counter()
+            await line.submit(result)
+        await line.flush()
+        done.set()
+        await asyncio.wait_for(poller, timeout=120)
+        spooled = line.stats().spooled
+    await raw.close()
+    visible_s = [visible[k] - t for k, t in submitted.items()]
+    wire_s = [on_wire[k] - t for k, t in submitted.items() if k in on_wire]
+    return visible_s, wire_s, spooled
+
+
+def bench_latency(stack: Stack, work: Path) -> list[Row]:
+    visible, wire, spooled = asyncio.run(_latency(stack, work))
+    base = {"bench": "results-latency", "rate_per_s": LATENCY_RATE, "results": len(visible)}
+    return [
+        {
+            **base,
+            "case": "submit to delivered to a bare NATS subscriber (baseline)",
+            **_percentiles(wire),
+        },
+        {
+            **base,
+            "case": "submit to visible in GET /api/results via the gateway",
+            **_percentiles(visible),
+            "spooled": spooled,
+        },
+    ]
+
+
+def bench_results(stack: Stack, work: Path) -> list[Row]:
+    work.mkdir(parents=True, exist_ok=True)
+    return bench_drain(stack, work) + bench_publish(stack, work) + bench_latency(stack, work)
