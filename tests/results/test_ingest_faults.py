@@ -28,7 +28,9 @@ PASSWORD = "faulttests"
 class Rig:
     """A NATS server, a migrated database and an ingester of the test's own."""
 
-    def __init__(self, platform: Stack, database: str, base: Path) -> None:
+    def __init__(
+        self, platform: Stack, database: str, base: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.platform = platform
         self.database = database
         self.base = base
@@ -40,12 +42,16 @@ class Rig:
             "CATALOG_NATS_URL": f"nats://127.0.0.1:{self.port}",
             "CATALOG_NATS_USER": "loupe",
             "CATALOG_NATS_PASSWORD": PASSWORD,
+            **(extra_env or {}),
         }
-        self.ingester = ManagedProcess(
-            "ingest",
+        self.ingester = self.new_ingester("ingest")
+
+    def new_ingester(self, name: str) -> ManagedProcess:
+        return ManagedProcess(
+            name,
             [sys.executable, "-m", "loupe_catalog", "ingest"],
             env=self.catalog_env,
-            log_path=base / "ingest.log",
+            log_path=self.base / f"{name}.log",
         )
 
     def start(self) -> None:
@@ -184,3 +190,28 @@ def _spool_depth(path: Path) -> int:
             return int(conn.execute("SELECT count(*) FROM spool").fetchone()[0])
         except sqlite3.OperationalError:
             return 0
+
+
+def test_two_ingesters_share_the_stream_and_store_each_result_once(
+    platform: Stack, scratch_database: str, tmp_path: Path
+) -> None:
+    # Small fetches, so both ingesters keep asking for work while the line publishes.
+    rig = Rig(
+        platform,
+        scratch_database,
+        tmp_path,
+        {"CATALOG_INGEST_FETCH_MESSAGES": "2", "CATALOG_LOG_LEVEL": "debug"},
+    )
+    rig.start()
+    second = rig.new_ingester("ingest-2")
+    second.start()
+    try:
+        line = rig.line("line-pair", 20_000, 4_000)
+        assert line.wait(timeout=120) == 0
+        eventually("all 20,000 stored", lambda: rig.count() >= 20_000, timeout_s=120)
+        assert rig.count() == 20_000
+    finally:
+        second.stop()
+        rig.stop()
+    for name in ("ingest", "ingest-2"):
+        assert "results.stored" in (tmp_path / f"{name}.log").read_text(), f"{name} stored nothing"

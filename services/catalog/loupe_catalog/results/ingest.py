@@ -163,6 +163,7 @@ class Ingester:
         inserted = int(status.rsplit(" ", 1)[-1])
         self.ingested.inc(inserted)
         self.duplicates.inc(len(found) - inserted)
+        _log.debug("results.stored", rows=len(found), inserted=inserted)
 
     async def _set_aside(self, message: Msg, reason: str) -> None:
         _log.error("results.malformed_message", subject=message.subject, reason=reason[:300])
