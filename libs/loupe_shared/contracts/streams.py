@@ -32,3 +32,5 @@ STREAMS: tuple[StreamSpec, ...] = (
 )
 
 TOKENS_BUCKET = "LOUPE_TOKENS"
+# Maintenance notices (a restore in progress); read by every HTTP service.
+MAINTENANCE_BUCKET = "LOUPE_MAINTENANCE"

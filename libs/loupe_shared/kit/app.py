@@ -14,6 +14,7 @@ from starlette.responses import Response
 from loupe_shared import __version__
 from loupe_shared.kit.auth import CurrentPrincipal, Permission, require
 from loupe_shared.kit.health import Check, health_router
+from loupe_shared.kit.maintenance import MaintenanceGuard, MaintenanceMiddleware
 from loupe_shared.kit.problems import install_problem_handlers
 from loupe_shared.kit.requests import HttpMetrics, RequestContextMiddleware
 from loupe_shared.kit.settings import ServiceSettings
@@ -45,6 +46,8 @@ def create_app(
     )
     app.state.service = service
     app.state.registry = registry
+    if service != "backup":  # the service that restores is the one exempt from maintenance
+        app.add_middleware(MaintenanceMiddleware, guard=MaintenanceGuard())
     app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))
     install_problem_handlers(app)
     app.include_router(health_router(readiness))

@@ -1,0 +1,27 @@
+"""What the backup service shares with the rest of the platform: the maintenance notice
+every HTTP service honours during a restore, and the backup-set format version."""
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel
+
+# Bumped when the layout of a backup set changes; older sets are read through an upgrade step,
+# newer ones are refused (see services/backup/README.md).
+BACKUP_FORMAT_VERSION = 2
+MAINTENANCE_KEY = "restore"
+
+
+class MaintenanceNotice(BaseModel):
+    """Written by a restore to the maintenance key-value bucket. Writes are refused while it is
+    present and its lease has not run out; the restoring service renews the lease, so a
+    restore that died ends maintenance by itself within `lease_s`."""
+
+    restore_id: str
+    backup_id: str
+    started_at: datetime
+    lease_until: datetime
+    message: str = "A restore is running; changes are refused until it has finished."
+
+    @property
+    def active(self) -> bool:
+        return self.lease_until > datetime.now(UTC)
