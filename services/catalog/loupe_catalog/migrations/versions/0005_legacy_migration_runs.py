@@ -53,6 +53,7 @@ def upgrade() -> None:
         sa.Column("legacy_id", sa.Text),
         sa.Column("name", sa.Text),
         sa.Column("outcome", sa.Text, nullable=False),
+        sa.Column("reason_code", sa.Text),
         sa.Column("reason", sa.Text),
         sa.Column("warnings", pg.JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
         # No foreign key: the run's record outlives any later change to the program.
