@@ -10,6 +10,7 @@ from loupe_catalog.image_records import endpoints as image_record_endpoints
 from loupe_catalog.image_records import rpc as image_record_rpc
 from loupe_catalog.image_records import tasks as image_record_tasks
 from loupe_catalog.images_client import ImagesClient
+from loupe_catalog.legacy import endpoints as legacy_endpoints
 from loupe_catalog.outbox.relay import OutboxRelay
 from loupe_catalog.programs import endpoints as program_endpoints
 from loupe_catalog.results import endpoints as result_endpoints
@@ -124,6 +125,7 @@ def build(settings: CatalogSettings) -> FastAPI:
             result_endpoints.router,
             retention_endpoints.router,
             audit_endpoints.router,
+            legacy_endpoints.router,
         ],
         readiness={"database": check_database, "nats": check_nats, "tokens": check_tokens},
     )

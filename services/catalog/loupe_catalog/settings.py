@@ -18,3 +18,10 @@ class CatalogSettings(ServiceSettings, DatabaseSettings, NatsSettings):
     ingest_fetch_messages: int = 100
     # How often retention policies are applied (0: only on request).
     retention_interval_s: float = 3600.0
+    # Legacy migration (`POST /api/migrations/legacy`): the export's size (the gateway's
+    # LOUPE_MAX_BODY_MIGRATIONS is the outer limit), programs per run, decoded bytes per
+    # master image, and uploads to the images service at once.
+    legacy_max_body_bytes: int = 128 * 1024 * 1024
+    legacy_max_programs: int = 1000
+    legacy_max_image_bytes: int = 16 * 1024 * 1024
+    legacy_upload_concurrency: int = 4

@@ -1,0 +1,109 @@
+"""Master images out of `data:` URLs: decoded, typed by their bytes, hashed.
+
+The type is taken from the magic bytes; a data URL whose declared type disagrees is still
+imported, as what its bytes are, with a warning. Whether the bytes decode is for the images
+service to say when they are uploaded (a dry run only reads the header).
+"""
+
+import base64
+import binascii
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+_DATA_URL = re.compile(r"^data:([^;,]*)((?:;[^;,]*)*),", re.ASCII)
+_BASE64 = re.compile(rb"^[A-Za-z0-9+/]*={0,2}$")
+ACCEPTED = {"image/jpeg", "image/png", "image/webp", "image/tiff", "image/bmp"}
+EXTENSIONS = {
+    "image/jpeg": "jpg",
+    "image/png": "png",
+    "image/webp": "webp",
+    "image/tiff": "tif",
+    "image/bmp": "bmp",
+}
+
+
+class ImageError(ValueError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class MasterImage:
+    data: bytes
+    sha256: str
+    content_type: str
+    declared_type: str | None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def extension(self) -> str:
+        return EXTENSIONS[self.content_type]
+
+
+def sniff(head: bytes) -> str | None:
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "image/tiff"
+    if head[:2] == b"BM":
+        return "image/bmp"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    return None
+
+
+def decode(value: str, max_bytes: int) -> MasterImage:
+    """A data URL (or bare base64, as backup files keep images) as an image; raises
+    `ImageError` with a reason code: bad_base64, image_too_large, not_an_image,
+    unsupported_image_type."""
+    declared: str | None = None
+    payload = value
+    match = _DATA_URL.match(value[:512])
+    if value.startswith("data:"):
+        if match is None:
+            raise ImageError("bad_base64", "not a data: URL (no comma after the media type)")
+        params = [p.strip().lower() for p in match.group(2).split(";") if p.strip()]
+        if "base64" not in params:
+            raise ImageError("bad_base64", "the data: URL is not base64-encoded")
+        declared = match.group(1).strip().lower() or None
+        payload = value[match.end() :]
+    compact = "".join(payload.split())
+    # 4 base64 characters carry 3 bytes: a size check before anything is decoded.
+    if len(compact) // 4 * 3 > max_bytes + 3:
+        raise ImageError(
+            "image_too_large",
+            f"the image is about {len(compact) // 4 * 3 // (1024 * 1024)} MiB; "
+            f"at most {max_bytes // (1024 * 1024)} MiB is migrated",
+        )
+    raw = compact.encode("ascii", errors="replace")
+    if not raw or not _BASE64.match(raw) or len(raw) % 4 == 1:
+        raise ImageError("bad_base64", "the image is not valid base64")
+    try:
+        data = base64.b64decode(raw + b"=" * (-len(raw) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ImageError("bad_base64", "the image is not valid base64") from None
+    if len(data) > max_bytes:
+        raise ImageError(
+            "image_too_large",
+            f"the image is {len(data)} bytes; at most {max_bytes} bytes is migrated",
+        )
+    actual = sniff(data[:16])
+    if actual is None:
+        what = f" (declared {declared})" if declared else ""
+        raise ImageError("not_an_image", f"the bytes are not an image{what}")
+    if actual not in ACCEPTED:
+        raise ImageError(
+            "unsupported_image_type",
+            f"{actual} is not stored by Loupe (JPEG, PNG, WebP, TIFF or BMP)",
+        )
+    warnings = []
+    if declared is not None and declared != actual:
+        warnings.append(f"declared {declared}, but the bytes are {actual}: stored as {actual}")
+    return MasterImage(data, hashlib.sha256(data).hexdigest(), actual, declared, warnings)

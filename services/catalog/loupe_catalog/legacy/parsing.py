@@ -1,0 +1,148 @@
+"""Reading a legacy export: which of its three shapes it is, and each program in it.
+
+Shapes:
+- `array`: the `vision_programs` array itself.
+- `localstorage`: the whole localStorage object; its values are JSON *strings*
+  (`{"vision_programs": "[...]", ...}`), or already parsed values.
+- `backup`: the frontend's backup file (`version`, `timestamp`, `metadata`, `data.programs`,
+  `data.images`), where an image may sit in `data.images[<program id>]` instead of the
+  program's `config.masterImage`.
+
+A shape that cannot be read is refused as a whole (`InputError`); a program that cannot be
+read is reported on its own and the others go on.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+LEGACY_KEY = "vision_programs"
+MAX_LEGACY_ID = 200
+
+
+class InputError(ValueError):
+    """The export as a whole cannot be read: `not_json` or `wrong_shape`."""
+
+    def __init__(self, message: str, code: str = "wrong_shape") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class LegacyEntry:
+    position: int
+    legacy_id: str | None
+    name: str | None
+    config: dict[str, Any]
+    image: str | None
+    source_checksum: str
+    created_at: str | None = None
+    updated_at: str | None = None
+    problem: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LegacyInput:
+    shape: str
+    entries: list[LegacyEntry]
+
+
+def canonical_checksum(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _decode_string(value: Any, where: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError as exc:
+        raise InputError(f"{where} is a string that is not JSON: {exc}") from None
+
+
+def _programs_and_images(document: Any) -> tuple[str, Any, dict[str, Any]]:
+    if isinstance(document, list):
+        return "array", document, {}
+    if not isinstance(document, dict):
+        raise InputError(
+            "expected the vision_programs array, the localStorage object or a backup file; "
+            f"got a JSON {type(document).__name__}"
+        )
+    data = document.get("data")
+    if isinstance(data, dict) and "programs" in data:
+        images = data.get("images") or {}
+        if not isinstance(images, dict):
+            raise InputError("data.images must be an object of program id to image")
+        return "backup", _decode_string(data["programs"], "data.programs"), images
+    if LEGACY_KEY in document:
+        return "localstorage", _decode_string(document[LEGACY_KEY], LEGACY_KEY), {}
+    keys = ", ".join(sorted(str(k) for k in document)[:10]) or "none"
+    raise InputError(f"no {LEGACY_KEY} key and no data.programs in this object (its keys: {keys})")
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _entry(position: int, raw: Any, images: dict[str, Any]) -> LegacyEntry:
+    checksum = canonical_checksum(raw)
+    if not isinstance(raw, dict):
+        return LegacyEntry(
+            position, None, None, {}, None, checksum, problem="a program must be an object"
+        )
+    legacy_id = raw.get("id")
+    if isinstance(legacy_id, int) and not isinstance(legacy_id, bool):
+        legacy_id = str(legacy_id)
+    name = _text(raw.get("name"))
+    entry = LegacyEntry(
+        position,
+        legacy_id if isinstance(legacy_id, str) else None,
+        name,
+        {},
+        None,
+        checksum,
+        created_at=_text(raw.get("createdAt")),
+        updated_at=_text(raw.get("updatedAt")),
+    )
+    if not isinstance(legacy_id, str) or not legacy_id.strip():
+        entry.problem = "no id: a legacy program needs its id to be migrated once"
+        return entry
+    if len(legacy_id) > MAX_LEGACY_ID:
+        entry.problem = f"id longer than {MAX_LEGACY_ID} characters"
+        return entry
+    if name is None or not name.strip():
+        entry.problem = "no name"
+        return entry
+    config = raw.get("config", {})
+    if not isinstance(config, dict):
+        entry.problem = "config must be an object"
+        return entry
+    config = dict(config)
+    image = config.pop("masterImage", None)
+    if image is None and legacy_id in images:
+        image = images[legacy_id]
+        # The image lives beside the program in a backup file: it is part of what changes.
+        entry.source_checksum = canonical_checksum([raw, image])
+    if image is not None and not isinstance(image, str):
+        entry.problem = "masterImage must be a data: URL string"
+        return entry
+    entry.config = config
+    entry.image = image or None
+    return entry
+
+
+def parse(body: bytes) -> LegacyInput:
+    """Parse an export; raises `InputError` when it is not JSON or not one of the shapes."""
+    try:
+        document = json.loads(body)
+    except UnicodeDecodeError:
+        raise InputError("the body is not UTF-8 text", "not_json") from None
+    except ValueError as exc:
+        raise InputError(f"not JSON (truncated?): {exc}", "not_json") from None
+    shape, programs, images = _programs_and_images(document)
+    if not isinstance(programs, list):
+        raise InputError(f"the programs must be an array; got a JSON {type(programs).__name__}")
+    return LegacyInput(shape, [_entry(i, raw, images) for i, raw in enumerate(programs)])
