@@ -2,11 +2,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
+from loupe_backup.backups import endpoints as backup_endpoints
+from loupe_backup.backups.security import RateLimiter
+from loupe_backup.backups.service import BackupService
 from loupe_backup.settings import BackupSettings
 from loupe_shared.kit import db, s3
 from loupe_shared.kit.app import create_app
+from loupe_shared.kit.logging import get_logger
+from loupe_shared.kit.problems import problem_response
 from loupe_shared.kit.runtime import check_nats, check_tokens, nats_and_tokens
+
+_log = get_logger("backup.app")
 
 
 def build(settings: BackupSettings) -> FastAPI:
@@ -15,9 +23,18 @@ def build(settings: BackupSettings) -> FastAPI:
         engine = db.create_engine(settings, "loupe-backup")
         app.state.engine = engine
         app.state.s3 = s3.client(settings)
+        app.state.settings = settings
+        app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
         try:
             async with nats_and_tokens(app, settings, "loupe-backup"):
-                yield
+                await s3.ensure_bucket(app.state.s3, settings.backup_bucket)
+                backups = BackupService(settings, app.state.s3, app.state.js, app.state.registry)
+                await backups.start()
+                app.state.backups = backups
+                try:
+                    yield
+                finally:
+                    await backups.close()
         finally:
             await engine.dispose()
 
@@ -27,12 +44,12 @@ def build(settings: BackupSettings) -> FastAPI:
     async def check_bucket(request: Request) -> None:
         await s3.bucket_reachable(request.app.state.s3, settings.backup_bucket)
 
-    return create_app(
+    app = create_app(
         service="backup",
         title="Loupe backup",
         description="Backups of catalog and images: create, verify, restore, schedules.",
         lifespan=lifespan,
-        routers=[],
+        routers=[backup_endpoints.router],
         readiness={
             "database": check_database,
             "object_store": check_bucket,
@@ -40,3 +57,16 @@ def build(settings: BackupSettings) -> FastAPI:
             "tokens": check_tokens,
         },
     )
+
+    async def storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        _log.warning("backup.object_store_unavailable", error=str(exc))
+        return problem_response(
+            request,
+            503,
+            "The object store cannot be reached; nothing was changed. Try again shortly.",
+            headers={"Retry-After": "5"},
+        )
+
+    for error in s3.UNAVAILABLE:
+        app.add_exception_handler(error, storage_unavailable)
+    return app

@@ -9,3 +9,17 @@ class BackupSettings(ServiceSettings, DatabaseSettings, S3Settings, NatsSettings
     port: int = 8103
     images_bucket: str = "loupe-images"
     backup_bucket: str = "loupe-backups"
+    # Objects copied at once (each in a worker thread: S3 calls and hashing block).
+    copy_concurrency: int = 8
+    # Where data files are written before upload and archives are spooled on import.
+    work_dir: str = ""
+    # A running backup whose state was not updated for this long is shown as failed (its
+    # process died); progress is saved at least this often.
+    stale_after_s: float = 120.0
+    progress_interval_s: float = 0.5
+    # Maintenance notices last this long unless renewed; the restore renews them every third.
+    maintenance_lease_s: float = 30.0
+    # Requests per token and minute on the backup endpoints.
+    rate_limit_per_minute: int = 120
+    # Fault drills: hold the restore's transaction open this long before committing.
+    restore_hold_before_commit_s: float = 0.0

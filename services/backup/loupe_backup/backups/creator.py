@@ -1,0 +1,181 @@
+"""Making a backup set: one database snapshot, then every object of the images bucket copied
+content-addressed into the backup bucket (only those it lacks), then the data files, then the
+manifest. The manifest is written last and the record marked completed after it, so a set
+that stopped anywhere before is never taken for a complete one; what it did copy are
+verified, content-addressed blobs that later sets can share."""
+
+import asyncio
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from minio import Minio
+
+from loupe_backup.backups import database, layout, objects
+from loupe_backup.backups.manifest import Manifest, ObjectEntry, TableFile
+from loupe_backup.backups.progress import ProgressReporter
+from loupe_backup.backups.records import BackupRecord
+from loupe_backup.settings import BackupSettings
+from loupe_shared import __version__
+from loupe_shared.kit.logging import get_logger
+
+_log = get_logger("backup.creator")
+# What the images bucket holds: blobs, their thumbnails and their processing status.
+IMAGE_PREFIXES = ("blobs/", "thumbnails/", "status/")
+T = TypeVar("T")
+
+
+class Copier:
+    """Runs blocking object work on a bounded pool of threads."""
+
+    def __init__(self, executor: ThreadPoolExecutor, concurrency: int) -> None:
+        self.executor = executor
+        self.limit = asyncio.Semaphore(concurrency)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        async with self.limit:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+
+def list_backup_blobs(s3: Minio, bucket: str) -> set[str]:
+    return {o.key.rsplit("/", 1)[-1] for o in objects.listing(s3, bucket, layout.BLOBS)}
+
+
+def _copy(
+    s3: Minio, source: str, target: str, listed: objects.Listed, present: set[str]
+) -> tuple[ObjectEntry | None, dict[str, Any] | None, bool]:
+    fetched = objects.fetch(s3, source, listed.key)
+    if fetched is None:
+        return None, None, False  # deleted since it was listed: not part of this set
+    if listed.key.startswith("blobs/") and listed.key.rsplit("/", 1)[-1] != fetched.sha256:
+        problem = {"key": listed.key, "problem": "mismatch", "actual_sha256": fetched.sha256}
+        return None, problem, False
+    entry = ObjectEntry(
+        key=listed.key,
+        sha256=fetched.sha256,
+        size=len(fetched.data),
+        content_type=fetched.content_type,
+        metadata=fetched.metadata,
+        etag=listed.etag,
+    )
+    copied = False
+    if fetched.sha256 not in present:
+        objects.put(s3, target, layout.blob_key(fetched.sha256), fetched.data)
+        present.add(fetched.sha256)
+        copied = True
+    return entry, None, copied
+
+
+class BackupCreator:
+    def __init__(self, settings: BackupSettings, s3: Minio, copier: Copier) -> None:
+        self.settings = settings
+        self.s3 = s3
+        self.copier = copier
+
+    async def run(
+        self, record: BackupRecord, reporter: ProgressReporter, parent: Manifest | None
+    ) -> Manifest:
+        work = Path(self.settings.work_dir) if self.settings.work_dir else None
+        with tempfile.TemporaryDirectory(prefix="loupe-backup-", dir=work) as directory:
+            await reporter.report("snapshot", force=True)
+            conn = await database.connect(self.settings, "loupe-backup")
+            try:
+                dumped, revisions = await database.dump(conn, record.include, Path(directory))
+            finally:
+                await conn.close()
+            hashed = await asyncio.gather(
+                *(asyncio.to_thread(objects.file_sha256, d.path) for d in dumped)
+            )
+            listed = await self._list_images() if record.include.images else []
+            p = record.progress
+            p.objects_total = len(listed) + len(dumped)
+            p.bytes_total = sum(o.size for o in listed) + sum(size for _, size in hashed)
+            await reporter.report("objects", force=True)
+            entries, problems = await self._copy_objects(listed, reporter, parent)
+            await reporter.report("data", force=True)
+            tables = []
+            for item, (sha256, size) in zip(dumped, hashed, strict=True):
+                file = f"data/{item.table.name}.csv"
+                await self.copier.run(
+                    objects.put_file,
+                    self.s3,
+                    self.settings.backup_bucket,
+                    layout.data_key(record.id, file),
+                    item.path,
+                    "text/csv",
+                )
+                reporter.add(objects=1, bytes_=size, copied=True)
+                await reporter.report()
+                tables.append(
+                    TableFile(
+                        table=item.table.name,
+                        file=file,
+                        rows=item.rows,
+                        sha256=sha256,
+                        size=size,
+                        columns=item.table.columns,
+                        partitions=item.table.partitions,
+                    )
+                )
+        return Manifest(
+            backup_id=record.id,
+            kind=record.kind,
+            parent_id=record.parent_id,
+            created_at=record.created_at,
+            app_version=__version__,
+            alembic_revisions=revisions,
+            include=record.include,
+            tables=tables,
+            objects=sorted(entries, key=lambda e: e.key),
+            source_problems=problems,
+        )
+
+    async def _list_images(self) -> list[objects.Listed]:
+        def run() -> list[objects.Listed]:
+            found: list[objects.Listed] = []
+            for prefix in IMAGE_PREFIXES:
+                found.extend(objects.listing(self.s3, self.settings.images_bucket, prefix))
+            return found
+
+        return await asyncio.to_thread(run)
+
+    async def _copy_objects(
+        self,
+        listed: list[objects.Listed],
+        reporter: ProgressReporter,
+        parent: Manifest | None,
+    ) -> tuple[list[ObjectEntry], list[dict[str, Any]]]:
+        bucket = self.settings.backup_bucket
+        present = await asyncio.to_thread(list_backup_blobs, self.s3, bucket)
+        known = {e.key: e for e in parent.objects} if parent is not None else {}
+        entries: list[ObjectEntry] = []
+        problems: list[dict[str, Any]] = []
+
+        async def one(item: objects.Listed) -> None:
+            previous = known.get(item.key)
+            if (
+                previous is not None
+                and previous.etag == item.etag
+                and previous.size == item.size
+                and previous.sha256 in present
+            ):
+                entries.append(previous)  # unchanged since the parent set: nothing to read
+                reporter.add(objects=1, bytes_=item.size)
+            else:
+                entry, problem, copied = await self.copier.run(
+                    _copy, self.s3, self.settings.images_bucket, bucket, item, present
+                )
+                if entry is not None:
+                    entries.append(entry)
+                if problem is not None:
+                    _log.warning("backup.source_object_corrupt", **problem)
+                    problems.append(problem)
+                reporter.add(objects=1, bytes_=item.size, copied=copied)
+            await reporter.report()
+
+        async with asyncio.TaskGroup() as group:
+            for item in listed:
+                group.create_task(one(item))
+        return entries, problems

@@ -1,0 +1,187 @@
+"""The catalog database as the backup service sees it: tables discovered from the database
+itself (never a fixed list), dumped in one REPEATABLE READ transaction as CSV with a header,
+and loaded back by column name in one transaction."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from loupe_backup.backups.manifest import Column, Include, Partition
+from loupe_shared.kit.settings import DatabaseSettings
+
+ALEMBIC = "alembic_version"
+# Tables an `Include` can leave out; every other table is always backed up.
+OPTIONAL_TABLES = {
+    "programs": ("programs", "program_revisions"),
+    "images": ("image_records", "image_tombstones"),
+    "results": ("results",),
+    "audit": ("audit_log",),
+}
+
+
+@dataclass
+class Table:
+    name: str
+    columns: list[Column]
+    partitions: list[Partition] = field(default_factory=list)
+    identity_columns: list[str] = field(default_factory=list)
+
+    @property
+    def copied_columns(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+async def connect(settings: DatabaseSettings, application_name: str) -> asyncpg.Connection:
+    conn: asyncpg.Connection = await asyncpg.connect(
+        host=settings.db_host,
+        port=settings.db_port,
+        user=settings.db_user,
+        password=settings.db_password.get_secret_value() or None,
+        database=settings.db_name,
+        server_settings={"application_name": application_name},
+    )
+    return conn
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def describe(conn: asyncpg.Connection) -> list[Table]:
+    """Every table of the public schema (partitioned tables as one), in an order that loads
+    referenced tables before the tables that reference them."""
+    names = [
+        r["relname"]
+        for r in await conn.fetch(
+            """
+            SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+            ORDER BY c.relname
+            """
+        )
+    ]
+    tables: dict[str, Table] = {}
+    for name in names:
+        rows = await conn.fetch(
+            """
+            SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull,
+                   a.atthasdef OR a.attidentity <> '' AS has_default,
+                   a.attidentity <> '' OR pg_get_serial_sequence($1, a.attname) IS NOT NULL
+                       AS sequenced
+            FROM pg_attribute a
+            WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
+                  AND a.attgenerated = ''
+            ORDER BY a.attnum
+            """,
+            quote(name),
+        )
+        partitions = await conn.fetch(
+            """
+            SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound
+            FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            WHERE i.inhparent = $1::regclass ORDER BY c.relname
+            """,
+            quote(name),
+        )
+        tables[name] = Table(
+            name=name,
+            columns=[
+                Column(
+                    name=r["attname"],
+                    type=r["type"],
+                    nullable=not r["attnotnull"],
+                    has_default=r["has_default"],
+                )
+                for r in rows
+            ],
+            partitions=[Partition(name=p["relname"], bound=p["bound"]) for p in partitions],
+            identity_columns=[r["attname"] for r in rows if r["sequenced"]],
+        )
+    edges = await conn.fetch(
+        """
+        SELECT DISTINCT src.relname AS child, dst.relname AS parent
+        FROM pg_constraint k
+        JOIN pg_class src ON src.oid = k.conrelid JOIN pg_class dst ON dst.oid = k.confrelid
+        WHERE k.contype = 'f' AND k.connamespace = 'public'::regnamespace
+        """
+    )
+    parents: dict[str, set[str]] = {name: set() for name in tables}
+    for edge in edges:
+        if edge["child"] in tables and edge["parent"] in tables:
+            parents[edge["child"]].add(edge["parent"])
+    ordered: list[str] = []
+    while len(ordered) < len(tables):
+        ready = [n for n in tables if n not in ordered and parents[n] <= {*ordered, n}] or [
+            n for n in tables if n not in ordered
+        ]  # a cycle: load the rest as listed
+        ordered.append(ready[0])
+    return [tables[n] for n in ordered]
+
+
+def included(table: str, include: Include) -> bool:
+    for flag, names in OPTIONAL_TABLES.items():
+        if table in names:
+            return bool(getattr(include, flag))
+    return True
+
+
+def _where(table: str, include: Include) -> tuple[str, list[Any]]:
+    if table != "results":
+        return "", []
+    clauses, args = [], []
+    for op, value in ((">=", include.results_since), ("<", include.results_until)):
+        if value is not None:
+            args.append(value)
+            clauses.append(f"captured_at {op} ${len(args)}")
+    return (" WHERE " + " AND ".join(clauses), args) if clauses else ("", [])
+
+
+@dataclass
+class Dumped:
+    table: Table
+    path: Path
+    rows: int
+
+
+async def dump(
+    conn: asyncpg.Connection, include: Include, directory: Path
+) -> tuple[list[Dumped], list[str]]:
+    """Write every included table to `directory` from one consistent snapshot; answer the
+    files and every row of alembic_version."""
+    dumped: list[Dumped] = []
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        tables = await describe(conn)
+        revisions: list[str] = []
+        if any(t.name == ALEMBIC for t in tables):
+            revisions = [r[0] for r in await conn.fetch("SELECT * FROM alembic_version")]
+        for table in tables:
+            if not included(table.name, include):
+                continue
+            columns = ", ".join(quote(c) for c in table.copied_columns)
+            where, args = _where(table.name, include)
+            path = directory / f"{table.name}.csv"
+            status = await conn.copy_from_query(
+                f"SELECT {columns} FROM {quote(table.name)}{where}",  # noqa: S608 (names quoted)
+                *args,
+                output=str(path),
+                format="csv",
+                header=True,
+            )
+            dumped.append(Dumped(table, path, int(status.split()[-1])))
+    return dumped, sorted(revisions)
+
+
+async def revisions(conn: asyncpg.Connection) -> list[str]:
+    exists = await conn.fetchval("SELECT to_regclass('public.alembic_version') IS NOT NULL")
+    if not exists:
+        return []
+    return sorted(r[0] for r in await conn.fetch("SELECT * FROM alembic_version"))
+
+
+async def row_counts(conn: asyncpg.Connection, tables: list[Table]) -> dict[str, int]:
+    return {
+        t.name: int(await conn.fetchval(f"SELECT count(*) FROM {quote(t.name)}"))  # noqa: S608
+        for t in tables
+    }

@@ -1,0 +1,65 @@
+"""A job's progress: saved with its record and published as `backup.progress`, at most once
+per interval (and always at the end of a phase)."""
+
+import time
+
+from nats.js.client import JetStreamContext
+
+from loupe_backup.backups.records import BackupRecord
+from loupe_backup.backups.store import RecordStore
+from loupe_shared.contracts import subjects
+from loupe_shared.contracts.events import BackupProgress
+from loupe_shared.kit.logging import get_logger
+
+_log = get_logger("backup.progress")
+
+
+class ProgressReporter:
+    def __init__(
+        self,
+        record: BackupRecord,
+        store: RecordStore,
+        js: JetStreamContext,
+        namespace: str,
+        interval_s: float,
+    ) -> None:
+        self.record = record
+        self.store = store
+        self.js = js
+        self.namespace = namespace
+        self.interval_s = interval_s
+        self._last = 0.0
+
+    def add(self, *, objects: int = 0, bytes_: int = 0, copied: bool = False) -> None:
+        p = self.record.progress
+        p.objects_done += objects
+        p.bytes_done += bytes_
+        if copied:
+            p.objects_copied += objects
+            p.bytes_copied += bytes_
+        total = max(p.bytes_total, 1)
+        p.percent = round(min(99.9, 100.0 * p.bytes_done / total), 1)
+
+    async def report(self, phase: str | None = None, *, force: bool = False) -> None:
+        if phase is not None:
+            self.record.progress.phase = phase
+        if not force and time.monotonic() - self._last < self.interval_s:
+            return
+        self._last = time.monotonic()
+        p = self.record.progress
+        await self.store.save(self.record)
+        event = BackupProgress(
+            backup_id=self.record.id,
+            percent=p.percent,
+            bytes_done=p.bytes_done,
+            objects_done=p.objects_done,
+            phase=p.phase,
+        )
+        try:
+            await self.js.publish(
+                subjects.subject(subjects.BACKUP_PROGRESS, self.namespace),
+                event.model_dump_json().encode(),
+                headers={"Nats-Msg-Id": event.event_id},
+            )
+        except Exception as exc:  # progress events are informative; the record is the truth
+            _log.warning("backup.progress_unpublished", backup_id=self.record.id, error=str(exc))

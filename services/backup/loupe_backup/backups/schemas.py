@@ -1,0 +1,49 @@
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from loupe_backup.backups.manifest import Include
+
+
+class IncludeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    programs: bool = True
+    images: bool = True
+    results: bool = True
+    audit: bool = True
+    results_since: datetime | None = None
+    results_until: datetime | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> "IncludeIn":
+        for value in (self.results_since, self.results_until):
+            if value is not None and value.tzinfo is None:
+                raise ValueError("results_since/results_until must carry a time zone")
+        if (
+            self.results_since is not None
+            and self.results_until is not None
+            and self.results_since >= self.results_until
+        ):
+            raise ValueError("results_since must be before results_until")
+        return self
+
+    def to_include(self) -> Include:
+        return Include(**self.model_dump())
+
+
+class BackupCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["full", "incremental"] = "full"
+    include: IncludeIn = Field(default_factory=IncludeIn)
+
+
+class RestoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["replace", "empty"] = "replace"
+    dry_run: bool = True
+    # Take a backup of the current state first (replace mode only).
+    restore_point: bool = True

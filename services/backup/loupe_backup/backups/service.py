@@ -1,0 +1,397 @@
+"""The backup service's work: backup jobs, verification, restores and deletion, with their
+records in the backup bucket, their events on NATS and their metrics."""
+
+import asyncio
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from minio import Minio
+from nats.js.client import JetStreamContext
+from prometheus_client import CollectorRegistry, Counter
+
+from loupe_backup.backups import compatibility, database, layout, objects
+from loupe_backup.backups.creator import BackupCreator, Copier, list_backup_blobs
+from loupe_backup.backups.manifest import Include, Kind, Manifest
+from loupe_backup.backups.progress import ProgressReporter
+from loupe_backup.backups.records import BackupRecord, Compatibility, RestoreRecord, now
+from loupe_backup.backups.restorer import Restorer, RestoreRefused, new_workdir
+from loupe_backup.backups.store import RecordStore
+from loupe_backup.backups.verifier import verify
+from loupe_backup.settings import BackupSettings
+from loupe_shared import __version__
+from loupe_shared.contracts import subjects
+from loupe_shared.contracts.backup import BACKUP_FORMAT_VERSION, MaintenanceNotice
+from loupe_shared.contracts.events import BackupFinished
+from loupe_shared.contracts.streams import MAINTENANCE_BUCKET
+from loupe_shared.kit import maintenance
+from loupe_shared.kit.logging import get_logger
+
+_log = get_logger("backup.service")
+
+
+class Busy(Exception):
+    pass
+
+
+def describe(exc: BaseException) -> str:
+    """The first real error inside task groups, as `Type: message`."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"
+
+
+class BackupMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.backups = Counter(
+            "backup_sets_total",
+            "Backup sets finished, by kind and outcome",
+            ["kind", "status", "scheduled"],
+            registry=registry,
+        )
+        self.bytes_copied = Counter(
+            "backup_bytes_copied_total", "Bytes copied into the backup bucket", registry=registry
+        )
+        self.restores = Counter(
+            "backup_restores_total", "Restores finished, by outcome", ["status"], registry=registry
+        )
+
+
+class BackupService:
+    def __init__(
+        self,
+        settings: BackupSettings,
+        s3: Minio,
+        js: JetStreamContext,
+        registry: CollectorRegistry,
+    ) -> None:
+        self.settings = settings
+        self.s3 = s3
+        self.js = js
+        self.store = RecordStore(s3, settings.backup_bucket)
+        self.executor = ThreadPoolExecutor(settings.copy_concurrency, "backup-copy")
+        self.copier = Copier(self.executor, settings.copy_concurrency)
+        self.creator = BackupCreator(settings, s3, self.copier)
+        self.restorer = Restorer(settings, s3, self.copier)
+        self.metrics = BackupMetrics(registry)
+        self.jobs: dict[str, asyncio.Task[None]] = {}
+        self.restore_task: asyncio.Task[None] | None = None
+        self._collect_lock = asyncio.Lock()
+
+    @property
+    def maintenance_bucket(self) -> str:
+        return subjects.stream_name(MAINTENANCE_BUCKET, self.settings.namespace)
+
+    async def start(self) -> None:
+        """Sets left running by a process that stopped are failed, never completed."""
+        await maintenance.open_bucket(self.js, self.maintenance_bucket)
+        for record in await self.store.all():
+            if record.status == "running" and record.id not in self.jobs:
+                record.status = "failed"
+                record.error = "interrupted: the backup service stopped during the backup"
+                record.finished_at = now()
+                await self.store.save(record)
+                _log.warning("backup.interrupted", backup_id=record.id)
+
+    async def close(self) -> None:
+        tasks = [*self.jobs.values(), *([self.restore_task] if self.restore_task else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with suppress(asyncio.CancelledError, Exception):
+                await task
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- backups -----------------------------------------------------------------------------
+
+    async def create(
+        self,
+        kind: Kind,
+        include: Include,
+        created_by: str,
+        schedule_id: str | None = None,
+    ) -> BackupRecord:
+        parent = await self.latest_completed() if kind == "incremental" else None
+        record = BackupRecord(
+            id=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8],
+            kind=kind,
+            include=include,
+            parent_id=parent.id if parent else None,
+            created_by=created_by,
+            schedule_id=schedule_id,
+            format_version=BACKUP_FORMAT_VERSION,
+            app_version=__version__,
+        )
+        await self.store.save(record)
+        self.jobs[record.id] = asyncio.create_task(self._run(record), name=f"backup-{record.id}")
+        _log.info("backup.started", backup_id=record.id, kind=kind, created_by=created_by)
+        return record
+
+    async def wait(self, backup_id: str) -> BackupRecord:
+        task = self.jobs.get(backup_id)
+        if task is not None:
+            await asyncio.shield(task)
+        record = await self.store.get(backup_id)
+        assert record is not None
+        return record
+
+    async def latest_completed(self) -> BackupRecord | None:
+        done = [r for r in await self.store.all() if r.status == "completed"]
+        return done[-1] if done else None
+
+    async def _run(self, record: BackupRecord) -> None:
+        reporter = ProgressReporter(
+            record, self.store, self.js, self.settings.namespace, self.settings.progress_interval_s
+        )
+        try:
+            parent = None
+            if record.parent_id is not None:
+                found = await self.store.get(record.parent_id)
+                parent = await self.store.manifest(found) if found else None
+            manifest = await self.creator.run(record, reporter, parent)
+            record.manifest_sha256 = await self.store.put_manifest(manifest)
+            record.counts = manifest.counts
+            record.alembic_revisions = manifest.alembic_revisions
+            record.progress.percent = 100.0
+            record.progress.phase = "done"
+            record.status = "completed"
+            record.finished_at = now()
+            await self.store.save(record)
+        except asyncio.CancelledError:
+            await self._fail(record, "cancelled: the backup service stopped")
+            raise
+        except Exception as exc:
+            _log.exception("backup.failed", backup_id=record.id)
+            await self._fail(record, describe(exc))
+        else:
+            self.metrics.bytes_copied.inc(record.progress.bytes_copied)
+            self._count(record)
+            await self._publish(subjects.BACKUP_COMPLETED, record)
+            _log.info(
+                "backup.completed",
+                backup_id=record.id,
+                objects=record.progress.objects_done,
+                bytes_copied=record.progress.bytes_copied,
+            )
+        finally:
+            self.jobs.pop(record.id, None)
+
+    async def _fail(self, record: BackupRecord, error: str) -> None:
+        record.status = "failed"
+        record.error = error
+        record.finished_at = now()
+        with suppress(Exception):
+            await self.store.save(record)
+        self._count(record)
+        await self._publish(subjects.BACKUP_FAILED, record)
+
+    def _count(self, record: BackupRecord) -> None:
+        scheduled = "true" if record.schedule_id else "false"
+        self.metrics.backups.labels(record.kind, record.status, scheduled).inc()
+
+    async def _publish(self, subject: str, record: BackupRecord) -> None:
+        event = BackupFinished(
+            backup_id=record.id,
+            status="completed" if record.status == "completed" else "failed",
+            error=record.error,
+            kind=record.kind,
+            schedule_id=record.schedule_id,
+        )
+        try:
+            await self.js.publish(
+                subjects.subject(subject, self.settings.namespace),
+                event.model_dump_json().encode(),
+                headers={"Nats-Msg-Id": event.event_id},
+            )
+        except Exception as exc:
+            _log.error("backup.event_unpublished", backup_id=record.id, error=str(exc))
+
+    async def current_revisions(self) -> list[str]:
+        conn = await database.connect(self.settings, "loupe-backup")
+        try:
+            return await database.revisions(conn)
+        finally:
+            await conn.close()
+
+    def shown(self, record: BackupRecord, current: list[str]) -> dict[str, Any]:
+        compat: Compatibility = compatibility.quick(
+            record.format_version, record.alembic_revisions, current
+        )
+        status = record.shown_status(self.settings.stale_after_s)
+        if record.status == "running" and record.id not in self.jobs:
+            status = "failed"
+        return {
+            **record.model_dump(mode="json"),
+            "status": status,
+            "compatibility": compat if status == "completed" else None,
+        }
+
+    # --- verification ------------------------------------------------------------------------
+
+    async def verify(self, record: BackupRecord) -> BackupRecord:
+        manifest = await self.store.manifest(record)
+        record.verification = await verify(
+            self.s3, self.settings.backup_bucket, manifest, self.copier
+        )
+        await self.store.save(record)
+        _log.info("backup.verified", backup_id=record.id, ok=record.verification.ok)
+        return record
+
+    # --- deletion ----------------------------------------------------------------------------
+
+    async def delete(self, record: BackupRecord) -> dict[str, int]:
+        """Remove a set, then every blob no remaining set references."""
+        if record.id in self.jobs:
+            raise Busy("the backup is still running")
+
+        def remove_set() -> int:
+            keys = [
+                o.key
+                for o in objects.listing(
+                    self.s3, self.settings.backup_bucket, layout.set_prefix(record.id)
+                )
+            ]
+            # The state last: a set without its state is never listed.
+            for key in sorted(keys, key=lambda k: k.endswith("state.json")):
+                objects.remove(self.s3, self.settings.backup_bucket, key)
+            return len(keys)
+
+        files = await asyncio.to_thread(remove_set)
+        blobs = await self.collect()
+        _log.info("backup.deleted", backup_id=record.id, files=files, blobs_collected=blobs)
+        return {"files_removed": files, "blobs_collected": blobs}
+
+    async def refcounts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for record in await self.store.all():
+            if record.status != "completed":
+                continue
+            for sha in (await self.store.manifest(record)).blob_hashes():
+                counts[sha] = counts.get(sha, 0) + 1
+        return counts
+
+    async def collect(self) -> int:
+        """Remove blobs no completed set references; skipped while a backup runs (its blobs
+        are in no manifest yet)."""
+        async with self._collect_lock:
+            if self.jobs or (self.restore_task and not self.restore_task.done()):
+                return 0
+            counts = await self.refcounts()
+            bucket = self.settings.backup_bucket
+            present = await asyncio.to_thread(list_backup_blobs, self.s3, bucket)
+            garbage = sorted(present - counts.keys())
+            async with asyncio.TaskGroup() as group:
+                for sha in garbage:
+                    group.create_task(
+                        self.copier.run(objects.remove, self.s3, bucket, layout.blob_key(sha))
+                    )
+            return len(garbage)
+
+    # --- restores ----------------------------------------------------------------------------
+
+    async def plan(self, record: BackupRecord, mode: str) -> dict[str, Any]:
+        return await self.restorer.plan(await self.store.manifest(record), mode)
+
+    async def restore(
+        self, record: BackupRecord, mode: str, started_by: str, restore_point: bool
+    ) -> RestoreRecord:
+        if self.restore_task is not None and not self.restore_task.done():
+            raise Busy("another restore is running")
+        manifest = await self.store.manifest(record)
+        plan = await self.restorer.plan(manifest, mode)
+        if not plan["can_restore"]:
+            raise RestoreRefused("; ".join(plan["blockers"]))
+        restore = RestoreRecord(
+            id=uuid.uuid4().hex,
+            backup_id=record.id,
+            mode="empty" if mode == "empty" else "replace",
+            started_by=started_by,
+            compatibility=plan["compatibility"],
+        )
+        await self.store.save_restore(restore)
+        self.restore_task = asyncio.create_task(
+            self._restore(restore, manifest, restore_point and mode == "replace"),
+            name=f"restore-{restore.id}",
+        )
+        return restore
+
+    async def _restore(
+        self, restore: RestoreRecord, manifest: Manifest, take_restore_point: bool
+    ) -> None:
+        added: list[str] = []
+        renewer: asyncio.Task[None] | None = None
+
+        async def phase(name: str) -> None:
+            restore.phase = name
+            await self.store.save_restore(restore)
+            _log.info("restore.phase", restore_id=restore.id, phase=name)
+
+        try:
+            with new_workdir(self.settings) as directory:
+                await phase("checking")
+                paths = await self.restorer.fetch_data(manifest, Path(directory))
+                if take_restore_point:
+                    await phase("restore-point")
+                    point = await self.create("restore-point", Include(), restore.started_by)
+                    restore.restore_point_id = point.id
+                    done = await self.wait(point.id)
+                    if done.status != "completed":
+                        raise RestoreRefused(f"the restore point failed: {done.error}")
+                await phase("maintenance")
+                renewer = await self._begin_maintenance(restore)
+                await phase("objects")
+                await self.restorer.copy_objects(manifest.objects, added)
+                restore.objects_copied = len(added)
+                await self.restorer.load(manifest, paths, restore, phase)
+            restore.status = "completed"
+            restore.phase = "done"
+            self.metrics.restores.labels("completed").inc()
+            _log.info("restore.completed", restore_id=restore.id, backup_id=restore.backup_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            restore.status = "failed"
+            restore.error = describe(exc)
+            restore.rolled_back = True
+            self.metrics.restores.labels("failed").inc()
+            _log.exception("restore.failed", restore_id=restore.id)
+            with suppress(Exception):
+                await self.restorer.remove_objects(added)
+        finally:
+            if renewer is not None:
+                renewer.cancel()
+                with suppress(asyncio.CancelledError):
+                    await renewer
+                with suppress(Exception):
+                    await maintenance.withdraw(self.js, self.maintenance_bucket)
+            restore.finished_at = now()
+            with suppress(Exception):
+                await self.store.save_restore(restore)
+
+    async def _begin_maintenance(self, restore: RestoreRecord) -> asyncio.Task[None]:
+        lease = self.settings.maintenance_lease_s
+
+        def notice() -> MaintenanceNotice:
+            return MaintenanceNotice(
+                restore_id=restore.id,
+                backup_id=restore.backup_id,
+                started_at=restore.started_at,
+                lease_until=now() + timedelta(seconds=lease),
+            )
+
+        await maintenance.announce(self.js, self.maintenance_bucket, notice())
+        # Services cache the notice up to a second: let every one of them see it first.
+        await asyncio.sleep(1.5)
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(lease / 3)
+                try:
+                    await maintenance.announce(self.js, self.maintenance_bucket, notice())
+                except Exception as exc:
+                    _log.warning("restore.maintenance_unrenewed", error=str(exc))
+
+        return asyncio.create_task(renew(), name="maintenance-renewal")

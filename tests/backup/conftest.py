@@ -1,0 +1,323 @@
+"""Installations of the tests' own for backup and restore: each has its own database, NATS
+namespace and buckets, and runs its own catalog, images and backup processes, so wiping and
+restoring never touches the session's platform."""
+
+import asyncio
+import hashlib
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cv2
+import httpx
+import nats
+import numpy as np
+import pytest
+from minio import Minio
+
+from loupe_shared.kit.auth import Role
+from loupe_shared.kit.nats import connect
+from loupe_shared.kit.settings import NatsSettings
+from loupe_stack.bootstrap import bootstrap
+from loupe_stack.processes import ManagedProcess, free_port, http_ok, wait_until
+from loupe_stack.stack import Stack
+from tests.catalog.conftest import _drop_bucket, sql
+from tests.catalog.helpers import new_program
+from tests.conftest import TokenMaker, auth
+from tests.support import eventually
+
+
+def png(seed: int, size: int = 48) -> bytes:
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    ok, encoded = cv2.imencode(".png", image)
+    assert ok
+    return bytes(encoded.tobytes())
+
+
+class Installation:
+    """One Loupe installation on the session's servers: database `database` (made and
+    migrated here unless given), namespace, images bucket and backup bucket."""
+
+    def __init__(
+        self,
+        platform: Stack,
+        admin_token: str,
+        log_dir: Path,
+        *,
+        backup_bucket: str | None = None,
+    ) -> None:
+        self.platform = platform
+        self.namespace = f"b{uuid.uuid4().hex[:8]}"
+        self.database = f"t_{uuid.uuid4().hex[:12]}"
+        self.log_dir = log_dir
+        log_dir.mkdir(parents=True, exist_ok=True)
+        setup = platform.setup_settings(self.namespace)
+        self.images_bucket = setup.images_bucket
+        self.backup_bucket = backup_bucket or setup.backup_bucket
+        self.owns_backup_bucket = backup_bucket is None
+        asyncio.run(bootstrap(setup, admin_token=admin_token))
+        sql(platform, "postgres", f'CREATE DATABASE "{self.database}"')
+        self.admin = auth(admin_token)
+        self.ports = {name: free_port() for name in ("catalog", "images", "backup")}
+        self.processes: dict[str, ManagedProcess] = {}
+        e = platform.endpoints
+        self.s3 = Minio(
+            e.s3_endpoint, access_key=e.s3_access_key, secret_key=e.s3_secret_key, secure=False
+        )
+        self.nats = NatsSettings(
+            nats_url=e.nats_url,
+            nats_user=e.nats_user,
+            nats_password=e.nats_password,
+            namespace=self.namespace,
+        )
+        subprocess.run(
+            [sys.executable, "-m", "loupe_catalog", "migrate"],
+            env=self.env("catalog"),
+            check=True,
+            capture_output=True,
+        )
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    def env(self, service: str, **extra: str) -> dict[str, str]:
+        prefix = service.upper() + "_"
+        values = {
+            "PORT": str(self.ports[service]),
+            "NAMESPACE": self.namespace,
+            "DB_NAME": self.database,
+            "IMAGES_BUCKET": self.images_bucket,
+            "BACKUP_BUCKET": self.backup_bucket,
+        }
+        if service == "catalog":
+            values["IMAGES_URL"] = self.url("images")
+        if service == "images":
+            values |= {"GC_INTERVAL_S": "0", "SCRUB_INTERVAL_S": "0"}
+        if service == "backup":
+            values |= {"MAINTENANCE_LEASE_S": "6", "PROGRESS_INTERVAL_S": "0.05"}
+        return {
+            **self.platform.service_env(service),
+            **{prefix + k: v for k, v in values.items()},
+            **{prefix + k.upper(): v for k, v in extra.items()},
+        }
+
+    def start(self, service: str, **extra: str) -> ManagedProcess:
+        process = ManagedProcess(
+            service,
+            [sys.executable, "-m", f"loupe_{service}"],
+            env=self.env(service, **extra),
+            log_path=self.log_dir / f"{service}.log",
+        )
+        process.start()
+        self.processes[service] = process
+        wait_until(service, lambda: http_ok(f"{self.url(service)}/readyz"), process, 60)
+        return process
+
+    def stop(self, service: str) -> None:
+        process = self.processes.pop(service, None)
+        if process is not None:
+            process.stop()
+
+    def kill(self, service: str) -> None:
+        process = self.processes.pop(service)
+        assert process.popen is not None
+        process.popen.kill()
+        process.popen.wait(10)
+
+    def client(self, service: str) -> httpx.Client:
+        return httpx.Client(base_url=self.url(service), timeout=60)
+
+    def token(self, role: Role) -> dict[str, str]:
+        return auth(TokenMaker(self.nats)(role))
+
+    def sql(self, statement: str) -> list[Any]:
+        return sql(self.platform, self.database, statement)
+
+    # --- what the installation holds ---------------------------------------------------------
+
+    def rows(self) -> dict[str, list[str]]:
+        """Every row of every table, as text, sorted."""
+        tables = [
+            r["relname"]
+            for r in self.sql(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
+            )
+        ]
+        return {
+            t: sorted(r[0] for r in self.sql(f'SELECT t::text FROM "{t}" t'))  # noqa: S608
+            for t in tables
+        }
+
+    def objects(self) -> dict[str, tuple[str, str, dict[str, str]]]:
+        """Every object of the images bucket: SHA-256, content type, user metadata."""
+        found = {}
+        for item in self.s3.list_objects(self.images_bucket, recursive=True):
+            assert item.object_name is not None
+            response = self.s3.get_object(self.images_bucket, item.object_name)
+            try:
+                data = response.read()
+                meta = {
+                    k.lower(): v
+                    for k, v in response.headers.items()
+                    if k.lower().startswith("x-amz-meta-")
+                }
+                found[item.object_name] = (
+                    hashlib.sha256(data).hexdigest(),
+                    response.headers.get("content-type", ""),
+                    meta,
+                )
+            finally:
+                response.close()
+                response.release_conn()
+        return found
+
+    def close(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+        sql(self.platform, "postgres", f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        buckets = [self.images_bucket] + ([self.backup_bucket] if self.owns_backup_bucket else [])
+        for bucket in buckets:
+            _drop_bucket(self.s3, bucket)
+
+
+# --- driving an installation ----------------------------------------------------------------
+
+
+def upload(inst: Installation, data: bytes, token: dict[str, str]) -> str:
+    with inst.client("images") as images:
+        answer = images.post(
+            "/api/images?kind=master",
+            content=data,
+            headers={**token, "Content-Type": "image/png"},
+        )
+    assert answer.status_code in (200, 201), answer.text
+    return str(answer.json()["sha256"])
+
+
+def populate(inst: Installation, seed: int = 0, programs: int = 3) -> dict[str, Any]:
+    """Programs with two revisions each (each with its master image) and results."""
+    engineer = inst.token(Role.ENGINEER)
+    line = inst.token(Role.LINE)
+    made: dict[str, Any] = {"programs": [], "images": []}
+    with inst.client("catalog") as catalog:
+        for n in range(programs):
+            first = upload(inst, png(seed * 100 + 2 * n), engineer)
+            second = upload(inst, png(seed * 100 + 2 * n + 1), engineer)
+            made["images"] += [first, second]
+            created = catalog.post(
+                "/api/programs",
+                json=new_program(master_image_sha256=first),
+                headers=engineer,
+            )
+            assert created.status_code == 201, created.text
+            body = created.json()
+            changed = new_program(name=body["name"], master_image_sha256=second)
+            saved = catalog.put(
+                f"/api/programs/{body['id']}",
+                json=changed,
+                headers={**engineer, "If-Match": created.headers["etag"]},
+            )
+            assert saved.status_code == 200, saved.text
+            made["programs"].append(body["id"])
+        results = [
+            {
+                "result_id": str(uuid.uuid4()),
+                "line_id": "line-1",
+                "program_id": made["programs"][i % programs],
+                "program_revision": 2,
+                "verdict": "pass" if i % 3 else "fail",
+                "score": i / 10,
+                "captured_at": f"2026-11-{1 + i % 20:02d}T10:00:00Z",
+            }
+            for i in range(30)
+        ]
+        sent = catalog.post("/api/results", json={"results": results}, headers=line)
+        assert sent.status_code == 202, sent.text
+    expected = len(results) + (seed and 0)
+    eventually(
+        "results ingested",
+        lambda: inst.sql("SELECT count(*) FROM results")[0][0] >= expected,
+        timeout_s=30,
+    )
+    return made
+
+
+def events(inst: Installation, subject: str) -> list[dict[str, Any]]:
+    """Every event the installation's streams hold on `subject`."""
+
+    async def read() -> list[dict[str, Any]]:
+        nc = await connect(inst.nats, "tests")
+        try:
+            js = nc.jetstream()
+            sub = await js.subscribe(f"{inst.namespace}.{subject}", ordered_consumer=True)
+            found: list[dict[str, Any]] = []
+            while True:
+                try:
+                    message = await sub.next_msg(timeout=0.5)
+                except nats.errors.TimeoutError:
+                    return found
+                found.append(json.loads(message.data))
+        finally:
+            await nc.drain()
+
+    return asyncio.run(read())
+
+
+def backup(
+    inst: Installation, body: dict[str, Any] | None = None, token: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Start a backup and wait for it to finish."""
+    with inst.client("backup") as client:
+        started = client.post("/api/backups", json=body or {}, headers=token or inst.admin)
+        assert started.status_code == 202, started.text
+        backup_id = started.json()["id"]
+        return wait_backup(client, inst, backup_id)
+
+
+def wait_backup(client: httpx.Client, inst: Installation, backup_id: str) -> dict[str, Any]:
+    state: dict[str, Any] = {}
+
+    def finished() -> bool:
+        state.update(client.get(f"/api/backups/{backup_id}", headers=inst.admin).json())
+        return bool(state["status"] != "running")
+
+    eventually(f"backup {backup_id} finished", finished, timeout_s=60)
+    return state
+
+
+@pytest.fixture
+def make_installation(platform: Stack, admin_token: str, tmp_path: Path) -> Iterator[Any]:
+    made: list[Installation] = []
+
+    def make(**kwargs: Any) -> Installation:
+        inst = Installation(platform, admin_token, tmp_path / f"i{len(made)}", **kwargs)
+        made.append(inst)
+        return inst
+
+    try:
+        yield make
+    finally:
+        for inst in reversed(made):
+            inst.close()
+
+
+@pytest.fixture(scope="module")
+def source(
+    platform: Stack, admin_token: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Installation]:
+    """A populated installation shared by a module's tests (which only add to it)."""
+    inst = Installation(platform, admin_token, tmp_path_factory.mktemp("source"))
+    try:
+        inst.start("images")
+        inst.start("catalog")
+        inst.start("backup")
+        populate(inst)
+        yield inst
+    finally:
+        inst.close()
