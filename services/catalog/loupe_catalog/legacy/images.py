@@ -59,6 +59,16 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
+def _complete(data: bytes, content_type: str) -> bool:
+    """Whether the image ends as its format says (a cut-off export loses the end)."""
+    if content_type == "image/png":
+        return b"IEND" in data[-64:]
+    if content_type == "image/jpeg":
+        # Encoders may pad after the end-of-image marker, never by much.
+        return b"\xff\xd9" in data[-1024:]
+    return True
+
+
 def decode(value: str, max_bytes: int) -> MasterImage:
     """A data URL (or bare base64, as backup files keep images) as an image; raises
     `ImageError` with a reason code: bad_base64, image_too_large, not_an_image,
@@ -103,6 +113,8 @@ def decode(value: str, max_bytes: int) -> MasterImage:
             "unsupported_image_type",
             f"{actual} is not stored by Loupe (JPEG, PNG, WebP, TIFF or BMP)",
         )
+    if not _complete(data, actual):
+        raise ImageError("not_an_image", f"the {actual} image is truncated (its end is missing)")
     warnings = []
     if declared is not None and declared != actual:
         warnings.append(f"declared {declared}, but the bytes are {actual}: stored as {actual}")

@@ -73,7 +73,9 @@ def _programs_and_images(document: Any) -> tuple[str, Any, dict[str, Any]]:
         )
     data = document.get("data")
     if isinstance(data, dict) and "programs" in data:
-        images = data.get("images") or {}
+        images = data.get("images")
+        if images is None:
+            images = {}
         if not isinstance(images, dict):
             raise InputError("data.images must be an object of program id to image")
         return "backup", _decode_string(data["programs"], "data.programs"), images
