@@ -307,11 +307,11 @@ def make_installation(platform: Stack, admin_token: str, tmp_path: Path) -> Iter
             inst.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def source(
     platform: Stack, admin_token: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Installation]:
-    """A populated installation shared by a module's tests (which only add to it)."""
+    """A populated installation shared by the backup tests (which only add to it)."""
     inst = Installation(platform, admin_token, tmp_path_factory.mktemp("source"))
     try:
         inst.start("images")

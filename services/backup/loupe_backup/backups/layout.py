@@ -3,6 +3,8 @@
 BLOBS = "blobs/"
 SETS = "sets/"
 RESTORES = "restores/"
+# Blobs that failed verification, kept for inspection, never read again.
+QUARANTINE = "quarantine/"
 
 
 def blob_key(sha256: str) -> str:

@@ -13,17 +13,28 @@ from loupe_backup.backups.records import Verification, now
 _OWN_FILES = ("state.json", "manifest.json")
 
 
+def quarantine(s3: Minio, bucket: str, key: str) -> None:
+    data = objects.get_bytes(s3, bucket, key)
+    if data is not None:
+        objects.put(s3, bucket, f"{layout.QUARANTINE}{key}.{now():%Y%m%dT%H%M%S}", data)
+    objects.remove(s3, bucket, key)
+
+
 async def verify(s3: Minio, bucket: str, manifest: Manifest, copier: Copier) -> Verification:
     missing: list[str] = []
     corrupt: list[str] = []
     backup_id = manifest.backup_id
 
-    async def check(key: str, label: str, sha256: str, size: int) -> None:
+    async def check(key: str, label: str, sha256: str, size: int, blob: bool = False) -> None:
         found = await copier.run(objects.hash_stream, s3, bucket, key)
         if found is None:
             missing.append(label)
         elif found != (sha256, size):
             corrupt.append(label)
+            if blob:
+                # Moved aside, so the next backup copies the blob again from the images
+                # bucket (which heals every set that shares it) instead of trusting it.
+                await copier.run(quarantine, s3, bucket, key)
 
     async with asyncio.TaskGroup() as group:
         for table in manifest.tables:
@@ -35,7 +46,7 @@ async def verify(s3: Minio, bucket: str, manifest: Manifest, copier: Copier) -> 
                 continue
             seen.add(entry.sha256)
             key = layout.blob_key(entry.sha256)
-            group.create_task(check(key, key, entry.sha256, entry.size))
+            group.create_task(check(key, key, entry.sha256, entry.size, blob=True))
 
     def listed() -> list[str]:
         prefix = layout.set_prefix(backup_id)

@@ -1,0 +1,132 @@
+"""Verification finds every missing, corrupt and extra item; a backup that dies or fails is
+never listed as completed and leaves nothing a later backup trusts."""
+
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+
+from loupe_shared.kit.auth import Role
+from tests.backup.conftest import Installation, backup, events, png, upload, wait_backup
+from tests.support import eventually
+
+
+def _blob_key(sha: str) -> str:
+    return f"blobs/{sha[:2]}/{sha}"
+
+
+def test_verify_finds_flipped_byte_deleted_blob_truncated_file_and_extra(
+    source: Installation,
+) -> None:
+    engineer = source.token(Role.ENGINEER)
+    flipped, deleted = upload(source, png(501), engineer), upload(source, png(502), engineer)
+    done = backup(source)
+    assert done["status"] == "completed"
+    s3, bucket, prefix = source.s3, source.backup_bucket, f"sets/{done['id']}/"
+    with source.client("backup") as client:
+        sound = client.post(f"/api/backups/{done['id']}/verify", headers=source.admin)
+        assert sound.status_code == 200, sound.text
+        assert sound.json()["ok"] is True
+        assert sound.json()["checked_files"] == sum(
+            1 for k in done["counts"] if k.startswith("rows.")
+        )
+
+        response = s3.get_object(bucket, _blob_key(flipped))
+        data = bytearray(response.read())
+        response.close()
+        data[len(data) // 2] ^= 0x01
+        s3.put_object(bucket, _blob_key(flipped), io.BytesIO(bytes(data)), len(data))
+        s3.remove_object(bucket, _blob_key(deleted))
+        response = s3.get_object(bucket, f"{prefix}data/results.csv")
+        text = response.read()
+        response.close()
+        s3.put_object(bucket, f"{prefix}data/results.csv", io.BytesIO(text[:-20]), len(text) - 20)
+        s3.put_object(bucket, f"{prefix}data/stray.csv", io.BytesIO(b"x"), 1)
+
+        report = client.post(f"/api/backups/{done['id']}/verify", headers=source.admin).json()
+        assert report["ok"] is False
+        assert report["corrupt"] == sorted([_blob_key(flipped), "data/results.csv"])
+        assert report["missing"] == [_blob_key(deleted)]
+        assert report["extra"] == ["data/stray.csv"]
+        # The outcome is kept with the set.
+        kept = client.get(f"/api/backups/{done['id']}", headers=source.admin).json()
+        assert kept["verification"]["corrupt"] == report["corrupt"]
+
+    # The corrupt blob was moved aside: the next backup copies both blobs again and is sound.
+    again = backup(source, {"kind": "incremental"})
+    assert again["status"] == "completed"
+    with source.client("backup") as client:
+        healed = client.post(f"/api/backups/{again['id']}/verify", headers=source.admin).json()
+    assert healed["ok"] is True, healed
+
+
+@contextmanager
+def table_locked(inst: Installation, table: str) -> Iterator[None]:
+    """Hold an exclusive lock on `table` (so a snapshot waits on it) until the block ends."""
+    e = inst.platform.endpoints
+    with psycopg.connect(
+        host=e.pg_host,
+        port=e.pg_port,
+        user=e.pg_user,
+        password=e.pg_password,
+        dbname=inst.database,
+    ) as conn:
+        conn.execute(f'LOCK TABLE "{table}" IN ACCESS EXCLUSIVE MODE')
+        try:
+            yield
+        finally:
+            conn.rollback()
+
+
+_SNAPSHOT_WAITING = (
+    "FROM pg_stat_activity WHERE application_name = 'loupe-backup' "
+    "AND wait_event_type = 'Lock' AND datname = '{}'"
+)
+
+
+def _waiting_on_lock(inst: Installation) -> bool:
+    return bool(inst.sql(f"SELECT count(*) {_SNAPSHOT_WAITING.format(inst.database)}")[0][0])
+
+
+def test_backup_killed_midway_is_failed_and_later_backups_are_sound(
+    source: Installation,
+) -> None:
+    with source.client("backup") as client:
+        with table_locked(source, "results"):
+            started = client.post("/api/backups", json={}, headers=source.admin)
+            assert started.status_code == 202
+            killed = started.json()["id"]
+            eventually("the snapshot waits on the lock", lambda: _waiting_on_lock(source))
+            source.kill("backup")
+        source.start("backup")
+        state = client.get(f"/api/backups/{killed}", headers=source.admin).json()
+        assert state["status"] == "failed"
+        assert "interrupted" in state["error"]
+        assert state["compatibility"] is None
+        listed = client.get("/api/backups", headers=source.admin).json()["items"]
+        assert next(i for i in listed if i["id"] == killed)["status"] == "failed"
+        # Not completed, so nothing can be restored, verified or built upon from it.
+        refused = client.post(
+            f"/api/backups/{killed}/restore", json={"dry_run": True}, headers=source.admin
+        )
+        assert refused.status_code == 409
+        later = backup(source, {"kind": "incremental"})
+        assert later["parent_id"] != killed
+        report = client.post(f"/api/backups/{later['id']}/verify", headers=source.admin).json()
+        assert report["ok"] is True
+
+
+def test_failed_backup_is_listed_failed_and_announced(source: Installation) -> None:
+    """The database connection of the snapshot is cut midway: the set fails, loudly."""
+    with source.client("backup") as client, table_locked(source, "results"):
+        started = client.post("/api/backups", json={}, headers=source.admin).json()
+        eventually("the snapshot waits on the lock", lambda: _waiting_on_lock(source))
+        source.sql(f"SELECT pg_terminate_backend(pid) {_SNAPSHOT_WAITING.format(source.database)}")
+    with source.client("backup") as client:
+        state = wait_backup(client, source, started["id"])
+    assert state["status"] == "failed"
+    assert state["error"]
+    failed = [e for e in events(source, "backup.failed") if e["backup_id"] == started["id"]]
+    assert len(failed) == 1
+    assert failed[0]["status"] == "failed"
