@@ -20,6 +20,8 @@ DEADLETTER = "deadletter"
 # Requests between services (core NATS request/reply, answered by a queue group).
 RPC_IMAGE_CLAIMS = "rpc.catalog.image-claims"
 RPC_IMAGE_TOMBSTONES = "rpc.catalog.image-tombstones"
+# Inspect one capture with one revision and answer the result (golden-set test runs).
+RPC_INSPECT_EVALUATE = "rpc.inspect.evaluate"
 
 
 def subject(name: str, namespace: str = "") -> str:

@@ -1,23 +1,108 @@
+import asyncio
+import os
+import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, suppress
 
+import cv2
 from fastapi import FastAPI, Request
 
+from loupe_inspect import preload, rpc
+from loupe_inspect.caches import MasterCache, RevisionCache
+from loupe_inspect.inspector import Inspector
+from loupe_inspect.metrics import WorkerMetrics
 from loupe_inspect.settings import InspectSettings
+from loupe_inspect.sources import Blobs, Catalog
+from loupe_inspect.worker import Worker
 from loupe_shared.kit import s3
 from loupe_shared.kit.app import create_app
+from loupe_shared.kit.auth import Role, TokenStore
+from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.runtime import check_nats, check_tokens, nats_and_tokens
+
+_log = get_logger("inspect.app")
+
+
+def worker_id(settings: InspectSettings) -> str:
+    return settings.worker_id or f"{socket.gethostname()}:{os.getpid()}"
 
 
 def build(settings: InspectSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        cv2.setNumThreads(settings.opencv_threads)
         app.state.s3 = s3.client(settings)
-        async with nats_and_tokens(app, settings, "loupe-inspect"):
-            yield
+        executor = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="inspect")
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            async with nats_and_tokens(app, settings, "loupe-inspect"):
+                tokens: TokenStore = app.state.tokens
+                me = worker_id(settings)
+                token = settings.catalog_token.get_secret_value()
+                own_token_id = None
+                if not token:
+                    record, token = await tokens.create(f"inspect-worker {me}", Role.LINE, me)
+                    own_token_id = record.id
+                catalog = Catalog(settings.catalog_url, token, settings.catalog_timeout_s)
+                metrics = WorkerMetrics(app.state.registry)
+                masters = MasterCache(settings.master_cache_bytes)
+                inspector = Inspector(
+                    catalog,
+                    Blobs(app.state.s3, settings.images_bucket),
+                    executor=executor,
+                    masters=masters,
+                    revisions=RevisionCache(
+                        settings.revision_cache_size, settings.current_revision_ttl_s
+                    ),
+                    time_limit_s=settings.time_limit_s,
+                    max_align_pixels=settings.max_align_pixels,
+                    worker_id=me,
+                )
+                metrics.master_cache_bytes.set_function(lambda: masters.bytes)
+                worker = Worker(
+                    app.state.js,
+                    inspector,
+                    metrics,
+                    namespace=settings.namespace,
+                    durable=settings.durable,
+                    concurrency=settings.concurrency,
+                    max_deliveries=settings.max_deliveries,
+                    retry_delay_s=settings.retry_delay_s,
+                )
+                app.state.worker = worker
+                await rpc.serve(app.state.nats, inspector, settings.namespace)
+                if settings.preload:
+                    await preload.follow_revisions(app.state.nats, inspector, settings.namespace)
+                    tasks.append(
+                        asyncio.create_task(
+                            preload.active_programs(inspector), name="inspect-preload"
+                        )
+                    )
+                tasks.append(asyncio.create_task(worker.run(), name="inspect-worker"))
+                _log.info("inspect.started", worker=me, concurrency=settings.concurrency)
+                try:
+                    yield
+                finally:
+                    for task in tasks:
+                        task.cancel()
+                    for task in tasks:
+                        with suppress(asyncio.CancelledError, Exception):
+                            await task
+                    await catalog.close()
+                    if own_token_id is not None:
+                        with suppress(Exception):
+                            await tokens.revoke(own_token_id)
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
 
     async def check_bucket(request: Request) -> None:
         await s3.bucket_reachable(request.app.state.s3, settings.images_bucket)
+
+    async def check_consumer(request: Request) -> None:
+        worker: Worker | None = getattr(request.app.state, "worker", None)
+        if worker is None or not worker.running:
+            raise RuntimeError("the inspection consumer is not running")
 
     return create_app(
         service="inspect",
@@ -25,5 +110,10 @@ def build(settings: InspectSettings) -> FastAPI:
         description="Golden-template inspection workers (a JetStream consumer group).",
         lifespan=lifespan,
         routers=[],
-        readiness={"object_store": check_bucket, "nats": check_nats, "tokens": check_tokens},
+        readiness={
+            "object_store": check_bucket,
+            "nats": check_nats,
+            "tokens": check_tokens,
+            "consumer": check_consumer,
+        },
     )

@@ -1,0 +1,183 @@
+"""The worker: one member of the durable pull consumer every inspection worker shares on
+`inspection.requested`, so each request is handled by one of them.
+
+A worker fetches only as many requests as it has free slots (`concurrency`), so requests are
+spread over the workers instead of queueing behind a busy one. Each request ends acknowledged
+with a published result, except:
+- a message that is not an inspection request goes to `deadletter.inspection` at once;
+- a passing failure (catalog or object store down, a bug) is delivered again after a delay,
+  and after `max_deliveries` it gets an `error` result and goes to the dead-letter subject.
+A request delivered more often than that (a worker died on it each time) is set aside before
+it is tried again, so one poison message cannot take the workers down one by one."""
+
+import asyncio
+from contextlib import suppress
+
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
+from pydantic import ValidationError
+
+from loupe_inspect.inspector import Inspector
+from loupe_inspect.metrics import WorkerMetrics
+from loupe_shared.contracts import subjects
+from loupe_shared.contracts.inspect import InspectedResult
+from loupe_shared.contracts.results import RESULT_SCHEMA_VERSION, InspectionRequest
+from loupe_shared.kit.consumers import dead_letter
+from loupe_shared.kit.logging import get_logger
+
+_log = get_logger("inspect.worker")
+STREAM = "INSPECTION"
+# Seconds a fetched request may stay unacknowledged beyond the time limit.
+ACK_SLACK_S = 30.0
+
+
+class Worker:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        inspector: Inspector,
+        metrics: WorkerMetrics,
+        *,
+        namespace: str,
+        durable: str,
+        concurrency: int,
+        max_deliveries: int,
+        retry_delay_s: float,
+    ) -> None:
+        self.js = js
+        self.inspector = inspector
+        self.metrics = metrics
+        self.namespace = namespace
+        self.durable = durable
+        self.concurrency = max(1, concurrency)
+        self.max_deliveries = max(1, max_deliveries)
+        self.retry_delay_s = retry_delay_s
+        self.running = False
+
+    async def run(self) -> None:
+        """Run until cancelled; a lost stream or connection is retried, never fatal."""
+        while True:
+            try:
+                await self._run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.running = False
+                _log.warning("inspect.consumer_restarting", error=str(exc))
+                await asyncio.sleep(1)
+
+    async def _run(self) -> None:
+        subscription = await self.js.pull_subscribe(
+            subjects.subject(subjects.INSPECTION_REQUESTED, self.namespace),
+            durable=self.durable,
+            stream=subjects.stream_name(STREAM, self.namespace),
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=self.inspector.time_limit_s + ACK_SLACK_S,
+                max_deliver=-1,  # counted here, so the last delivery can be set aside
+            ),
+        )
+        self.running = True
+        _log.info("inspect.consumer_started", durable=self.durable, concurrency=self.concurrency)
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                free = self.concurrency - len(tasks)
+                if free <= 0:
+                    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                try:
+                    messages = await subscription.fetch(free, timeout=1)
+                except NatsTimeout:
+                    continue
+                for message in messages:
+                    task = asyncio.create_task(self._handle(message))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+        finally:
+            self.running = False
+            # In-flight requests are finished (bounded by the time limit) before leaving;
+            # the rest are redelivered to another worker.
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=self.inspector.time_limit_s)
+                for task in pending:
+                    task.cancel()
+            with suppress(Exception):
+                await subscription.unsubscribe()
+
+    async def _handle(self, message: Msg) -> None:
+        self.metrics.in_flight.inc()
+        try:
+            with self.metrics.seconds.time():
+                await self._inspect(message)
+        except Exception as exc:  # never let one request end the loop
+            _log.error("inspect.handle_failed", error=str(exc))
+        finally:
+            self.metrics.in_flight.dec()
+
+    async def _inspect(self, message: Msg) -> None:
+        delivered = message.metadata.num_delivered or 1
+        try:
+            request = InspectionRequest.model_validate_json(message.data)
+        except ValidationError as exc:
+            reason = f"not an inspection request: {exc.errors()[0].get('msg', exc)}"
+            _log.error("inspect.malformed_request", reason=reason)
+            await self._set_aside(message, reason)
+            return
+        log = _log.bind(request_id=str(request.request_id), delivered=delivered)
+        if delivered > self.max_deliveries:
+            reason = (
+                f"delivered {delivered} times without an outcome (a worker may have died on it)"
+            )
+            await self._give_up(message, request, reason)
+            return
+        try:
+            result = await self.inspector.handle(request)
+            await self.publish(result)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if delivered >= self.max_deliveries:
+                await self._give_up(message, request, f"gave up after {delivered} attempts: {exc}")
+                return
+            log.warning("inspect.retry_later", error=str(exc))
+            self.metrics.retries.inc()
+            with suppress(Exception):
+                await message.nak(delay=self.retry_delay_s)
+            return
+        await message.ack()
+        self.metrics.results.labels(result.verdict).inc()
+        log.info(
+            "inspect.inspected",
+            verdict=result.verdict,
+            defects=len(result.defects),
+            processing_ms=result.processing_ms,
+        )
+
+    async def _give_up(self, message: Msg, request: InspectionRequest, reason: str) -> None:
+        _log.error("inspect.gave_up", request_id=str(request.request_id), reason=reason)
+        result = self.inspector.error(request, reason)
+        await self.publish(result)
+        self.metrics.results.labels("error").inc()
+        await self._set_aside(message, reason)
+
+    async def _set_aside(self, message: Msg, reason: str) -> None:
+        await dead_letter(self.js, STREAM, self.namespace, message, reason)
+        self.metrics.dead_lettered.inc()
+        await message.ack()
+
+    async def publish(self, result: InspectedResult) -> None:
+        """Publish one result as a batch (the worker's own fields kept)."""
+        body = (
+            b'{"schema_version":%d,"results":[' % RESULT_SCHEMA_VERSION
+            + result.model_dump_json(exclude_none=True).encode()
+            + b"]}"
+        )
+        await self.js.publish(
+            subjects.subject(subjects.RESULTS_RECORDED, self.namespace),
+            body,
+            headers={"Nats-Msg-Id": f"inspect-{result.result_id}"},
+        )
