@@ -1,4 +1,5 @@
-"""`loupe`: run the embedded platform, set up an installation, manage API tokens."""
+"""`loupe`: run the embedded platform, set up an installation, manage API tokens, migrate
+legacy programs."""
 
 import argparse
 import asyncio
@@ -19,6 +20,7 @@ from loupe_shared.kit.auth import Role, TokenRecord, TokenStore
 from loupe_shared.kit.logging import configure_logging
 from loupe_shared.kit.nats import connect
 from loupe_shared.kit.settings import NatsSettings
+from loupe_stack import legacy
 from loupe_stack.bootstrap import SetupSettings, bootstrap
 from loupe_stack.config import StackSettings
 from loupe_stack.credentials import load_or_create
@@ -199,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("token_id")
     for p in (create, listing, revoke):
         p.set_defaults(func=lambda a: asyncio.run(_with_store(a.action, a)))
+    legacy.add_parser(sub)
     return parser
 
 

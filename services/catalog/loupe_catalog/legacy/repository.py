@@ -24,6 +24,12 @@ _ITEM_COLUMNS = (
 )
 
 
+async def serialize_runs(session: AsyncSession) -> None:
+    """One applied run at a time (until this transaction ends): a second run of the same
+    export then sees the first one's programs and finds them migrated already."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('loupe.legacy-migration'))"))
+
+
 async def programs_by_legacy_id(
     session: AsyncSession, legacy_ids: list[str]
 ) -> dict[str, RowMapping]:

@@ -301,7 +301,10 @@ async def apply(
     actor: programs.Actor,
     images: ImagesClient,
 ) -> Report:
-    parsed, digest, planned = await plan(session, body, settings)
+    parsed, digest = await _read(body, settings)
+    planned = await asyncio.to_thread(prepare, parsed.entries, settings.legacy_max_image_bytes)
+    await repository.serialize_runs(session)
+    await _decide(session, planned)
     async with Uploader(
         settings.images_url,
         authorization=actor.authorization,
