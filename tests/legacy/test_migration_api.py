@@ -350,3 +350,56 @@ def test_migrating_needs_migrations_run(gateway: httpx.Client, make_token: Token
         assert answer.status_code == 403
         assert answer.headers["content-type"] == "application/problem+json"
     assert gateway.get(f"/api/migrations/{uuid.uuid4()}", headers=viewer).status_code == 403
+
+
+def test_a_rollback_leaves_a_program_changed_since_as_it_is(
+    migrator: Migrator, gateway: httpx.Client, engineer: dict[str, str]
+) -> None:
+    first = legacy_program()
+    migrator.run([first], dry_run=False)
+    changed = json.loads(json.dumps(first))
+    changed["config"]["exposure"] = 250
+    run = migrator.run([changed], dry_run=False)
+    program_id = run["items"][0]["program_id"]
+    program = gateway.get(f"/api/programs/{program_id}", headers=engineer)
+    edited = program.json()
+    saved = gateway.put(
+        f"/api/programs/{program_id}",
+        json={
+            "name": edited["name"],
+            "description": "edited in Loupe",
+            "tags": edited["tags"],
+            "config": edited["config"],
+        },
+        headers={**engineer, "If-Match": program.headers["etag"]},
+    )
+    assert saved.status_code == 200, saved.text
+
+    undone = gateway.post(f"/api/migrations/{run['run_id']}/rollback", headers=engineer).json()
+    assert [(i["action"], i["reason"]) for i in undone["items"]] == [
+        ("skipped", "changed since the run (now revision 3); left as it is")
+    ]
+    after = gateway.get(f"/api/programs/{program_id}", headers=engineer).json()
+    assert (after["revision"], after["description"]) == (3, "edited in Loupe")
+
+
+def test_runs_are_listed_newest_first_with_cursors(
+    migrator: Migrator, gateway: httpx.Client, engineer: dict[str, str]
+) -> None:
+    made = [migrator.run([legacy_program()], dry_run=False)["run_id"] for _ in range(3)]
+    first = gateway.get("/api/migrations", params={"limit": 2}, headers=engineer).json()
+    second = gateway.get(
+        "/api/migrations", params={"limit": 2, "cursor": first["next_cursor"]}, headers=engineer
+    ).json()
+    listed = [r["id"] for r in first["items"] + second["items"]]
+    assert listed[:3] == list(reversed(made))
+    assert first["items"][0]["totals"]["imported"] == 1
+    bad = gateway.get("/api/migrations", params={"cursor": "nope"}, headers=engineer)
+    assert bad.status_code == 400
+    assert bad.headers["content-type"] == "application/problem+json"
+    for answer in (
+        gateway.get(f"/api/migrations/{uuid.uuid4()}", headers=engineer),
+        gateway.post(f"/api/migrations/{uuid.uuid4()}/rollback", headers=engineer),
+    ):
+        assert answer.status_code == 404
+        assert answer.headers["content-type"] == "application/problem+json"

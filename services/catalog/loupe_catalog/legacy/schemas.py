@@ -27,7 +27,7 @@ class ItemReport(BaseModel):
         default=None,
         description="bad_entry, bad_base64, not_an_image, unsupported_image_type, "
         "image_too_large, config_not_upgradable, name_clash, archived_in_loupe, "
-        "duplicate_legacy_id, upload_refused, verification_failed",
+        "duplicate_legacy_id, upload_refused, save_refused, verification_failed",
     )
     reason: str | None = None
     warnings: list[str] = Field(default_factory=list)

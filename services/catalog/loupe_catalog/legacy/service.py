@@ -333,9 +333,17 @@ async def apply(
                 async with session.begin_nested():
                     await _write(session, plan_, run_id, actor, images)
             except Problem as problem:
-                plan_.failed("refused", problem.detail)
+                plan_.failed("save_refused", problem.detail)
             except _Unverified as exc:
                 plan_.failed("verification_failed", str(exc))
+        if item.outcome == "failed":
+            _log.warning(
+                "migrations.legacy_item_failed",
+                run_id=str(run_id),
+                legacy_id=item.legacy_id,
+                reason_code=item.reason_code,
+                reason=item.reason,
+            )
         records.append(
             {
                 **item.model_dump(
