@@ -76,6 +76,8 @@ def test_unreadable_programs_are_reported_one_by_one() -> None:
                 {"id": "p1"},
                 {"id": "p2", "name": "x", "config": 3},
                 good,
+                {"id": "p3", "name": "x" * 201},
+                {"id": "p4", "name": "line\nbreak"},
             ]
         ).encode()
     ).entries
@@ -86,6 +88,11 @@ def test_unreadable_programs_are_reported_one_by_one() -> None:
     assert problems[2] == "no name"
     assert problems[3] == "config must be an object"
     assert problems[4] is None
+    assert (
+        problems[5]
+        == problems[6]
+        == ("the name must be at most 200 characters, without control characters")
+    )
 
 
 def test_images_are_typed_by_their_bytes() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 LEGACY_KEY = "vision_programs"
 MAX_LEGACY_ID = 200
+MAX_NAME = 200  # as for any program
 
 
 class InputError(ValueError):
@@ -117,6 +118,11 @@ def _entry(position: int, raw: Any, images: dict[str, Any]) -> LegacyEntry:
         return entry
     if name is None or not name.strip():
         entry.problem = "no name"
+        return entry
+    if len(name.strip()) > MAX_NAME or any(ord(c) < 32 for c in name.strip()):
+        entry.problem = (
+            f"the name must be at most {MAX_NAME} characters, without control characters"
+        )
         return entry
     config = raw.get("config", {})
     if not isinstance(config, dict):

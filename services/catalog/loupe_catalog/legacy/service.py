@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -229,7 +230,7 @@ async def _send_images(planned: list[Planned], uploader: Uploader) -> None:
 
 
 def _description(entry: parsing.LegacyEntry) -> str:
-    changed = f", last changed there {entry.updated_at}" if entry.updated_at else ""
+    changed = f", last changed there {entry.updated_at[:40]}" if entry.updated_at else ""
     return f"Migrated from the browser's localStorage (legacy id {entry.legacy_id}{changed})."
 
 
@@ -334,6 +335,10 @@ async def apply(
                     await _write(session, plan_, run_id, actor, images)
             except Problem as problem:
                 plan_.failed("save_refused", problem.detail)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first["loc"])
+                plan_.failed("save_refused", f"{where}: {first['msg']}")
             except _Unverified as exc:
                 plan_.failed("verification_failed", str(exc))
         if item.outcome == "failed":
