@@ -239,13 +239,24 @@ def populate(inst: Installation, seed: int = 0, programs: int = 3) -> dict[str, 
         ]
         sent = catalog.post("/api/results", json={"results": results}, headers=line)
         assert sent.status_code == 202, sent.text
-    expected = len(results) + (seed and 0)
-    eventually(
-        "results ingested",
-        lambda: inst.sql("SELECT count(*) FROM results")[0][0] >= expected,
-        timeout_s=30,
-    )
+    settle(inst, results=len(results), uploads=len(made["images"]))
     return made
+
+
+def settle(inst: Installation, *, results: int, uploads: int) -> None:
+    """Wait until what was sent has landed: results ingested, uploads audited (they arrive as
+    events), every outbox event published."""
+    counts = (
+        "SELECT (SELECT count(*) FROM results), "
+        "(SELECT count(*) FROM audit_log WHERE action = 'images.upload'), "
+        "(SELECT count(*) FROM outbox WHERE published_at IS NULL)"
+    )
+
+    def landed() -> bool:
+        found_results, audited, pending = inst.sql(counts)[0]
+        return bool(found_results >= results and audited >= uploads and pending == 0)
+
+    eventually("results, audit records and outbox settled", landed, timeout_s=30)
 
 
 def events(inst: Installation, subject: str) -> list[dict[str, Any]]:

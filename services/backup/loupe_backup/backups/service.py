@@ -95,6 +95,16 @@ class BackupService:
                 record.finished_at = now()
                 await self.store.save(record)
                 _log.warning("backup.interrupted", backup_id=record.id)
+        for restore in await self.store.restores():
+            if restore.status == "running":
+                restore.status = "failed"
+                restore.error = (
+                    "interrupted: the backup service stopped during the restore; its "
+                    "transaction was never committed, so nothing of it was kept"
+                )
+                restore.finished_at = now()
+                await self.store.save_restore(restore)
+                _log.warning("restore.interrupted", restore_id=restore.id)
 
     async def close(self) -> None:
         tasks = [*self.jobs.values(), *([self.restore_task] if self.restore_task else [])]

@@ -70,3 +70,16 @@ class RecordStore:
         key = layout.restore_key(restore_id)
         data = await asyncio.to_thread(objects.get_bytes, self.s3, self.bucket, key)
         return None if data is None else RestoreRecord.model_validate_json(data)
+
+    async def restores(self) -> list[RestoreRecord]:
+        def keys() -> list[str]:
+            return [o.key for o in objects.listing(self.s3, self.bucket, layout.RESTORES)]
+
+        found = await asyncio.to_thread(keys)
+        records = await asyncio.gather(
+            *(
+                self.get_restore(k.removeprefix(layout.RESTORES).removesuffix(".json"))
+                for k in found
+            )
+        )
+        return sorted((r for r in records if r is not None), key=lambda r: r.started_at)

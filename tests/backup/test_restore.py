@@ -1,0 +1,309 @@
+"""Restore: a full round trip into a new database and new buckets is identical row for row and
+byte for byte; a restore killed midway, or one that fails, leaves the installation as it was;
+writes are refused (503) while a restore runs."""
+
+import hashlib
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from loupe_shared.kit.auth import Role
+from tests.backup.conftest import Installation, backup, png, populate, upload
+from tests.support import eventually
+
+MakeInstallation = Callable[..., Installation]
+PREFIXES = ("blobs/", "thumbnails/", "status/")
+
+
+def _objects(inst: Installation) -> dict[str, Any]:
+    return {k: v for k, v in inst.objects().items() if k.startswith(PREFIXES)}
+
+
+def _audited_restore(rows: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The rows without the audit record of the restore itself (which is kept whatever the
+    restore's outcome: the audit log is appended to by the catalog)."""
+    return {
+        table: [r for r in found if not (table == "audit_log" and ",backup.restore," in r)]
+        for table, found in rows.items()
+    }
+
+
+def _restore(inst: Installation, backup_id: str, **body: Any) -> httpx.Response:
+    with inst.client("backup") as client:
+        return client.post(
+            f"/api/backups/{backup_id}/restore",
+            json={"dry_run": False, **body},
+            headers=inst.admin,
+        )
+
+
+def _restore_state(inst: Installation, backup_id: str, restore_id: str) -> dict[str, Any]:
+    with inst.client("backup") as client:
+        answer = client.get(f"/api/backups/{backup_id}/restores/{restore_id}", headers=inst.admin)
+    assert answer.status_code == 200, answer.text
+    state: dict[str, Any] = answer.json()
+    return state
+
+
+def _finished(inst: Installation, backup_id: str, restore_id: str) -> dict[str, Any]:
+    state: dict[str, Any] = {}
+
+    def done() -> bool:
+        state.update(_restore_state(inst, backup_id, restore_id))
+        return bool(state["status"] != "running")
+
+    eventually("restore finished", done, timeout_s=60)
+    return state
+
+
+def test_round_trip_into_a_new_database_and_new_buckets(
+    source: Installation, make_installation: MakeInstallation
+) -> None:
+    # No writer while the snapshot is compared (the catalog would append the audit record of
+    # the backup itself).
+    source.stop("catalog")
+    try:
+        done = backup(source)
+        rows, images = source.rows(), _objects(source)
+    finally:
+        source.start("catalog")
+    assert done["status"] == "completed"
+    assert len(rows["programs"]) >= 3
+    assert len(rows["results"]) >= 30
+    assert sum(1 for k in images if k.startswith("blobs/")) >= 6
+
+    target = make_installation(backup_bucket=source.backup_bucket)
+    target.start("backup")
+    with target.client("backup") as client:
+        plan = client.post(
+            f"/api/backups/{done['id']}/restore",
+            json={"mode": "empty"},
+            headers=target.admin,
+        ).json()
+    assert plan["can_restore"] is True, plan
+    assert plan["compatibility"] == "same"
+    assert plan["objects_to_copy"] == len(images)
+    assert plan["tables"]["programs"] == {"current_rows": 0, "backup_rows": len(rows["programs"])}
+    assert target.rows()["programs"] == []  # the dry run changed nothing
+
+    started = _restore(target, done["id"], mode="empty")
+    assert started.status_code == 202, started.text
+    state = _finished(target, done["id"], started.json()["id"])
+    assert state["status"] == "completed", state
+    assert state["restore_point_id"] is None  # nothing to keep in an empty installation
+
+    assert target.rows() == rows
+    assert _objects(target) == images
+
+    # The restored installation works: its services start on it and serve the data.
+    target.start("images")
+    target.start("catalog")
+    viewer = target.token(Role.VIEWER)
+    with target.client("catalog") as catalog, target.client("images") as served:
+        programs = catalog.get("/api/programs", headers=viewer).json()["items"]
+        assert len(programs) == len(rows["programs"])
+        sha = programs[0]["master_image_sha256"]
+        answer = served.get(f"/api/images/{sha}", headers=viewer)
+        assert answer.status_code == 200
+        assert answer.headers["etag"].strip('"') == sha
+
+
+def _tenant(make_installation: MakeInstallation, source: Installation, **backup_env: str) -> Any:
+    """An installation with data of its own that restores from the source's backup bucket."""
+    target = make_installation(backup_bucket=source.backup_bucket)
+    target.start("images")
+    target.start("catalog")
+    target.start("backup", **backup_env)
+    populate(target, seed=7, programs=1)
+    return target
+
+
+def test_restore_killed_midway_leaves_the_installation_as_it_was(
+    source: Installation, make_installation: MakeInstallation
+) -> None:
+    done = backup(source)
+    target = _tenant(make_installation, source, restore_hold_before_commit_s="60")
+    rows, images = target.rows(), _objects(target)
+    engineer = target.token(Role.ENGINEER)
+
+    started = _restore(target, done["id"])
+    assert started.status_code == 202, started.text
+    restore_id = started.json()["id"]
+    eventually(
+        "restore holding its transaction",
+        lambda: _restore_state(target, done["id"], restore_id)["phase"] == "holding",
+        timeout_s=60,
+    )
+    # Maintenance: writes are refused with a clear message; reads that need no locked table
+    # (and the image bytes) are served.
+    with target.client("catalog") as catalog, target.client("images") as served:
+        refused = catalog.post("/api/programs", json={"name": "x"}, headers=engineer)
+        assert refused.status_code == 503
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "restore" in refused.json()["detail"]
+        assert refused.json()["maintenance"]["restore_id"] == restore_id
+        assert "retry-after" in refused.headers
+        assert (
+            served.post("/api/images?kind=master", content=png(77), headers=engineer).status_code
+            == 503
+        )
+        sha = next(k for k in images if k.startswith("blobs/")).rsplit("/", 1)[-1]
+        assert served.get(f"/api/images/{sha}", headers=engineer).status_code == 200
+    restore_point = _restore_state(target, done["id"], restore_id)["restore_point_id"]
+    assert restore_point
+
+    target.kill("backup")
+
+    after_rows = target.rows()
+    assert _audited_restore(after_rows) == rows
+    assert any(",backup.restore," in r for r in after_rows["audit_log"])
+    after = _objects(target)
+    assert {k: after[k] for k in images} == images  # every object as it was
+    # Added blobs are unreferenced (collected by the images service's GC), never referenced.
+    # Maintenance ends when its lease runs out, without the dead restore.
+    with target.client("catalog") as catalog:
+        eventually(
+            "writes accepted again",
+            lambda: (
+                catalog.post("/api/programs", json={"name": "after"}, headers=engineer).status_code
+                != 503
+            ),
+            timeout_s=20,
+        )
+    target.start("backup")
+    state = _restore_state(target, done["id"], restore_id)
+    assert state["status"] == "failed"
+    assert "interrupted" in state["error"]
+    with target.client("backup") as client:
+        point = client.get(f"/api/backups/{restore_point}", headers=target.admin).json()
+    assert point["status"] == "completed"
+    assert point["kind"] == "restore-point"
+
+
+def test_failed_restore_rolls_back_and_replace_restore_succeeds(
+    source: Installation, make_installation: MakeInstallation
+) -> None:
+    broken_blob = upload(source, png(4242), source.token(Role.ENGINEER))
+    done = backup(source)
+    target = _tenant(make_installation, source)
+    rows, images = target.rows(), _objects(target)
+    source.s3.remove_object(source.backup_bucket, f"blobs/{broken_blob[:2]}/{broken_blob}")
+
+    started = _restore(target, done["id"])
+    assert started.status_code == 202, started.text
+    state = _finished(target, done["id"], started.json()["id"])
+    assert state["status"] == "failed"
+    assert state["rolled_back"] is True
+    assert broken_blob in state["error"]
+    assert _audited_restore(target.rows()) == rows
+    assert _objects(target) == images  # the blobs it had added were removed again
+    with target.client("catalog") as catalog:  # no maintenance left behind
+        answer = catalog.post(
+            "/api/programs", json={"name": ""}, headers=target.token(Role.ENGINEER)
+        )
+        assert answer.status_code == 422
+
+    # The next backup copies the blob again from the images bucket; that set restores over
+    # the installation's own data.
+    source.stop("catalog")
+    try:
+        whole = backup(source)
+        expected = source.rows()
+    finally:
+        source.start("catalog")
+    started = _restore(target, whole["id"], mode="replace")
+    state = _finished(target, whole["id"], started.json()["id"])
+    assert state["status"] == "completed", state
+    assert target.rows() == expected
+
+
+def _copy_set(
+    inst: Installation, backup_id: str, new_id: str, edit: Callable[[dict], dict]
+) -> None:
+    """A copy of a set whose manifest is rewritten by `edit` (as an older or newer release
+    would have written it)."""
+    s3, bucket = inst.s3, inst.backup_bucket
+    prefix, new_prefix = f"sets/{backup_id}/", f"sets/{new_id}/"
+    for item in s3.list_objects(bucket, prefix=prefix, recursive=True):
+        assert item.object_name is not None
+        name = item.object_name.removeprefix(prefix)
+        response = s3.get_object(bucket, item.object_name)
+        data = response.read()
+        response.close()
+        if name == "manifest.json":
+            edited = edit(json.loads(data))
+            data = json.dumps(edited).encode()
+            manifest_sha = hashlib.sha256(data).hexdigest()
+        if name == "state.json":
+            continue
+        s3.put_object(bucket, new_prefix + name, io.BytesIO(data), len(data))
+    response = s3.get_object(bucket, f"{prefix}state.json")
+    state = json.loads(response.read())
+    response.close()
+    state.update(id=new_id, manifest_sha256=manifest_sha)
+    state["format_version"] = edited["format_version"]
+    state["alembic_revisions"] = edited.get("alembic_revisions", state["alembic_revisions"])
+    data = json.dumps(state).encode()
+    s3.put_object(bucket, f"{new_prefix}state.json", io.BytesIO(data), len(data))
+
+
+def _as_format_1(manifest: dict) -> dict:
+    manifest = dict(manifest, format_version=1)
+    manifest["blobs"] = manifest.pop("objects")
+    manifest["alembic_revision"] = manifest.pop("alembic_revisions")[0]
+    for table in manifest["tables"]:
+        table.pop("columns")
+        table.pop("partitions")
+    return manifest
+
+
+def test_older_format_restores_and_newer_ones_are_refused(
+    source: Installation, make_installation: MakeInstallation
+) -> None:
+    source.stop("catalog")
+    try:
+        done = backup(source)
+        rows = source.rows()
+    finally:
+        source.start("catalog")
+    _copy_set(source, done["id"], "older-format", _as_format_1)
+    _copy_set(source, done["id"], "newer-format", lambda m: dict(m, format_version=99))
+    _copy_set(
+        source,
+        done["id"],
+        "newer-schema",
+        lambda m: dict(m, alembic_revisions=["9999"]),
+    )
+    target = make_installation(backup_bucket=source.backup_bucket)
+    target.start("backup")
+    with target.client("backup") as client:
+        listed = {
+            i["id"]: i for i in client.get("/api/backups", headers=target.admin).json()["items"]
+        }
+        assert listed["newer-format"]["compatibility"] == "incompatible"
+        assert listed["newer-schema"]["compatibility"] == "incompatible"
+        assert listed["older-format"]["compatibility"] == "same"
+        for refused in ("newer-format", "newer-schema"):
+            answer = client.post(
+                f"/api/backups/{refused}/restore",
+                json={"mode": "empty", "dry_run": False},
+                headers=target.admin,
+            )
+            assert answer.status_code == 409, answer.text
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert "newer" in answer.json()["detail"]
+        plan = client.post(
+            "/api/backups/newer-schema/restore", json={"mode": "empty"}, headers=target.admin
+        ).json()
+        assert plan["can_restore"] is False
+        assert plan["compatibility"] == "incompatible"
+    assert target.rows()["programs"] == []
+
+    started = _restore(target, "older-format", mode="empty")
+    assert started.status_code == 202, started.text
+    state = _finished(target, "older-format", started.json()["id"])
+    assert state["status"] == "completed", state
+    assert target.rows() == rows
