@@ -86,7 +86,13 @@ def _problem(answer: httpx.Response) -> str:
 def print_report(report: dict[str, Any]) -> None:
     dry = report["dry_run"]
     title = "Dry run — nothing was written" if dry else f"Migration run {report['run_id']}"
-    table = Table("#", "legacy id", "name", "outcome", "program", "why / notes", title=title)
+    table = Table(title=title)
+    table.add_column("#", justify="right")
+    table.add_column("legacy id", overflow="fold")
+    table.add_column("name", overflow="fold")
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("program", overflow="fold")
+    table.add_column("why / notes", overflow="fold")
     for item in report["items"]:
         outcome = item["outcome"]
         label = _WOULD.get(outcome, outcome) if dry else outcome
@@ -108,7 +114,10 @@ def print_report(report: dict[str, Any]) -> None:
     console.print(table)
     totals = report["totals"]
     console.print(
-        ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in totals.items()),
+        ", ".join(
+            f"{(_WOULD.get(key, key) if dry else key).replace('_', ' ')} {value}"
+            for key, value in totals.items()
+        ),
         soft_wrap=True,
     )
     if dry and totals.get("imported", 0) + totals.get("revised", 0):

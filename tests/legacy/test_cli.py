@@ -45,9 +45,12 @@ def test_dry_run_apply_and_rollback_from_the_command_line(
     dry = loupe(platform, engineer, str(export))
     assert dry.returncode == 0, dry.stderr
     assert "Dry run — nothing was written" in dry.stdout
-    assert dry.stdout.count("would import") == 4
+    assert dry.stdout.count("│ would import") == 4
     assert "the bytes are not an image (declared image/jpeg)" in dry.stdout
-    assert "imported 4, revised 0, already migrated 0, duplicate 0, invalid 1" in dry.stdout
+    assert (
+        "programs 5, would import 4, would revise 0, already migrated 0, duplicate 0, "
+        "invalid 1, failed 0"
+    ) in dry.stdout
 
     applied = loupe(platform, engineer, str(export), "--apply", "--json")
     assert applied.returncode == 0, applied.stderr

@@ -109,7 +109,7 @@ async def _decide(session: AsyncSession, planned: list[Planned]) -> None:
     existing = await repository.programs_by_legacy_id(
         session, [p.entry.legacy_id for p in valid if p.entry.legacy_id]
     )
-    taken = await repository.active_names(session, [p.entry.name or "" for p in valid])
+    taken = await repository.active_names(session, [(p.entry.name or "").strip() for p in valid])
     claimed: dict[str, int] = {}
     for plan in valid:
         entry, item = plan.entry, plan.item
