@@ -221,7 +221,10 @@ def test_failed_restore_rolls_back_and_replace_restore_succeeds(
 
 
 def _copy_set(
-    inst: Installation, backup_id: str, new_id: str, edit: Callable[[dict], dict]
+    inst: Installation,
+    backup_id: str,
+    new_id: str,
+    edit: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> None:
     """A copy of a set whose manifest is rewritten by `edit` (as an older or newer release
     would have written it)."""
@@ -250,7 +253,7 @@ def _copy_set(
     s3.put_object(bucket, f"{new_prefix}state.json", io.BytesIO(data), len(data))
 
 
-def _as_format_1(manifest: dict) -> dict:
+def _as_format_1(manifest: dict[str, Any]) -> dict[str, Any]:
     manifest = dict(manifest, format_version=1)
     manifest["blobs"] = manifest.pop("objects")
     manifest["alembic_revision"] = manifest.pop("alembic_revisions")[0]

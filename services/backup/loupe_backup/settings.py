@@ -19,7 +19,8 @@ class BackupSettings(ServiceSettings, DatabaseSettings, S3Settings, NatsSettings
     progress_interval_s: float = 0.5
     # Maintenance notices last this long unless renewed; the restore renews them every third.
     maintenance_lease_s: float = 30.0
-    # Requests per token and minute on the backup endpoints.
-    rate_limit_per_minute: int = 120
+    # Requests per token and minute that start work on the backup endpoints (reads: ten
+    # times as many).
+    rate_limit_per_minute: int = 60
     # Fault drills: hold the restore's transaction open this long before committing.
     restore_hold_before_commit_s: float = 0.0

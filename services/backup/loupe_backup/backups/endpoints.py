@@ -1,11 +1,14 @@
+import asyncio
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
+from loupe_backup.backups import archive
 from loupe_backup.backups.manifest import UnsupportedFormat
 from loupe_backup.backups.records import BackupRecord
-from loupe_backup.backups.restorer import RestoreRefused
+from loupe_backup.backups.restorer import RestoreRefused, new_workdir
 from loupe_backup.backups.schemas import BackupCreate, RestoreRequest
 from loupe_backup.backups.security import allow
 from loupe_backup.backups.service import BackupService, Busy
@@ -17,6 +20,7 @@ from loupe_shared.kit.problems import Problem
 router = APIRouter(prefix="/api/backups", tags=["backups"])
 BackupId = Annotated[str, Path(pattern=r"^[0-9A-Za-z\-]{1,64}$")]
 Reader = Annotated[Principal, Depends(allow(Permission.BACKUPS_READ))]
+Downloader = Annotated[Principal, Depends(allow(Permission.BACKUPS_READ, heavy=True))]
 Writer = Annotated[Principal, Depends(allow(Permission.BACKUPS_WRITE))]
 Restorer = Annotated[Principal, Depends(allow(Permission.BACKUPS_RESTORE))]
 Admin = Annotated[Principal, Depends(allow(Permission.BACKUPS_RESTORE, admin_only=True))]
@@ -156,3 +160,57 @@ async def delete_backup(
         raise Problem(409, str(exc)) from None
     await audit(svc, request, principal, "backup.delete", f"backup:{record.id}", **outcome)
     return {"id": record.id, "deleted": True, **outcome}
+
+
+@router.get(
+    "/{backup_id}/archive",
+    summary="The set as one streaming tar archive (manifest, data files, blobs)",
+    response_class=StreamingResponse,
+)
+async def download_archive(
+    backup_id: BackupId, request: Request, svc: Service, principal: Downloader
+) -> StreamingResponse:
+    record = await completed(svc, backup_id)
+    try:
+        manifest, parts, size = await svc.archive(record)
+    except CorruptManifest as exc:
+        raise Problem(409, str(exc)) from None
+    await audit(svc, request, principal, "backup.download", f"backup:{record.id}", bytes=size)
+    chunks = archive.stream(svc.s3, svc.settings.backup_bucket, manifest, parts)
+    return StreamingResponse(
+        chunks,
+        media_type="application/x-tar",
+        headers={
+            "Content-Length": str(size),
+            "Content-Disposition": f'attachment; filename="loupe-backup-{record.id}.tar"',
+        },
+    )
+
+
+@router.post("/import", status_code=201, summary="Import an archive made by a download")
+async def import_archive(request: Request, svc: Service, principal: Writer) -> dict[str, Any]:
+    with new_workdir(svc.settings) as directory:
+        path = FilePath(directory) / "upload.tar"
+        await spool(request, path)
+        try:
+            record = await svc.import_archive(path, principal.name)
+        except archive.ArchiveRefused as exc:
+            raise Problem(
+                422, f"The archive was refused; nothing was written: {exc}", title="Archive refused"
+            ) from None
+    await audit(svc, request, principal, "backup.import", f"backup:{record.id}")
+    return svc.shown(record, await svc.current_revisions())
+
+
+async def spool(request: Request, path: FilePath) -> None:
+    """The request body to `path`, written in batches from a worker thread."""
+    batch: list[bytes] = []
+    pending = 0
+    with path.open("wb") as out:
+        async for chunk in request.stream():
+            batch.append(chunk)
+            pending += len(chunk)
+            if pending >= 8 * 1024 * 1024:
+                await asyncio.to_thread(out.writelines, batch)
+                batch, pending = [], 0
+        await asyncio.to_thread(out.writelines, batch)

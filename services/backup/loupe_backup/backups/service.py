@@ -13,7 +13,7 @@ from minio import Minio
 from nats.js.client import JetStreamContext
 from prometheus_client import CollectorRegistry, Counter
 
-from loupe_backup.backups import compatibility, database, layout, objects
+from loupe_backup.backups import archive, compatibility, database, layout, objects
 from loupe_backup.backups.creator import BackupCreator, Copier, list_backup_blobs
 from loupe_backup.backups.manifest import Include, Kind, Manifest
 from loupe_backup.backups.progress import ProgressReporter
@@ -248,6 +248,43 @@ class BackupService:
         )
         await self.store.save(record)
         _log.info("backup.verified", backup_id=record.id, ok=record.verification.ok)
+        return record
+
+    # --- archives ----------------------------------------------------------------------------
+
+    async def archive(self, record: BackupRecord) -> tuple[bytes, list[archive.Member], int]:
+        manifest = await self.store.manifest(record)
+        data = manifest.model_dump_json().encode()
+        parts = archive.members(manifest)
+        return data, parts, archive.archive_size(data, parts)
+
+    async def import_archive(self, path: Path, imported_by: str) -> BackupRecord:
+        """Check the whole archive, then store it as a new completed set."""
+        manifest = await asyncio.to_thread(archive.check, path)
+        record = BackupRecord(
+            id=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8],
+            kind="imported",
+            include=manifest.include,
+            created_by=imported_by,
+            format_version=manifest.format_version,
+            app_version=manifest.app_version,
+            alembic_revisions=manifest.alembic_revisions,
+        )
+        await asyncio.to_thread(
+            archive.store, self.s3, self.settings.backup_bucket, path, manifest, record.id
+        )
+        source_id = manifest.backup_id
+        manifest = manifest.model_copy(
+            update={"backup_id": record.id, "kind": "imported", "parent_id": None}
+        )
+        record.manifest_sha256 = await self.store.put_manifest(manifest)
+        record.counts = manifest.counts
+        record.status = "completed"
+        record.finished_at = now()
+        record.progress.percent = 100.0
+        record.progress.phase = "done"
+        await self.store.save(record)
+        _log.info("backup.imported", backup_id=record.id, source_backup_id=source_id)
         return record
 
     # --- deletion ----------------------------------------------------------------------------

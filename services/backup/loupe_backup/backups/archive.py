@@ -1,0 +1,150 @@
+"""One backup set as one tar stream (`loupe-backup/manifest.json` first, then the data files,
+then every blob once, named by its hash), and the import of such a stream.
+
+An import is checked completely — every member hashed against the manifest, nothing missing,
+nothing unexpected — before anything is written to the backup bucket; a tampered archive is
+refused and leaves no trace.
+"""
+
+import hashlib
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, cast
+
+from minio import Minio
+
+from loupe_backup.backups import layout, objects
+from loupe_backup.backups.manifest import Manifest, UnsupportedFormat, parse
+
+ROOT = "loupe-backup/"
+MANIFEST = f"{ROOT}manifest.json"
+_BLOCK = 512
+
+
+def _header(name: str, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = 0o644
+    return info.tobuf(format=tarfile.PAX_FORMAT)
+
+
+def _padding(size: int) -> bytes:
+    return b"\0" * (-size % _BLOCK)
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    size: int
+    bucket_key: str | None  # None: the manifest, sent from memory
+
+
+def members(manifest: Manifest) -> list[Member]:
+    found = [
+        Member(f"{ROOT}{t.file}", t.size, layout.data_key(manifest.backup_id, t.file))
+        for t in manifest.tables
+    ]
+    seen: set[str] = set()
+    for entry in manifest.objects:
+        if entry.sha256 not in seen:
+            seen.add(entry.sha256)
+            key = layout.blob_key(entry.sha256)
+            found.append(Member(f"{ROOT}{key}", entry.size, key))
+    return found
+
+
+def archive_size(manifest_bytes: bytes, parts: list[Member]) -> int:
+    size = len(_header(MANIFEST, len(manifest_bytes))) + len(manifest_bytes)
+    size += len(_padding(len(manifest_bytes)))
+    for part in parts:
+        size += len(_header(part.name, part.size)) + part.size + len(_padding(part.size))
+    return size + 2 * _BLOCK
+
+
+def stream(s3: Minio, bucket: str, manifest_bytes: bytes, parts: list[Member]) -> Iterator[bytes]:
+    """The archive, chunk by chunk (blocking: run it in a thread)."""
+    yield _header(MANIFEST, len(manifest_bytes)) + manifest_bytes + _padding(len(manifest_bytes))
+    for part in parts:
+        assert part.bucket_key is not None
+        yield _header(part.name, part.size)
+        sent = 0
+        for chunk in objects.stream(s3, bucket, part.bucket_key):
+            sent += len(chunk)
+            yield chunk
+        if sent != part.size:
+            raise OSError(f"{part.bucket_key} changed size while it was sent")
+        yield _padding(part.size)
+    yield b"\0" * (2 * _BLOCK)
+
+
+class ArchiveRefused(ValueError):
+    pass
+
+
+def check(path: Path) -> Manifest:
+    """Read the whole archive at `path` and answer its manifest; raise `ArchiveRefused` with
+    every problem found when anything differs from the manifest."""
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            first = tar.next()
+            if first is None or first.name != MANIFEST or not first.isfile():
+                raise ArchiveRefused(f"the archive does not start with {MANIFEST}")
+            source = tar.extractfile(first)
+            assert source is not None
+            try:
+                manifest = parse(source.read())
+            except (UnsupportedFormat, ValueError) as exc:
+                raise ArchiveRefused(f"unreadable manifest: {exc}") from None
+            expected = {m.name: m for m in members(manifest)}
+            hashes = {f"{ROOT}{t.file}": t.sha256 for t in manifest.tables}
+            hashes |= {f"{ROOT}{layout.blob_key(o.sha256)}": o.sha256 for o in manifest.objects}
+            problems: list[str] = []
+            seen: set[str] = set()
+            for member in tar:
+                if member is first:
+                    continue
+                if not member.isfile() or member.name not in expected or member.name in seen:
+                    problems.append(f"unexpected member {member.name}")
+                    continue
+                seen.add(member.name)
+                digest = hashlib.sha256()
+                size = 0
+                data = tar.extractfile(member)
+                assert data is not None
+                while chunk := data.read(objects.CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+                if digest.hexdigest() != hashes[member.name] or size != expected[member.name].size:
+                    problems.append(f"{member.name} does not match the manifest")
+            problems += [f"{name} is missing" for name in sorted(expected.keys() - seen)]
+    except tarfile.TarError as exc:
+        raise ArchiveRefused(f"not a readable tar archive: {exc}") from None
+    if problems:
+        shown = "; ".join(problems[:5]) + (
+            f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        )
+        raise ArchiveRefused(shown)
+    return manifest
+
+
+def store(s3: Minio, bucket: str, path: Path, manifest: Manifest, backup_id: str) -> None:
+    """Write a checked archive's data files and missing blobs under the set `backup_id`."""
+    present = {o.key for o in objects.listing(s3, bucket, layout.BLOBS)}
+    files = {f"{ROOT}{t.file}": t.file for t in manifest.tables}
+    with tarfile.open(path, mode="r:") as tar:
+        for member in tar:
+            if member.name == MANIFEST:
+                continue
+            source = tar.extractfile(member)
+            assert source is not None
+            if member.name in files:
+                key = layout.data_key(backup_id, files[member.name])
+                s3.put_object(
+                    bucket, key, cast(BinaryIO, source), member.size, content_type="text/csv"
+                )
+            else:
+                key = member.name.removeprefix(ROOT)
+                if key not in present:
+                    objects.put(s3, bucket, key, source.read())
