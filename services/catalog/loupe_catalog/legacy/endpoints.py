@@ -82,7 +82,9 @@ async def migrate_legacy(
         report = await service.dry_run(session, body, settings)
         return JSONResponse(report.model_dump(mode="json"))
     images: ImagesClient = request.app.state.images
-    report = await service.apply(session, body, settings, _actor(request, principal), images)
+    report = await service.apply(
+        session, request.app.state.sessions, body, settings, _actor(request, principal), images
+    )
     return JSONResponse(
         report.model_dump(mode="json"),
         status_code=201,

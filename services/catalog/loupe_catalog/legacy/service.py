@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loupe_catalog import pagination
 from loupe_catalog.audit import service as audit
@@ -26,7 +26,7 @@ from loupe_catalog.legacy import images as legacy_images
 from loupe_catalog.legacy import parsing, repository
 from loupe_catalog.legacy.schemas import OUTCOMES, ItemReport, Report, RollbackItem
 from loupe_catalog.legacy.upgrade import ConfigError, upgrade_config
-from loupe_catalog.legacy.uploads import Uploader
+from loupe_catalog.legacy.uploads import Sent, Uploader
 from loupe_catalog.programs import service as programs
 from loupe_catalog.programs.schemas import ProgramCreate, ProgramWrite
 from loupe_catalog.settings import CatalogSettings
@@ -45,6 +45,15 @@ class Planned:
     config: dict[str, Any] = field(default_factory=dict)
     existing: RowMapping | None = None
     previous_revision: int | None = None
+    # Passed every check that needs no database (see `prepare`).
+    ready: bool = False
+
+    def reset(self) -> None:
+        """Forget what the catalog was found to hold, to decide again."""
+        self.item.outcome = "imported"
+        self.item.reason_code = self.item.reason = None
+        self.item.program_id = self.item.revision = None
+        self.existing = None
 
     def invalid(self, code: str, reason: str) -> None:
         self.item.outcome = "invalid"
@@ -99,13 +108,14 @@ def prepare(entries: list[parsing.LegacyEntry], max_image_bytes: int) -> list[Pl
         plan.config = upgraded.config
         item.config_from_version = upgraded.from_version
         item.data_checksum = programs.data_checksum(plan.config, item.master_image_sha256)
+        plan.ready = True
     return planned
 
 
 async def _decide(session: AsyncSession, planned: list[Planned]) -> None:
     """Against what the catalog holds: new program, new revision, already migrated, or a
     name another active program holds."""
-    valid = [p for p in planned if p.item.outcome == "imported"]
+    valid = [p for p in planned if p.ready]
     existing = await repository.programs_by_legacy_id(
         session, [p.entry.legacy_id for p in valid if p.entry.legacy_id]
     )
@@ -203,29 +213,47 @@ async def dry_run(session: AsyncSession, body: bytes, settings: CatalogSettings)
     )
 
 
-async def _send_images(planned: list[Planned], uploader: Uploader) -> None:
-    """Upload the images the images service lacks (each once), then read back that every
-    image a program will reference is stored."""
-    writing = [p for p in planned if p.item.outcome in ("imported", "revised") and p.image]
-    by_hash: dict[str, legacy_images.MasterImage] = {}
-    for plan in writing:
-        assert plan.image is not None
-        by_hash.setdefault(plan.image.sha256, plan.image)
-    if not by_hash:
+def _writing(planned: list[Planned]) -> dict[str, Planned]:
+    """The programs to write that have a master image, by image hash (one each)."""
+    by_hash: dict[str, Planned] = {}
+    for plan in planned:
+        if plan.item.outcome in ("imported", "revised") and plan.image is not None:
+            by_hash.setdefault(plan.image.sha256, plan)
+    return by_hash
+
+
+async def _upload(planned: list[Planned], uploader: Uploader, done: dict[str, Sent]) -> None:
+    """Send the images the images service lacks (each once; those in `done` are handled
+    already), then read back that each is stored. Records the outcome per hash in `done`."""
+    todo = {sha: plan for sha, plan in _writing(planned).items() if sha not in done}
+    if not todo:
         return
-    present = await uploader.present(by_hash)
-    missing = [image for sha, image in by_hash.items() if sha not in present]
-    names = {p.image.sha256: f"{p.entry.legacy_id}.{p.image.extension}" for p in writing if p.image}
-    sent = await asyncio.gather(*(uploader.send(image, names[image.sha256]) for image in missing))
-    outcome = {s.sha256: s for s in sent}
-    stored = await uploader.present(by_hash)
-    for plan in writing:
-        assert plan.image is not None
-        result = outcome.get(plan.image.sha256)
-        plan.item.image_sent = result is not None and result.sent
-        if result is not None and result.refused:
+    present = await uploader.present(todo)
+    sent = await asyncio.gather(
+        *(
+            uploader.send(plan.image, f"{plan.entry.legacy_id}.{plan.image.extension}")
+            for sha, plan in todo.items()
+            if sha not in present and plan.image is not None
+        )
+    )
+    results = {s.sha256: s for s in sent}
+    stored = await uploader.present(todo)
+    for sha in todo:
+        result = results.get(sha, Sent(sha, sent=False))
+        if result.refused is None and sha not in stored:
+            result = Sent(sha, result.sent, missing=True)
+        done[sha] = result
+
+
+def _mark_images(planned: list[Planned], done: dict[str, Sent]) -> None:
+    for plan in planned:
+        if plan.item.outcome not in ("imported", "revised") or plan.image is None:
+            continue
+        result = done[plan.image.sha256]
+        plan.item.image_sent = result.sent
+        if result.refused is not None:
             plan.failed("upload_refused", f"the images service refused the image: {result.refused}")
-        elif plan.image.sha256 not in stored:
+        elif result.missing:
             plan.failed("verification_failed", "the image is not stored after its upload")
 
 
@@ -297,6 +325,7 @@ class _Unverified(Exception):
 
 async def apply(
     session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
     body: bytes,
     settings: CatalogSettings,
     actor: programs.Actor,
@@ -304,15 +333,26 @@ async def apply(
 ) -> Report:
     parsed, digest = await _read(body, settings)
     planned = await asyncio.to_thread(prepare, parsed.entries, settings.legacy_max_image_bytes)
-    await repository.serialize_runs(session)
-    await _decide(session, planned)
+    # Images are sent before the run's transaction begins (no connection or lock is held
+    # while they travel); the decision is taken again under the lock, and an image it now
+    # needs that was not sent yet (another run changed things meanwhile) is sent then.
+    async with sessions() as reading:
+        await _decide(reading, planned)
+    done: dict[str, Sent] = {}
     async with Uploader(
         settings.images_url,
         authorization=actor.authorization,
         request_id=actor.request_id,
         concurrency=settings.legacy_upload_concurrency,
     ) as uploader:
-        await _send_images(planned, uploader)
+        await _upload(planned, uploader, done)
+        await repository.serialize_runs(session)
+        for plan_ in planned:
+            if plan_.ready:
+                plan_.reset()
+        await _decide(session, planned)
+        await _upload(planned, uploader, done)
+    _mark_images(planned, done)
     run_id = uuid.uuid4()
     await repository.insert_run(
         session,

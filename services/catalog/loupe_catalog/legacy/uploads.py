@@ -19,6 +19,8 @@ class Sent:
     sha256: str
     sent: bool
     refused: str | None = None
+    # Not stored when read back after the upload.
+    missing: bool = False
 
 
 def _unavailable(what: str) -> Problem:
