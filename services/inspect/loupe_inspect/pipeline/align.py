@@ -41,8 +41,18 @@ def identity() -> Matrix:
     return np.eye(2, 3, dtype=np.float32)
 
 
-def _pose(matrix: Matrix, method: str, correlation: float | None = None) -> Pose:
-    shift = float(math.hypot(float(matrix[0, 2]), float(matrix[1, 2])))
+def _pose(
+    matrix: Matrix,
+    method: str,
+    correlation: float | None = None,
+    centre: tuple[float, float] = (0.0, 0.0),
+) -> Pose:
+    """The shift is how far the master's centre moved (a rotation about the centre is no
+    shift)."""
+    cx, cy = centre
+    moved_x = float(matrix[0, 0]) * cx + float(matrix[0, 1]) * cy + float(matrix[0, 2])
+    moved_y = float(matrix[1, 0]) * cx + float(matrix[1, 1]) * cy + float(matrix[1, 2])
+    shift = float(math.hypot(moved_x - cx, moved_y - cy))
     rotation = math.degrees(math.atan2(float(matrix[1, 0]), float(matrix[0, 0])))
     return Pose(matrix.astype(np.float32), method, shift, rotation, correlation)
 
@@ -105,39 +115,40 @@ def features(master: Gray, capture: Gray) -> Pose:
     return _pose(np.asarray(matrix, dtype=np.float32), "features")
 
 
-def _to_full(pose: Pose, scale: float) -> Pose:
+def _to_full(pose: Pose, scale: float, shape: tuple[int, ...]) -> Pose:
     matrix = pose.matrix.copy()
     matrix[:, 2] /= scale
-    return _pose(matrix, pose.method, pose.correlation)
+    centre = (shape[1] / scale / 2, shape[0] / scale / 2)
+    return _pose(matrix, pose.method, pose.correlation, centre)
 
 
 def align(master_small: Gray, capture_small: Gray, scale: float, limits: Alignment) -> Pose:
     """Align reduced images (both at `scale`); answers the full-scale pose."""
+    shape = master_small.shape
     if limits.method == "none":
         return _pose(identity(), "none")
     if limits.method == "features":
-        return _to_full(features(master_small, capture_small), scale)
+        return _to_full(features(master_small, capture_small), scale, shape)
     start = phase(master_small, capture_small)
     if limits.method == "phase":
-        return _to_full(start, scale)
+        return _to_full(start, scale, shape)
     try:
         found = ecc(master_small, capture_small, start.matrix)
     except cv2.error:
         found = None
     if found is not None and found.correlation is not None:
-        full = _to_full(found, scale)
+        full = _to_full(found, scale, shape)
         if found.correlation >= _MIN_CORRELATION and _within(full, limits):
             return full
     # A large pose: ECC started from a shift alone lands in the wrong basin.
-    fallback = _to_full(features(master_small, capture_small), scale)
+    fallback = _to_full(features(master_small, capture_small), scale, shape)
     try:
-        refined = _to_full(
-            ecc(master_small, capture_small, _to_small(fallback.matrix, scale)), scale
-        )
-        if refined.correlation is not None and refined.correlation >= _MIN_CORRELATION:
-            return Pose(refined.matrix, "features+ecc", *_shape(refined), refined.correlation)
+        refined = ecc(master_small, capture_small, _to_small(fallback.matrix, scale))
     except cv2.error:
-        pass
+        return fallback
+    if refined.correlation is not None and refined.correlation >= _MIN_CORRELATION:
+        full = _to_full(refined, scale, shape)
+        return Pose(full.matrix, "features+ecc", full.shift_px, full.rotation_deg, full.correlation)
     return fallback
 
 
@@ -145,7 +156,3 @@ def _to_small(matrix: Matrix, scale: float) -> Matrix:
     small = matrix.copy()
     small[:, 2] *= scale
     return small
-
-
-def _shape(pose: Pose) -> tuple[float, float]:
-    return pose.shift_px, pose.rotation_deg

@@ -71,6 +71,16 @@ def sensor_noise(image: Gray) -> float:
     return 1.4826 * _median(magnitude) / 6.0
 
 
+def correlation(a: Gray, b: Gray) -> float:
+    """Normalised cross-correlation of two same-sized images (on a sample of pixels)."""
+    x = a[::STRIDE, ::STRIDE].astype(np.float32).ravel()
+    y = b[::STRIDE, ::STRIDE].astype(np.float32).ravel()
+    x -= x.mean()
+    y -= y.mean()
+    norm = float(np.sqrt(float(x @ x) * float(y @ y)))
+    return float(x @ y) / norm if norm > 0 else 1.0
+
+
 def compare(
     capture: Gray, reference: RoiReference, threshold: float, valid: Gray | None = None
 ) -> Comparison:
@@ -84,7 +94,7 @@ def compare(
     if valid is not None:
         changed = cv2.bitwise_and(changed, valid)
     changed = cv2.morphologyEx(changed, cv2.MORPH_CLOSE, _CLOSE)
-    similarity = float(cv2.matchTemplate(levelled, reference.smooth, cv2.TM_CCOEFF_NORMED)[0, 0])
+    similarity = correlation(levelled, reference.smooth)
     return Comparison(
         changed=np.asarray(changed, dtype=np.uint8),
         excess=np.asarray(excess, dtype=np.uint8),
@@ -96,16 +106,21 @@ def compare(
 
 def blobs(changed: NDArray[np.uint8], excess_of: Gray | None, min_area: int) -> list[Blob]:
     """Connected blobs of at least `min_area` pixels, largest first."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(changed, connectivity=8)
+    if cv2.countNonZero(changed) < min_area:
+        return []
+    # Labelled only where something changed (a good part's mask is mostly empty).
+    ox, oy, w, h = cv2.boundingRect(changed)
+    window = changed[oy : oy + h, ox : ox + w]
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(window, connectivity=8)
     found: list[Blob] = []
     for label in range(1, count):
-        x, y, w, h, area = (int(v) for v in stats[label])
+        x, y, bw, bh, area = (int(v) for v in stats[label])
         if area < min_area:
             continue
         peak = 0.0
         if excess_of is not None:
-            window = labels[y : y + h, x : x + w] == label
-            peak = float(excess_of[y : y + h, x : x + w][window].max())
-        found.append(Blob(x, y, w, h, area, peak))
+            pixels = labels[y : y + bh, x : x + bw] == label
+            peak = float(excess_of[oy + y : oy + y + bh, ox + x : ox + x + bw][pixels].max())
+        found.append(Blob(ox + x, oy + y, bw, bh, area, peak))
     found.sort(key=lambda blob: blob.area, reverse=True)
     return found

@@ -102,6 +102,26 @@ def _covered(matrix: np.ndarray, rect: Rect, capture_shape: tuple[int, ...]) -> 
     )
 
 
+_COVERAGE_SCALE = 4
+
+
+def _coverage(local: np.ndarray, capture_shape: tuple[int, ...], size: tuple[int, int]) -> Gray:
+    """255 where the warped capture has pixels of its own (not a replicated border). Made
+    at a quarter of the scale and enlarged: only its edge matters, and it is eroded anyway."""
+    q = _COVERAGE_SCALE
+    ones = np.full((capture_shape[0] // q, capture_shape[1] // q), 255, np.uint8)
+    small = local.astype(np.float64).copy()
+    small[:, 2] /= q
+    out = (max(1, -(-size[0] // q)), max(1, -(-size[1] // q)))
+    flags = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+    covered = cv2.warpAffine(ones, small, out, flags=flags, borderValue=0)
+    full = cv2.resize(covered, (out[0] * q, out[1] * q), interpolation=cv2.INTER_NEAREST)
+    # Eroded by half a quarter-scale pixel (an edge block may be partly outside) and by
+    # the smoothing's reach.
+    full = cv2.erode(full[: size[1], : size[0]], np.ones((13, 13), np.uint8))
+    return np.ascontiguousarray(full, dtype=np.uint8)
+
+
 def inspect(
     master: PreparedMaster, capture: Gray, config: InspectionConfig, *, max_align_pixels: int
 ) -> Outcome:
@@ -126,10 +146,7 @@ def inspect(
     )
     valid: Gray | None = None
     if not _covered(pose.matrix, region, capture.shape):
-        ones = np.full(capture.shape[:2], 255, np.uint8)
-        covered = cv2.warpAffine(ones, local, (rw, rh), flags=cv2.INTER_NEAREST | flags)
-        # Smoothing spreads the replicated border a few pixels inwards.
-        valid = np.asarray(cv2.erode(covered, np.ones((9, 9), np.uint8)), dtype=np.uint8)
+        valid = _coverage(local, capture.shape, (rw, rh))
     timings["warp"] = (time.perf_counter() - started) * 1000
 
     started = time.perf_counter()
