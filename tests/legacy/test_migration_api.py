@@ -403,3 +403,13 @@ def test_runs_are_listed_newest_first_with_cursors(
     ):
         assert answer.status_code == 404
         assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_an_export_of_60_mb_passes_the_gateway(migrator: Migrator) -> None:
+    # JPEG-looking bytes: a dry run reads only an image's start and end.
+    fake_jpeg = b"\xff\xd8\xff\xe0" + bytes(11 * 1024 * 1024) + b"\xff\xd9"
+    programs = [legacy_program(image=data_url(fake_jpeg, "image/jpeg")) for _ in range(4)]
+    body = json.dumps(programs).encode()
+    assert len(body) > 60_000_000
+    report = migrator.run(body, dry_run=True)
+    assert outcomes(report) == [("imported", None)] * 4
