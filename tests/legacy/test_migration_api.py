@@ -5,6 +5,7 @@ import base64
 import hashlib
 import json
 import uuid
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -118,6 +119,8 @@ def test_apply_imports_verifies_records_and_is_idempotent(
 
     run = gateway.get(f"/api/migrations/{run_id}", headers=engineer).json()
     assert run["started_by"] == "legacy-migrator"
+    started, finished = (datetime.fromisoformat(run[k]) for k in ("started_at", "finished_at"))
+    assert started < finished
     assert run["input_sha256"] == report["input_sha256"]
     assert run["input_shape"] == "localstorage"
     assert run["totals"] == report["totals"]

@@ -62,9 +62,9 @@ async def active_names(session: AsyncSession, names: list[str]) -> dict[str, uui
 async def insert_run(session: AsyncSession, values: dict[str, Any]) -> None:
     await session.execute(
         text(
-            "INSERT INTO migration_runs (id, source, started_by, actor_token_id, request_id, "
-            "input_sha256, input_shape) VALUES (:id, :source, :started_by, :actor_token_id, "
-            ":request_id, :input_sha256, :input_shape)"
+            "INSERT INTO migration_runs (id, source, started_at, started_by, actor_token_id, "
+            "request_id, input_sha256, input_shape) VALUES (:id, :source, :started_at, "
+            ":started_by, :actor_token_id, :request_id, :input_sha256, :input_shape)"
         ),
         {"source": SOURCE, **values},
     )
@@ -73,7 +73,9 @@ async def insert_run(session: AsyncSession, values: dict[str, Any]) -> None:
 async def finish_run(session: AsyncSession, run_id: uuid.UUID, totals: dict[str, int]) -> None:
     await session.execute(
         text(
-            "UPDATE migration_runs SET totals = CAST(:totals AS jsonb), finished_at = now() "
+            # clock_timestamp(): now() would be the transaction's start.
+            "UPDATE migration_runs SET totals = CAST(:totals AS jsonb), "
+            "finished_at = clock_timestamp() "
             "WHERE id = :id"
         ),
         {"id": run_id, "totals": json.dumps(totals)},

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -331,6 +331,7 @@ async def apply(
     actor: programs.Actor,
     images: ImagesClient,
 ) -> Report:
+    started_at = datetime.now(UTC)
     parsed, digest = await _read(body, settings)
     planned = await asyncio.to_thread(prepare, parsed.entries, settings.legacy_max_image_bytes)
     # Images are sent before the run's transaction begins (no connection or lock is held
@@ -358,6 +359,7 @@ async def apply(
         session,
         {
             "id": run_id,
+            "started_at": started_at,
             "started_by": actor.principal.name,
             "actor_token_id": actor.principal.token_id,
             "request_id": actor.request_id,
