@@ -16,6 +16,7 @@ from tests.support import free_stack_ports
 
 from bench.catalog import bench_catalog
 from bench.images import bench_images
+from bench.legacy import bench_legacy
 from bench.results import bench_results
 from loupe_shared.kit.logging import configure_logging
 from loupe_stack.config import StackSettings
@@ -88,7 +89,7 @@ def bench_gateway(stack: Stack, count: int = 400) -> list[Row]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    everything = ["startup", "gateway", "catalog", "images", "results"]
+    everything = ["startup", "gateway", "catalog", "images", "results", "legacy"]
     parser.add_argument("names", nargs="*", default=everything)
     args = parser.parse_args()
     configure_logging("bench", "warning")
@@ -97,7 +98,7 @@ def main() -> int:
     try:
         if "startup" in args.names:
             rows += bench_startup(base / "startup")
-        if {"gateway", "catalog", "images", "results"} & set(args.names):
+        if set(everything[1:]) & set(args.names):
             stack = Stack(_settings(base / "data"))
             stack.start()
             try:
@@ -109,6 +110,8 @@ def main() -> int:
                     rows += bench_images(stack)
                 if "results" in args.names:
                     rows += bench_results(stack, base / "results")
+                if "legacy" in args.names:
+                    rows += bench_legacy(stack)
             finally:
                 stack.stop()
     finally:
