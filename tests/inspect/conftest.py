@@ -1,5 +1,5 @@
 """An installation of the inspection tests' own: a catalog (own database, own NATS namespace,
-ingesting results) and an images service (own bucket), shared by the module; each test starts
+ingesting results) and an images service (own bucket), shared by these tests; each test starts
 its inspection workers as real processes, in that namespace or in a namespace of its own."""
 
 import asyncio
@@ -260,7 +260,7 @@ class Rig:
         return [(dict(m.headers or {}), m.data) for m in messages]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def rig(
     platform: Stack, admin_token: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Rig]:
@@ -302,7 +302,7 @@ def workers(rig: Rig, tmp_path: Path) -> Iterator[Workers]:
         rig.drop_namespace(namespace)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def suite_program(rig: Rig) -> dict[str, Any]:
     """A program on the suite's first part, with a good and a bad capture stored."""
     good = synthetic.make_case(0, bad=False)

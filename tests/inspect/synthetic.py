@@ -192,15 +192,19 @@ def _inject(
     return None
 
 
-def make_case(seed: int, *, bad: bool | None = None, scale: float = 1.0) -> Case:
+def make_case(seed: int, *, bad: bool | None = None, size: tuple[int, int] | None = None) -> Case:
     """The case of `seed`: a good part for even seeds, a bad one (1 to 3 defects) for odd
-    seeds unless `bad` says; `scale` enlarges the source (for megapixel benchmarks)."""
+    seeds unless `bad` says; `size` (width, height) enlarges the part so the master has that
+    size (for megapixel benchmarks)."""
     rng = np.random.default_rng(seed)
     name = SOURCES[seed // 2 % len(SOURCES)]
     scene = source(name).copy()
-    if scale != 1.0:
-        size = (round(scene.shape[1] * scale), round(scene.shape[0] * scale))
-        scene = np.asarray(cv2.resize(scene, size, interpolation=cv2.INTER_CUBIC), np.uint8)
+    scale = 1.0
+    if size is not None:
+        scale = size[0] / (scene.shape[1] - 2 * MARGIN)
+        margin = round(MARGIN * scale)
+        full = (size[0] + 2 * margin, size[1] + 2 * margin)
+        scene = np.asarray(cv2.resize(scene, full, interpolation=cv2.INTER_CUBIC), np.uint8)
     margin = round(MARGIN * scale)
     height, width = scene.shape[0] - 2 * margin, scene.shape[1] - 2 * margin
     master = np.ascontiguousarray(scene[margin : margin + height, margin : margin + width])

@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 
 from loupe_catalog.audit import endpoints as audit_endpoints
 from loupe_catalog.audit import tasks as audit_tasks
+from loupe_catalog.golden import endpoints as golden_endpoints
 from loupe_catalog.image_records import endpoints as image_record_endpoints
 from loupe_catalog.image_records import rpc as image_record_rpc
 from loupe_catalog.image_records import tasks as image_record_tasks
@@ -125,6 +126,7 @@ def build(settings: CatalogSettings) -> FastAPI:
             result_endpoints.router,
             retention_endpoints.router,
             audit_endpoints.router,
+            golden_endpoints.router,
             legacy_endpoints.router,
         ],
         readiness={"database": check_database, "nats": check_nats, "tokens": check_tokens},

@@ -33,7 +33,7 @@ def build(settings: InspectSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cv2.setNumThreads(settings.opencv_threads)
         app.state.s3 = s3.client(settings)
-        executor = ThreadPoolExecutor(settings.concurrency, thread_name_prefix="inspect")
+        executor = ThreadPoolExecutor(max(1, settings.threads), thread_name_prefix="inspect")
         tasks: list[asyncio.Task[None]] = []
         try:
             async with nats_and_tokens(app, settings, "loupe-inspect"):

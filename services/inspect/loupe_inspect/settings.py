@@ -17,8 +17,10 @@ class InspectSettings(ServiceSettings, S3Settings, NatsSettings):
     catalog_timeout_s: float = 10.0
     # The JetStream consumer every worker shares (one group: each request is handled once).
     durable: str = "inspect-workers"
-    # Inspections one process runs at once (each in a thread: OpenCV releases the GIL).
+    # Requests one process holds at once: loading one while another is inspected.
     concurrency: int = 2
+    # Threads inspecting (OpenCV releases the GIL); 1 with one worker process per core.
+    threads: int = 1
     # OpenCV's own threads per inspection; 1 scales best with one worker process per core.
     opencv_threads: int = 1
     # A request taking longer than this (loading, decoding and inspecting) gets an `error`
