@@ -186,3 +186,15 @@ def test_metrics_need_a_token(rig: Rig, workers: Workers) -> None:
     assert (
         httpx.get(f"{url}/api/services/inspect", headers=auth(rig.admin_token)).status_code == 200
     )
+
+
+def test_masters_of_active_programs_are_preloaded(
+    rig: Rig, workers: Workers, suite_program: dict[str, Any]
+) -> None:
+    workers.start(1)
+    eventually(
+        "the master preloaded",
+        lambda: workers.metric("inspect_master_cache_bytes", 0) > 0,
+        timeout_s=30,
+    )
+    assert workers.metric("inspect_results_total", 0) == 0

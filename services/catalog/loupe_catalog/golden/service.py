@@ -12,6 +12,7 @@ from loupe_catalog.audit import service as audit
 from loupe_catalog.golden import repository
 from loupe_catalog.golden.evaluator import Evaluator
 from loupe_catalog.golden.schemas import Confusion, GoldenImageWrite, ImageVerdict, Label
+from loupe_catalog.image_records import repository as image_records
 from loupe_catalog.programs import repository as programs
 from loupe_shared.contracts.inspect import InspectedResult
 from loupe_shared.kit.auth import Principal
@@ -44,6 +45,10 @@ async def attach(
     request_id: str | None,
 ) -> bool:
     await _revision(session, program_id, revision)
+    # Held shared until the commit, like a program save: a deletion of the capture either
+    # sees this reference or is seen by it.
+    if not await image_records.lock_for_reference(session, sha256):
+        raise Problem(409, f"Image {sha256} is being deleted; it cannot join a golden set.")
     if not await programs.image_known(session, sha256):
         raise Problem(
             422,
