@@ -244,17 +244,20 @@ def populate(inst: Installation, seed: int = 0, programs: int = 3) -> dict[str, 
 
 
 def settle(inst: Installation, *, results: int, uploads: int) -> None:
-    """Wait until what was sent has landed: results ingested, uploads audited (they arrive as
-    events), every outbox event published."""
+    """Wait until what was sent has landed: results ingested, uploads audited and their
+    thumbnails recorded (both arrive as events), every outbox event published."""
     counts = (
         "SELECT (SELECT count(*) FROM results), "
         "(SELECT count(*) FROM audit_log WHERE action = 'images.upload'), "
-        "(SELECT count(*) FROM outbox WHERE published_at IS NULL)"
+        "(SELECT count(*) FROM outbox WHERE published_at IS NULL), "
+        "(SELECT count(*) FROM image_records WHERE thumbnails = '[]'::jsonb)"
     )
 
     def landed() -> bool:
-        found_results, audited, pending = inst.sql(counts)[0]
-        return bool(found_results >= results and audited >= uploads and pending == 0)
+        found_results, audited, pending, unthumbnailed = inst.sql(counts)[0]
+        return bool(
+            found_results >= results and audited >= uploads and pending == unthumbnailed == 0
+        )
 
     eventually("results, audit records and outbox settled", landed, timeout_s=30)
 

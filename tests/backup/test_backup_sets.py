@@ -19,15 +19,13 @@ def test_full_then_incremental_copies_only_new_blobs(source: Installation) -> No
     full = backup(source, {"kind": "full"}, token=operator)
     assert full["status"] == "completed", full
     assert full["compatibility"] == "same"
-    rows = {k: v for k, v in full["counts"].items() if k.startswith("rows.")}
-    assert rows["rows.programs"] == 3
-    assert rows["rows.program_revisions"] == 6
-    assert rows["rows.results"] == 30
-    assert rows["rows.alembic_version"] == 1
+    counts = full["counts"]
+    for table in ("programs", "program_revisions", "results", "image_records", "alembic_version"):
+        found = source.sql(f'SELECT count(*) FROM "{table}"')[0][0]  # noqa: S608
+        assert counts[f"rows.{table}"] == found > 0, table
     images = source.objects()
-    blobs = [k for k in images if k.startswith("blobs/")]
-    assert len(blobs) == 6
-    assert full["counts"]["objects"] == len(images)
+    assert counts["objects"] == len(images)
+    assert sum(1 for k in images if k.startswith("blobs/")) == counts["rows.image_records"]
     progress = full["progress"]
     assert progress["percent"] == 100.0
     assert progress["objects_done"] == progress["objects_total"]

@@ -5,13 +5,15 @@ writes are refused (503) while a restore runs."""
 import hashlib
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import pytest
 
 from loupe_shared.kit.auth import Role
-from tests.backup.conftest import Installation, backup, png, populate, upload
+from loupe_stack.stack import Stack
+from tests.backup.conftest import Installation, backup, png, populate, settle, upload
 from tests.support import eventually
 
 MakeInstallation = Callable[..., Installation]
@@ -111,21 +113,37 @@ def test_round_trip_into_a_new_database_and_new_buckets(
         assert answer.headers["etag"].strip('"') == sha
 
 
-def _tenant(make_installation: MakeInstallation, source: Installation, **backup_env: str) -> Any:
+@pytest.fixture(scope="module")
+def tenant(
+    platform: Stack,
+    admin_token: str,
+    source: Installation,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Installation]:
     """An installation with data of its own that restores from the source's backup bucket."""
-    target = make_installation(backup_bucket=source.backup_bucket)
-    target.start("images")
-    target.start("catalog")
-    target.start("backup", **backup_env)
-    populate(target, seed=7, programs=1)
-    return target
+    target = Installation(
+        platform,
+        admin_token,
+        tmp_path_factory.mktemp("tenant"),
+        backup_bucket=source.backup_bucket,
+    )
+    try:
+        target.start("images")
+        target.start("catalog")
+        target.start("backup")
+        populate(target, seed=7, programs=1)
+        yield target
+    finally:
+        target.close()
 
 
 def test_restore_killed_midway_leaves_the_installation_as_it_was(
-    source: Installation, make_installation: MakeInstallation
+    source: Installation, tenant: Installation
 ) -> None:
     done = backup(source)
-    target = _tenant(make_installation, source, restore_hold_before_commit_s="60")
+    target = tenant
+    target.stop("backup")
+    target.start("backup", restore_hold_before_commit_s="60")
     rows, images = target.rows(), _objects(target)
     engineer = target.token(Role.ENGINEER)
 
@@ -158,7 +176,7 @@ def test_restore_killed_midway_leaves_the_installation_as_it_was(
     target.kill("backup")
 
     after_rows = target.rows()
-    assert _audited_restore(after_rows) == rows
+    assert _audited_restore(after_rows) == _audited_restore(rows)
     assert any(",backup.restore," in r for r in after_rows["audit_log"])
     after = _objects(target)
     assert {k: after[k] for k in images} == images  # every object as it was
@@ -184,11 +202,14 @@ def test_restore_killed_midway_leaves_the_installation_as_it_was(
 
 
 def test_failed_restore_rolls_back_and_replace_restore_succeeds(
-    source: Installation, make_installation: MakeInstallation
+    source: Installation, tenant: Installation
 ) -> None:
     broken_blob = upload(source, png(4242), source.token(Role.ENGINEER))
     done = backup(source)
-    target = _tenant(make_installation, source)
+    target = tenant
+    target.stop("backup")
+    target.start("backup")
+    settle(target, results=30, uploads=2)
     rows, images = target.rows(), _objects(target)
     source.s3.remove_object(source.backup_bucket, f"blobs/{broken_blob[:2]}/{broken_blob}")
 
@@ -198,7 +219,7 @@ def test_failed_restore_rolls_back_and_replace_restore_succeeds(
     assert state["status"] == "failed"
     assert state["rolled_back"] is True
     assert broken_blob in state["error"]
-    assert _audited_restore(target.rows()) == rows
+    assert _audited_restore(target.rows()) == _audited_restore(rows)
     assert _objects(target) == images  # the blobs it had added were removed again
     with target.client("catalog") as catalog:  # no maintenance left behind
         answer = catalog.post(

@@ -1,5 +1,6 @@
+import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -7,6 +8,8 @@ from fastapi.responses import JSONResponse
 from loupe_backup.backups import endpoints as backup_endpoints
 from loupe_backup.backups.security import RateLimiter
 from loupe_backup.backups.service import BackupService
+from loupe_backup.schedules import endpoints as schedule_endpoints
+from loupe_backup.schedules.scheduler import Scheduler
 from loupe_backup.settings import BackupSettings
 from loupe_shared.kit import db, s3
 from loupe_shared.kit.app import create_app
@@ -31,9 +34,20 @@ def build(settings: BackupSettings) -> FastAPI:
                 backups = BackupService(settings, app.state.s3, app.state.js, app.state.registry)
                 await backups.start()
                 app.state.backups = backups
+                scheduler = Scheduler(backups, settings.schedule_tick_s)
+                app.state.scheduler = scheduler
+                ticking = (
+                    asyncio.create_task(scheduler.loop(), name="backup-schedules")
+                    if settings.schedule_tick_s > 0
+                    else None
+                )
                 try:
                     yield
                 finally:
+                    if ticking is not None:
+                        ticking.cancel()
+                        with suppress(asyncio.CancelledError):
+                            await ticking
                     await backups.close()
         finally:
             await engine.dispose()
@@ -49,7 +63,7 @@ def build(settings: BackupSettings) -> FastAPI:
         title="Loupe backup",
         description="Backups of catalog and images: create, verify, restore, schedules.",
         lifespan=lifespan,
-        routers=[backup_endpoints.router],
+        routers=[backup_endpoints.router, schedule_endpoints.router],
         readiness={
             "database": check_database,
             "object_store": check_bucket,

@@ -24,3 +24,5 @@ class BackupSettings(ServiceSettings, DatabaseSettings, S3Settings, NatsSettings
     rate_limit_per_minute: int = 60
     # Fault drills: hold the restore's transaction open this long before committing.
     restore_hold_before_commit_s: float = 0.0
+    # How often due schedules are looked for (0: schedules run only on request).
+    schedule_tick_s: float = 20.0

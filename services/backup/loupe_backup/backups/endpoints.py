@@ -80,18 +80,18 @@ async def create_backup(
 
 @router.get("", summary="Backup sets, newest first, with compatibility")
 async def list_backups(svc: Service, _: Reader) -> dict[str, Any]:
-    current = await svc.current_revisions()
-    records = await svc.store.all()
     return {
-        "current_revisions": current,
-        "items": [svc.shown(r, current) for r in reversed(records)],
+        "current_revisions": await svc.current_revisions(),
+        "items": await svc.shown_records(),
     }
 
 
 @router.get("/{backup_id}", summary="One backup set with its progress")
 async def get_backup(backup_id: BackupId, svc: Service, _: Reader) -> dict[str, Any]:
-    record = await found(svc, backup_id)
-    return svc.shown(record, await svc.current_revisions())
+    shown = await svc.shown_records(backup_id)
+    if not shown:
+        raise Problem(404, f"There is no backup {backup_id}.")
+    return shown[0]
 
 
 @router.post("/{backup_id}/verify", summary="Re-hash every file and blob against the manifest")

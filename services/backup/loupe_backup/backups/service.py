@@ -226,12 +226,28 @@ class BackupService:
         finally:
             await conn.close()
 
-    def shown(self, record: BackupRecord, current: list[str]) -> dict[str, Any]:
+    async def shown_records(self, backup_id: str | None = None) -> list[dict[str, Any]]:
+        """Records as answered: with compatibility, and a running set whose job is gone
+        (its process died) shown as failed."""
+        # Which jobs run is taken before the records are read: a job that ends in between
+        # has saved its final state first.
+        live = set(self.jobs)
+        if backup_id is None:
+            records = list(reversed(await self.store.all()))
+        else:
+            found = await self.store.get(backup_id)
+            records = [found] if found is not None else []
+        current = await self.current_revisions()
+        return [self.shown(r, current, live) for r in records]
+
+    def shown(
+        self, record: BackupRecord, current: list[str], live: set[str] | None = None
+    ) -> dict[str, Any]:
         compat: Compatibility = compatibility.quick(
             record.format_version, record.alembic_revisions, current
         )
         status = record.shown_status(self.settings.stale_after_s)
-        if record.status == "running" and record.id not in self.jobs:
+        if record.status == "running" and record.id not in (live or set(self.jobs)):
             status = "failed"
         return {
             **record.model_dump(mode="json"),
