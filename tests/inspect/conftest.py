@@ -58,6 +58,7 @@ class Workers:
                     "INSPECT_NAMESPACE": self.namespace,
                     "INSPECT_IMAGES_BUCKET": self.rig.bucket,
                     "INSPECT_CATALOG_URL": self.rig.catalog_url,
+                    "INSPECT_IMAGES_URL": self.rig.images_url,
                     "INSPECT_CATALOG_TOKEN": self.rig.line_token,
                     "INSPECT_WORKER_ID": f"worker-{index}",
                     "INSPECT_RETRY_DELAY_S": "0.2",

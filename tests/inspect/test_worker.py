@@ -7,7 +7,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import cv2
 import httpx
+import numpy as np
 import pytest
 
 from loupe_stack.processes import free_port
@@ -198,3 +200,32 @@ def test_masters_of_active_programs_are_preloaded(
         timeout_s=30,
     )
     assert workers.metric("inspect_results_total", 0) == 0
+
+
+def test_an_overlay_of_the_defects_is_stored_through_the_images_service(
+    rig: Rig, workers: Workers, suite_program: dict[str, Any]
+) -> None:
+    workers.start(1)
+    p = suite_program
+    wanted = rig.request(p["program_id"], p["bad"], overlay=True)
+    plain = rig.request(p["program_id"], p["bad"])
+    rig.publish_requests(workers.namespace, [wanted, plain])
+    results = {r["request_id"]: r for r in results_for(rig, workers.namespace, 2)}
+    assert "overlay_sha256" not in results[plain["request_id"]]
+    result = results[wanted["request_id"]]
+    assert result["verdict"] == "fail"
+    answer = httpx.get(
+        f"{rig.images_url}/api/images/{result['overlay_sha256']}", headers=rig.engineer
+    )
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "image/jpeg"
+    drawn = cv2.imdecode(np.frombuffer(answer.content, np.uint8), cv2.IMREAD_COLOR)
+    assert drawn is not None
+    b, g, r = (drawn[..., i].astype(int) for i in range(3))
+    # Red boxes over a grey capture: one per defect, where the defect is.
+    red = (r > 180) & (g < 100) & (b < 100)
+    assert red.sum() > 100
+    first = result["defects"][0]["bbox"]
+    ys, xs = np.nonzero(red)
+    assert xs.min() <= first["x"] + first["width"] + 30
+    assert ys.min() <= first["y"] + first["height"] + 30

@@ -13,7 +13,7 @@ from loupe_inspect.caches import MasterCache, RevisionCache
 from loupe_inspect.inspector import Inspector
 from loupe_inspect.metrics import WorkerMetrics
 from loupe_inspect.settings import InspectSettings
-from loupe_inspect.sources import Blobs, Catalog
+from loupe_inspect.sources import Blobs, Catalog, Images
 from loupe_inspect.worker import Worker
 from loupe_shared.kit import s3
 from loupe_shared.kit.app import create_app
@@ -45,6 +45,7 @@ def build(settings: InspectSettings) -> FastAPI:
                     record, token = await tokens.create(f"inspect-worker {me}", Role.LINE, me)
                     own_token_id = record.id
                 catalog = Catalog(settings.catalog_url, token, settings.catalog_timeout_s)
+                images = Images(settings.images_url, token, settings.catalog_timeout_s)
                 metrics = WorkerMetrics(app.state.registry)
                 masters = MasterCache(settings.master_cache_bytes)
                 inspector = Inspector(
@@ -58,6 +59,7 @@ def build(settings: InspectSettings) -> FastAPI:
                     time_limit_s=settings.time_limit_s,
                     max_align_pixels=settings.max_align_pixels,
                     worker_id=me,
+                    images=images,
                 )
                 metrics.master_cache_bytes.set_function(lambda: masters.bytes)
                 worker = Worker(
@@ -90,6 +92,7 @@ def build(settings: InspectSettings) -> FastAPI:
                         with suppress(asyncio.CancelledError, Exception):
                             await task
                     await catalog.close()
+                    await images.close()
                     if own_token_id is not None:
                         with suppress(Exception):
                             await tokens.revoke(own_token_id)

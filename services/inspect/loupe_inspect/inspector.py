@@ -15,8 +15,9 @@ from typing import TypeVar
 from loupe_inspect.caches import MasterCache, RevisionCache
 from loupe_inspect.pipeline.align import AlignmentFailed
 from loupe_inspect.pipeline.images import PreparedMaster, UndecodableImage, decode_gray
+from loupe_inspect.pipeline.overlay import render
 from loupe_inspect.pipeline.run import Outcome, RoiOutside, inspect
-from loupe_inspect.sources import Blobs, Catalog, ProgramRevision, Rejected
+from loupe_inspect.sources import Blobs, Catalog, Images, ProgramRevision, Rejected
 from loupe_shared.contracts.inspect import AlignmentSummary, InspectedResult, ToolSummary
 from loupe_shared.contracts.results import MAX_DEFECTS, BoundingBox, Defect, InspectionRequest
 from loupe_shared.kit.logging import get_logger
@@ -44,7 +45,9 @@ class Inspector:
         time_limit_s: float,
         max_align_pixels: int,
         worker_id: str,
+        images: Images | None = None,
     ) -> None:
+        self.images = images
         self.catalog = catalog
         self.blobs = blobs
         self.executor = executor
@@ -76,8 +79,13 @@ class Inspector:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def outcome(
-        self, program_id: uuid.UUID, number: int | None, capture_sha256: str
-    ) -> tuple[ProgramRevision, Outcome]:
+        self,
+        program_id: uuid.UUID,
+        number: int | None,
+        capture_sha256: str,
+        *,
+        overlay: bool = False,
+    ) -> tuple[ProgramRevision, Outcome, bytes | None]:
         """Inspect a stored capture; raises `Rejected` or `Unavailable`."""
         revision = await self.revision(program_id, number)
         if not revision.master_image_sha256:
@@ -90,32 +98,55 @@ class Inspector:
         if data is None:
             raise Rejected(f"the capture {capture_sha256} is not stored")
         try:
-            found = await self._off_loop(self._run, master, data, revision)
+            found, drawn = await self._off_loop(self._run, master, data, revision, overlay)
         except UndecodableImage as exc:
             raise Rejected(f"the capture cannot be decoded: {exc}") from None
         except (RoiOutside, AlignmentFailed) as exc:
             raise Rejected(str(exc)) from None
-        return revision, found
+        return revision, found, drawn
 
-    def _run(self, master: PreparedMaster, data: bytes, revision: ProgramRevision) -> Outcome:
+    def _run(
+        self, master: PreparedMaster, data: bytes, revision: ProgramRevision, overlay: bool
+    ) -> tuple[Outcome, bytes | None]:
         capture = decode_gray(data)
-        return inspect(master, capture, revision.config, max_align_pixels=self.max_align_pixels)
+        found = inspect(master, capture, revision.config, max_align_pixels=self.max_align_pixels)
+        return found, render(capture, found) if overlay else None
 
     async def handle(self, request: InspectionRequest) -> InspectedResult:
         """The result of a request (verdict `error` when it can never be inspected)."""
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.time_limit_s):
-                revision, found = await self.outcome(
-                    request.program_id, request.program_revision, request.capture_sha256
+                revision, found, drawn = await self.outcome(
+                    request.program_id,
+                    request.program_revision,
+                    request.capture_sha256,
+                    overlay=request.overlay and self.images is not None,
                 )
+                overlay_sha = await self._store_overlay(request, drawn)
         except Rejected as exc:
             return self.error(request, str(exc), started)
         except TimeoutError:
             return self.error(
                 request, f"the inspection took longer than {self.time_limit_s:g} s", started
             )
-        return self.result(request, revision, found, started)
+        result = self.result(request, revision, found, started)
+        result.overlay_sha256 = overlay_sha
+        return result
+
+    async def _store_overlay(self, request: InspectionRequest, drawn: bytes | None) -> str | None:
+        """The overlay is an extra: when it cannot be stored the result goes without it."""
+        if drawn is None or self.images is None:
+            return None
+        try:
+            return await self.images.store_overlay(
+                drawn, line_id=request.line_id, request_id=request.request_id
+            )
+        except Exception as exc:
+            _log.warning(
+                "inspect.overlay_not_stored", request_id=str(request.request_id), error=str(exc)
+            )
+            return None
 
     def _base(self, request: InspectionRequest, started: float | None) -> dict[str, object]:
         elapsed = None if started is None else (time.perf_counter() - started) * 1000

@@ -15,6 +15,9 @@ class InspectSettings(ServiceSettings, S3Settings, NatsSettings):
     catalog_url: str = "http://127.0.0.1:8101"
     catalog_token: SecretStr = SecretStr("")
     catalog_timeout_s: float = 10.0
+    # Overlay images (requests with `overlay: true`) are stored through the images service
+    # with the same token.
+    images_url: str = "http://127.0.0.1:8102"
     # The JetStream consumer every worker shares (one group: each request is handled once).
     durable: str = "inspect-workers"
     # Requests one process holds at once: loading one while another is inspected.

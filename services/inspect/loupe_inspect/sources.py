@@ -143,3 +143,38 @@ class Blobs:
             raise
         except Exception as exc:  # urllib3 and connection errors
             raise Unavailable(f"the object store cannot be reached: {exc}") from exc
+
+
+class Images:
+    """Stores overlay images through the images service (which validates, hashes, dedups,
+    thumbnails and announces them like any upload)."""
+
+    def __init__(self, base_url: str, token: str, timeout_s: float) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=timeout_s,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+    async def store_overlay(self, data: bytes, *, line_id: str, request_id: uuid.UUID) -> str:
+        # The images service takes masters and captures; an overlay is a capture tagged so.
+        try:
+            answer = await self._client.post(
+                "/api/images",
+                params={
+                    "kind": "capture",
+                    "tags": "overlay",
+                    "line_id": line_id,
+                    "filename": f"overlay-{request_id}.jpg",
+                },
+                content=data,
+                headers={"Content-Type": "image/jpeg"},
+            )
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"the images service cannot be reached: {exc}") from exc
+        if answer.status_code not in (200, 201):
+            raise Unavailable(f"the images service answered {answer.status_code} to the overlay")
+        return str(answer.json()["sha256"])
+
+    async def close(self) -> None:
+        await self._client.aclose()
