@@ -76,6 +76,10 @@ class Workers:
             )
         return started
 
+    def token(self, role: Role) -> dict[str, str]:
+        """A token the workers (their namespace's token store) accept."""
+        return auth(TokenMaker(self.rig.nats(self.namespace))(role))
+
     def metric(self, name: str, index: int) -> float:
         """The sum of a metric's samples on worker `index`."""
         answer = httpx.get(

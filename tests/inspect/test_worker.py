@@ -12,6 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
+from loupe_shared.kit.auth import Role
 from loupe_stack.processes import free_port
 from tests.conftest import auth
 from tests.inspect import synthetic
@@ -229,3 +230,44 @@ def test_an_overlay_of_the_defects_is_stored_through_the_images_service(
     ys, xs = np.nonzero(red)
     assert xs.min() <= first["x"] + first["width"] + 30
     assert ys.min() <= first["y"] + first["height"] + 30
+
+
+def test_the_frontend_queues_and_tries_inspections_over_http(
+    rig: Rig, workers: Workers, suite_program: dict[str, Any]
+) -> None:
+    workers.start(1)
+    p = suite_program
+    url = f"http://127.0.0.1:{workers.ports[0]}/api/inspections"
+    ask = {"program_id": p["program_id"], "capture_sha256": p["bad"], "part_id": "f-1"}
+    with httpx.Client(headers=workers.token(Role.ENGINEER), timeout=60) as client:
+        queued = client.post(url, json=ask)
+        assert queued.status_code == 202, queued.text
+        for bad in (
+            {**ask, "capture_sha256": "xyz"},
+            {**ask, "program_revision": 0},
+            {**ask, "surprise": True},
+            {"capture_sha256": p["bad"]},
+        ):
+            refused = client.post(url, json=bad)
+            assert refused.status_code == 422, bad
+            assert refused.headers["content-type"].startswith("application/problem+json")
+        viewer = workers.token(Role.VIEWER)
+        assert client.post(url, json=ask, headers=viewer).status_code == 403
+        second = client.post(url, json={**ask, "capture_sha256": p["good"]})
+        assert second.status_code == 202
+
+        tried = client.post(f"{url}/try", json={**ask, "capture_sha256": p["good"]})
+        assert tried.status_code == 200, tried.text
+        assert tried.json()["verdict"] == "pass"
+        assert tried.json()["is_simulated"] is True
+        missing = client.post(f"{url}/try", json={**ask, "program_id": str(uuid.uuid4())})
+        assert missing.status_code == 422
+        assert "does not exist" in missing.json()["detail"]
+
+    results = results_for(rig, workers.namespace, 2)
+    assert {r["result_id"] for r in results} == {
+        queued.json()["result_id"],
+        second.json()["result_id"],
+    }
+    assert {r["verdict"] for r in results} == {"pass", "fail"}
+    assert rig.dead_letters(workers.namespace) == []

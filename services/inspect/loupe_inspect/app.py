@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager, suppress
 import cv2
 from fastapi import FastAPI, Request
 
-from loupe_inspect import preload, rpc
+from loupe_inspect import endpoints, preload, rpc
 from loupe_inspect.caches import MasterCache, RevisionCache
 from loupe_inspect.inspector import Inspector
 from loupe_inspect.metrics import WorkerMetrics
@@ -73,6 +73,8 @@ def build(settings: InspectSettings) -> FastAPI:
                     retry_delay_s=settings.retry_delay_s,
                 )
                 app.state.worker = worker
+                app.state.inspector = inspector
+                app.state.settings = settings
                 await rpc.serve(app.state.nats, inspector, settings.namespace)
                 if settings.preload:
                     await preload.follow_revisions(app.state.nats, inspector, settings.namespace)
@@ -112,7 +114,7 @@ def build(settings: InspectSettings) -> FastAPI:
         title="Loupe inspection workers",
         description="Golden-template inspection workers (a JetStream consumer group).",
         lifespan=lifespan,
-        routers=[],
+        routers=[endpoints.router],
         readiness={
             "object_store": check_bucket,
             "nats": check_nats,
