@@ -1,4 +1,5 @@
 import asyncio
+import logging
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -32,6 +33,8 @@ def build(settings: InspectSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cv2.setNumThreads(settings.opencv_threads)
+        # One line per catalog call at info is noise; failures are logged by the worker.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         app.state.s3 = s3.client(settings)
         executor = ThreadPoolExecutor(max(1, settings.threads), thread_name_prefix="inspect")
         tasks: list[asyncio.Task[None]] = []
