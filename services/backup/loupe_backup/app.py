@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from loupe_backup.backups import endpoints as backup_endpoints
 from loupe_backup.backups.security import RateLimiter
 from loupe_backup.backups.service import BackupService
+from loupe_backup.exports import endpoints as export_endpoints
 from loupe_backup.schedules import endpoints as schedule_endpoints
 from loupe_backup.schedules.scheduler import Scheduler
 from loupe_backup.settings import BackupSettings
@@ -63,7 +64,7 @@ def build(settings: BackupSettings) -> FastAPI:
         title="Loupe backup",
         description="Backups of catalog and images: create, verify, restore, schedules.",
         lifespan=lifespan,
-        routers=[backup_endpoints.router, schedule_endpoints.router],
+        routers=[backup_endpoints.router, schedule_endpoints.router, export_endpoints.router],
         readiness={
             "database": check_database,
             "object_store": check_bucket,

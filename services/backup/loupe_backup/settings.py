@@ -26,3 +26,6 @@ class BackupSettings(ServiceSettings, DatabaseSettings, S3Settings, NatsSettings
     restore_hold_before_commit_s: float = 0.0
     # How often due schedules are looked for (0: schedules run only on request).
     schedule_tick_s: float = 20.0
+    # The JSON export (the frontend's format) is for small installations: it refuses more
+    # master-image bytes than this (a backup archive has no such limit).
+    export_max_image_bytes: int = 64 * 1024 * 1024

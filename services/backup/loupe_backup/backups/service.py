@@ -124,7 +124,8 @@ class BackupService:
         created_by: str,
         schedule_id: str | None = None,
     ) -> BackupRecord:
-        parent = await self.latest_completed() if kind == "incremental" else None
+        # A restore point is incremental too: it must hold everything, not re-read everything.
+        parent = await self.latest_completed() if kind in ("incremental", "restore-point") else None
         record = BackupRecord(
             id=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8],
             kind=kind,

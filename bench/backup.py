@@ -1,0 +1,265 @@
+"""Backup and restore throughput, each beside a bare S3 copy of the same objects in the same run.
+
+1. a full backup of `IMAGES` images of `IMAGE_BYTES` (seeded straight into the images bucket:
+   the images service's thumbnailing is not what is measured) through the backup service,
+   beside a bare copy (GET + PUT, the same `BACKUP_COPY_CONCURRENCY` threads) of the same
+   objects into a scratch bucket;
+2. an incremental backup with nothing changed, against the full one's time;
+3. a restore of that set into a new database and a new images bucket (a second backup
+   service), beside a bare copy of the same blobs out of the backup bucket.
+
+`python -m bench.backup` runs it alone on a fresh embedded stack; `BENCH_BACKUP_IMAGES` and
+`BENCH_BACKUP_IMAGE_KB` scale it down for slow machines (the figures then say so)."""
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from minio import Minio
+from minio.deleteobjects import DeleteObject
+from tests.support import free_stack_ports
+
+from loupe_stack.config import StackSettings
+from loupe_stack.processes import ManagedProcess, free_port, http_ok, wait_until
+from loupe_stack.stack import Stack
+
+IMAGES = int(os.environ.get("BENCH_BACKUP_IMAGES", "2000"))
+IMAGE_BYTES = int(os.environ.get("BENCH_BACKUP_IMAGE_KB", "512")) * 1024
+CONCURRENCY = 8  # BACKUP_COPY_CONCURRENCY's default
+Row = dict[str, Any]
+
+
+def _s3(stack: Stack) -> Minio:
+    e = stack.endpoints
+    return Minio(
+        e.s3_endpoint, access_key=e.s3_access_key, secret_key=e.s3_secret_key, secure=False
+    )
+
+
+def _first_write(s3: Minio, bucket: str) -> None:
+    """A new bucket's first write allocates its volumes: done here, not in a measured round."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            s3.put_object(bucket, "bench/first-write", io.BytesIO(b"ready"), 5)
+            s3.remove_object(bucket, "bench/first-write")
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _new_bucket(s3: Minio, name: str) -> str:
+    if not s3.bucket_exists(name):
+        s3.make_bucket(name)
+    _first_write(s3, name)
+    return name
+
+
+def _drop_bucket(s3: Minio, bucket: str) -> None:
+    names = [o.object_name for o in s3.list_objects(bucket, recursive=True) if o.object_name]
+    for error in s3.remove_objects(bucket, [DeleteObject(n) for n in names]):
+        raise RuntimeError(f"could not remove {error.name}")
+    s3.remove_bucket(bucket)
+
+
+def _seed(s3: Minio, bucket: str) -> list[str]:
+    def one(n: int) -> str:
+        data = os.urandom(IMAGE_BYTES)
+        sha = hashlib.sha256(data).hexdigest()
+        s3.put_object(
+            bucket,
+            f"blobs/{sha[:2]}/{sha}",
+            io.BytesIO(data),
+            len(data),
+            content_type="image/jpeg",
+            metadata={"kind": "master", "sha256": sha},
+        )
+        return sha
+
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        return list(pool.map(one, range(IMAGES)))
+
+
+def _bare_copy(s3: Minio, source: str, keys: list[str], target: str) -> float:
+    def one(key: str) -> None:
+        response = s3.get_object(source, key)
+        try:
+            data = response.read()
+        finally:
+            response.close()
+            response.release_conn()
+        s3.put_object(target, key, io.BytesIO(data), len(data))
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        list(pool.map(one, keys))
+    return time.perf_counter() - started
+
+
+def _wait(client: httpx.Client, path: str, timeout_s: float = 1800) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state: dict[str, Any] = client.get(path).json()
+        if state["status"] != "running":
+            if state["status"] != "completed":
+                raise RuntimeError(f"{path}: {state}")
+            return state
+        time.sleep(0.2)
+    raise RuntimeError(f"{path} did not finish")
+
+
+def _timed_backup(client: httpx.Client, kind: str) -> tuple[float, dict[str, Any]]:
+    started = time.perf_counter()
+    answer = client.post("/api/backups", json={"kind": kind})
+    answer.raise_for_status()
+    state = _wait(client, f"/api/backups/{answer.json()['id']}")
+    return time.perf_counter() - started, state
+
+
+def _sql(stack: Stack, statement: str) -> None:
+    async def run() -> None:
+        e = stack.endpoints
+        conn = await asyncpg.connect(
+            host=e.pg_host,
+            port=e.pg_port,
+            user=e.pg_user,
+            password=e.pg_password,
+            database="postgres",
+        )
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def _row(case: str, seconds: float, total: int, baseline_s: float | None = None) -> Row:
+    mb = total / 1e6
+    row: Row = {
+        "bench": "backup",
+        "case": case,
+        "objects": IMAGES,
+        "mb": round(mb, 1),
+        "seconds": round(seconds, 2),
+        "mb_per_s": round(mb / seconds, 1),
+    }
+    if baseline_s is not None:
+        row["vs_bare_copy"] = round(baseline_s / seconds, 2)
+    return row
+
+
+def bench_backup(stack: Stack) -> list[Row]:
+    s3 = _s3(stack)
+    images = stack.settings.images_bucket
+    total = IMAGES * IMAGE_BYTES
+    _first_write(s3, images)
+    keys = [f"blobs/{sha[:2]}/{sha}" for sha in _seed(s3, images)]
+    scratch = _new_bucket(s3, f"bench-{uuid.uuid4().hex[:8]}")
+    headers = {"Authorization": f"Bearer {stack.admin_token}"}
+    rows: list[Row] = []
+    with httpx.Client(base_url=stack.gateway_url, headers=headers, timeout=60) as client:
+        bare_s = _bare_copy(s3, images, keys, scratch)
+        rows.append(_row("bare S3 copy (GET + PUT)", bare_s, total))
+        full_s, full = _timed_backup(client, "full")
+        rows.append(_row("full backup", full_s, total, bare_s))
+        incremental_s, _ = _timed_backup(client, "incremental")
+        rows.append(
+            {
+                "bench": "backup",
+                "case": "incremental, nothing changed",
+                "objects": IMAGES,
+                "seconds": round(incremental_s, 2),
+                "vs_full": round(incremental_s / full_s, 3),
+            }
+        )
+    _drop_bucket(s3, scratch)
+    rows += _restore_rows(stack, s3, full["id"], keys, total)
+    return rows
+
+
+def _restore_rows(
+    stack: Stack, s3: Minio, backup_id: str, keys: list[str], total: int
+) -> list[Row]:
+    """Restore into a new database and images bucket, served by a second backup service."""
+    database, bucket = f"bench_{uuid.uuid4().hex[:8]}", f"bench-restore-{uuid.uuid4().hex[:8]}"
+    _sql(stack, f'CREATE DATABASE "{database}"')
+    _new_bucket(s3, bucket)
+    scratch = _new_bucket(s3, f"bench-{uuid.uuid4().hex[:8]}")
+    port = free_port()
+    env = {
+        **stack.service_env("backup"),
+        "BACKUP_DB_NAME": database,
+        "BACKUP_IMAGES_BUCKET": bucket,
+        "BACKUP_PORT": str(port),
+    }
+    catalog_env = {**stack.service_env("catalog"), "CATALOG_DB_NAME": database}
+    subprocess.run(
+        [sys.executable, "-m", "loupe_catalog", "migrate"],
+        env=catalog_env,
+        check=True,
+        capture_output=True,
+    )
+    process = ManagedProcess(
+        "bench-backup",
+        [sys.executable, "-m", "loupe_backup"],
+        env=env,
+        log_path=stack.log_dir / "bench-backup.log",
+    )
+    process.start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until("bench backup service", lambda: http_ok(f"{url}/readyz"), process, 60)
+        blob_keys = [f"blobs/{k.rsplit('/', 1)[-1][:2]}/{k.rsplit('/', 1)[-1]}" for k in keys]
+        bare_s = _bare_copy(s3, stack.settings.backup_bucket, blob_keys, scratch)
+        headers = {"Authorization": f"Bearer {stack.admin_token}"}
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+            started = time.perf_counter()
+            answer = client.post(
+                f"/api/backups/{backup_id}/restore", json={"mode": "empty", "dry_run": False}
+            )
+            answer.raise_for_status()
+            _wait(client, f"/api/backups/{backup_id}/restores/{answer.json()['id']}")
+            restore_s = time.perf_counter() - started
+    finally:
+        process.stop()
+        _drop_bucket(s3, bucket)
+        _drop_bucket(s3, scratch)
+        _sql(stack, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    return [
+        _row("bare S3 copy out of the backup bucket", bare_s, total),
+        _row("restore (new database, new images bucket)", restore_s, total, bare_s),
+    ]
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="loupe-bench-backup-") as directory:
+        ports = free_stack_ports()
+        settings = StackSettings.model_validate(
+            {"data_dir": Path(directory), **{k.lower(): v for k, v in ports.items()}}
+        )
+        stack = Stack(settings)
+        stack.start()
+        try:
+            for row in bench_backup(stack):
+                print(json.dumps(row))
+        finally:
+            stack.stop()
+
+
+if __name__ == "__main__":
+    main()
