@@ -97,3 +97,14 @@ async def test_revisions_are_kept_by_number_and_current_for_a_while() -> None:
     assert len(cache) == 2
     await cache.get(program, 3, by_number=by_number, current=current)
     assert asked[-1] == "#3"
+
+
+def test_a_master_keeps_roi_references_within_its_footprint() -> None:
+    prepared = master("m", side=200)
+    for offset in range(20):  # twenty tools, each with an ROI of its own
+        reference = prepared.roi((offset, offset, 150, 150))
+        assert reference.smooth.shape == (150, 150)
+    prepared.reduced(0.5)
+    assert prepared.nbytes <= MASTER_FOOTPRINT * prepared.gray.nbytes
+    # The first references were kept: asking again gives the same object.
+    assert prepared.roi((0, 0, 150, 150)) is prepared.roi((0, 0, 150, 150))

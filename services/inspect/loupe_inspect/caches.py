@@ -14,9 +14,9 @@ from loupe_inspect.sources import ProgramRevision
 
 K = TypeVar("K")
 V = TypeVar("V")
-# What a master costs in the cache, as a multiple of its decoded size: its reduced copy
-# and the references of its ROIs (smoothed, low and high band) come on top.
-MASTER_FOOTPRINT = 4
+# What a master costs in the cache, as a multiple of its decoded size: its reduced copies
+# and the references of its ROIs come on top, up to PreparedMaster.EXTRA_FOOTPRINT times.
+MASTER_FOOTPRINT = 1 + PreparedMaster.EXTRA_FOOTPRINT
 
 
 class _SingleFlight(Generic[K, V]):

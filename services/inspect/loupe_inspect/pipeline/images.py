@@ -7,8 +7,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 Gray = NDArray[np.uint8]
-# Pixels of the image aligned at (the worker's setting may lower the program's scale).
-DEFAULT_ALIGN_PIXELS = 400_000
 
 
 class UndecodableImage(ValueError):
@@ -77,35 +75,44 @@ def roi_reference(master: Gray, rect: tuple[int, int, int, int]) -> RoiReference
 
 @dataclass
 class PreparedMaster:
-    """A decoded master with its reduced copy for alignment and, filled as tools ask, the
-    references of its ROIs. Shared by concurrent inspections: entries are only added."""
+    """A decoded master with its reduced copies for alignment and, filled as tools ask, the
+    references of its ROIs. Shared by concurrent inspections: entries are only added, and
+    only while they take at most `EXTRA_FOOTPRINT` times the master's own size (beyond that,
+    say 64 tools with ROIs of their own, references are made for each inspection)."""
 
     sha256: str
     gray: Gray
-    max_align_pixels: int = DEFAULT_ALIGN_PIXELS
     _reduced: dict[float, Gray] = field(default_factory=dict)
     _rois: dict[tuple[int, int, int, int], RoiReference] = field(default_factory=dict)
+    _extra_bytes: int = 0
+
+    EXTRA_FOOTPRINT = 3
 
     @property
     def shape(self) -> tuple[int, int]:
         return int(self.gray.shape[0]), int(self.gray.shape[1])
 
+    def _room(self, nbytes: int) -> bool:
+        return self._extra_bytes + nbytes <= self.EXTRA_FOOTPRINT * self.gray.nbytes
+
     def reduced(self, scale: float) -> Gray:
         found = self._reduced.get(scale)
         if found is None:
-            found = self._reduced[scale] = reduce(self.gray, scale)
+            found = reduce(self.gray, scale)
+            if self._room(found.nbytes):
+                self._reduced[scale] = found
+                self._extra_bytes += found.nbytes
         return found
 
     def roi(self, rect: tuple[int, int, int, int]) -> RoiReference:
         found = self._rois.get(rect)
         if found is None:
-            found = self._rois[rect] = roi_reference(self.gray, rect)
+            found = roi_reference(self.gray, rect)
+            if self._room(found.nbytes):
+                self._rois[rect] = found
+                self._extra_bytes += found.nbytes
         return found
 
     @property
     def nbytes(self) -> int:
-        return (
-            self.gray.nbytes
-            + sum(r.nbytes for r in self._reduced.values())
-            + sum(r.nbytes for r in self._rois.values())
-        )
+        return self.gray.nbytes + self._extra_bytes
