@@ -2,6 +2,7 @@
 each request once, results carry the revision and flow into the catalog's ingest, and poison
 messages end as `error` results or dead letters without stalling the consumer."""
 
+import json
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -271,3 +272,20 @@ def test_the_frontend_queues_and_tries_inspections_over_http(
     }
     assert {r["verdict"] for r in results} == {"pass", "fail"}
     assert rig.dead_letters(workers.namespace) == []
+
+
+@pytest.mark.e2e
+def test_the_gateway_routes_inspections_to_the_workers(
+    gateway: httpx.Client, admin_token: str
+) -> None:
+    assert gateway.post("/api/inspections", json={}).status_code == 401
+    answer = gateway.post(
+        "/api/inspections/try",
+        json={"program_id": "not-a-uuid", "capture_sha256": "ab"},
+        headers=auth(admin_token),
+    )
+    assert answer.status_code == 422
+    assert answer.headers["content-type"] == "application/problem+json"
+    fields = json.dumps(answer.json())
+    assert "program_id" in fields
+    assert "capture_sha256" in fields
