@@ -118,7 +118,7 @@ def _wait(client: httpx.Client, path: str, timeout_s: float = 1800) -> dict[str,
             if state["status"] != "completed":
                 raise RuntimeError(f"{path}: {state}")
             return state
-        time.sleep(0.2)
+        time.sleep(0.05)
     raise RuntimeError(f"{path} did not finish")
 
 

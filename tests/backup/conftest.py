@@ -335,3 +335,18 @@ def source(
         yield inst
     finally:
         inst.close()
+
+
+def settle_images(inst: Installation) -> None:
+    """Wait until the catalog's image records match the images bucket's blobs (records follow
+    uploads and deletions as events) and every record has its thumbnails."""
+
+    def landed() -> bool:
+        blobs = sum(1 for _ in inst.s3.list_objects(inst.images_bucket, "blobs/", recursive=True))
+        records, unthumbnailed = inst.sql(
+            "SELECT count(*) FILTER (WHERE deleted_at IS NULL), "
+            "count(*) FILTER (WHERE thumbnails = '[]'::jsonb) FROM image_records"
+        )[0]
+        return bool(records == blobs and unthumbnailed == 0)
+
+    eventually("image records settled", landed, timeout_s=30)

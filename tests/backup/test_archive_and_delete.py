@@ -6,7 +6,7 @@ import tarfile
 from pathlib import Path
 
 from loupe_shared.kit.auth import Role
-from tests.backup.conftest import Installation, backup, png, upload
+from tests.backup.conftest import Installation, backup, png, settle_images, upload
 from tests.backup.test_restore import MakeInstallation, _finished, _objects, _restore
 from tests.support import eventually
 
@@ -44,6 +44,7 @@ def _bucket_keys(inst: Installation) -> list[str]:
 def test_archive_round_trip_into_new_buckets_and_tampering_refused(
     source: Installation, make_installation: MakeInstallation, tmp_path: Path
 ) -> None:
+    settle_images(source)
     source.stop("catalog")
     try:
         done = backup(source)

@@ -4,7 +4,7 @@ incremental one copies only what the backup bucket lacks; progress is visible an
 from typing import Any
 
 from loupe_shared.kit.auth import Role
-from tests.backup.conftest import Installation, backup, events, png, upload
+from tests.backup.conftest import Installation, backup, events, png, settle_images, upload
 
 
 def _get(inst: Installation, path: str, token: dict[str, str] | None = None) -> Any:
@@ -16,6 +16,7 @@ def _get(inst: Installation, path: str, token: dict[str, str] | None = None) -> 
 
 def test_full_then_incremental_copies_only_new_blobs(source: Installation) -> None:
     operator = source.token(Role.OPERATOR)
+    settle_images(source)
     full = backup(source, {"kind": "full"}, token=operator)
     assert full["status"] == "completed", full
     assert full["compatibility"] == "same"

@@ -69,16 +69,20 @@ async def withdraw(js: JetStreamContext, bucket: str) -> None:
 class MaintenanceGuard:
     """The current notice of one service, read at most once per `ttl_s`."""
 
-    def __init__(self, ttl_s: float = 1.0) -> None:
+    def __init__(self, ttl_s: float = 1.0, timeout_s: float = 0.5, retry_s: float = 5.0) -> None:
         self._ttl_s = ttl_s
-        self._checked_at = -1e9
+        self._timeout_s = timeout_s
+        # After a failed read the last notice is used this long before trying again, so a
+        # NATS outage costs a writer at most `timeout_s` once per `retry_s`.
+        self._retry_s = retry_s
+        self._next_check = -1e9
         self._notice: MaintenanceNotice | None = None
         self._lock = asyncio.Lock()
 
     async def current(self, app: FastAPI) -> MaintenanceNotice | None:
-        if time.monotonic() - self._checked_at >= self._ttl_s:
+        if time.monotonic() >= self._next_check:
             async with self._lock:
-                if time.monotonic() - self._checked_at >= self._ttl_s:
+                if time.monotonic() >= self._next_check:
                     await self._refresh(app)
         notice = self._notice
         return notice if notice is not None and notice.active else None
@@ -90,11 +94,13 @@ class MaintenanceGuard:
             return
         try:
             self._notice = await asyncio.wait_for(
-                read_notice(js, bucket_for(tokens._bucket)), timeout=1.0
+                read_notice(js, bucket_for(tokens._bucket)), timeout=self._timeout_s
             )
         except Exception as exc:
-            _log.warning("maintenance.unreadable", error=str(exc))
-        self._checked_at = time.monotonic()
+            _log.warning("maintenance.unreadable", error=str(exc) or type(exc).__name__)
+            self._next_check = time.monotonic() + self._retry_s
+        else:
+            self._next_check = time.monotonic() + self._ttl_s
 
 
 class MaintenanceMiddleware:

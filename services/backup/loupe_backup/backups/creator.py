@@ -80,11 +80,20 @@ class BackupCreator:
         work = Path(self.settings.work_dir) if self.settings.work_dir else None
         with tempfile.TemporaryDirectory(prefix="loupe-backup-", dir=work) as directory:
             await reporter.report("snapshot", force=True)
-            conn = await database.connect(self.settings, "loupe-backup")
+            # What the backup bucket holds is listed meanwhile (it only ever gains blobs a
+            # running backup can use).
+            present_task = asyncio.create_task(
+                asyncio.to_thread(list_backup_blobs, self.s3, self.settings.backup_bucket)
+            )
             try:
-                dumped, revisions = await database.dump(conn, record.include, Path(directory))
-            finally:
-                await conn.close()
+                conn = await database.connect(self.settings, "loupe-backup")
+                try:
+                    dumped, revisions = await database.dump(conn, record.include, Path(directory))
+                finally:
+                    await conn.close()
+            except BaseException:
+                present_task.cancel()
+                raise
             hashed = await asyncio.gather(
                 *(asyncio.to_thread(objects.file_sha256, d.path) for d in dumped)
             )
@@ -93,32 +102,37 @@ class BackupCreator:
             p.objects_total = len(listed) + len(dumped)
             p.bytes_total = sum(o.size for o in listed) + sum(size for _, size in hashed)
             await reporter.report("objects", force=True)
-            entries, problems = await self._copy_objects(listed, reporter, parent)
+            present = await present_task
+            entries, problems = await self._copy_objects(listed, present, reporter, parent)
             await reporter.report("data", force=True)
-            tables = []
-            for item, (sha256, size) in zip(dumped, hashed, strict=True):
-                file = f"data/{item.table.name}.csv"
+            tables = [
+                TableFile(
+                    table=item.table.name,
+                    file=f"data/{item.table.name}.csv",
+                    rows=item.rows,
+                    sha256=sha256,
+                    size=size,
+                    columns=item.table.columns,
+                    partitions=item.table.partitions,
+                )
+                for item, (sha256, size) in zip(dumped, hashed, strict=True)
+            ]
+
+            async def upload(item: database.Dumped, table: TableFile) -> None:
                 await self.copier.run(
                     objects.put_file,
                     self.s3,
                     self.settings.backup_bucket,
-                    layout.data_key(record.id, file),
+                    layout.data_key(record.id, table.file),
                     item.path,
                     "text/csv",
                 )
-                reporter.add(objects=1, bytes_=size, copied=True)
+                reporter.add(objects=1, bytes_=table.size, copied=True)
                 await reporter.report()
-                tables.append(
-                    TableFile(
-                        table=item.table.name,
-                        file=file,
-                        rows=item.rows,
-                        sha256=sha256,
-                        size=size,
-                        columns=item.table.columns,
-                        partitions=item.table.partitions,
-                    )
-                )
+
+            async with asyncio.TaskGroup() as group:
+                for item, table in zip(dumped, tables, strict=True):
+                    group.create_task(upload(item, table))
         return Manifest(
             backup_id=record.id,
             kind=record.kind,
@@ -144,11 +158,11 @@ class BackupCreator:
     async def _copy_objects(
         self,
         listed: list[objects.Listed],
+        present: set[str],
         reporter: ProgressReporter,
         parent: Manifest | None,
     ) -> tuple[list[ObjectEntry], list[dict[str, Any]]]:
         bucket = self.settings.backup_bucket
-        present = await asyncio.to_thread(list_backup_blobs, self.s3, bucket)
         known = {e.key: e for e in parent.objects} if parent is not None else {}
         entries: list[ObjectEntry] = []
         problems: list[dict[str, Any]] = []

@@ -12,6 +12,7 @@ uncommitted transaction (which PostgreSQL discards) and, at most, unreferenced b
 import asyncio
 import csv
 import tempfile
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import asyncpg
 from minio import Minio
 
 from loupe_backup.backups import database, layout, objects
-from loupe_backup.backups.compatibility import Verdict, check
+from loupe_backup.backups.compatibility import check
 from loupe_backup.backups.creator import Copier
 from loupe_backup.backups.database import ALEMBIC, Table, quote
 from loupe_backup.backups.manifest import Manifest, ObjectEntry
@@ -123,23 +124,38 @@ class Restorer:
         return paths
 
     async def copy_objects(self, entries: list[ObjectEntry], added: list[str]) -> None:
-        """Copy the objects the images bucket lacks; `added` collects what was written."""
+        """Copy the objects the images bucket lacks; `added` collects what was written. On
+        the first failure nothing new starts, and this returns only after every copy under
+        way has finished, so `added` is complete for the rollback."""
         source, target = self.settings.backup_bucket, self.settings.images_bucket
+        stop = threading.Event()
 
         def one(entry: ObjectEntry) -> None:
-            fetched = objects.fetch(self.s3, source, layout.blob_key(entry.sha256))
-            if fetched is None:
-                raise RestoreRefused(f"blob {entry.sha256} ({entry.key}) is missing from backup")
-            if fetched.sha256 != entry.sha256:
-                raise RestoreRefused(f"blob {entry.sha256} ({entry.key}) is corrupt in backup")
-            objects.put(
-                self.s3, target, entry.key, fetched.data, entry.content_type, entry.metadata
-            )
+            if stop.is_set():
+                return
+            try:
+                fetched = objects.fetch(self.s3, source, layout.blob_key(entry.sha256))
+                if fetched is None:
+                    raise RestoreRefused(
+                        f"blob {entry.sha256} ({entry.key}) is missing from backup"
+                    )
+                if fetched.sha256 != entry.sha256:
+                    raise RestoreRefused(f"blob {entry.sha256} ({entry.key}) is corrupt in backup")
+                objects.put(
+                    self.s3, target, entry.key, fetched.data, entry.content_type, entry.metadata
+                )
+            except BaseException:
+                stop.set()
+                raise
             added.append(entry.key)
 
-        async with asyncio.TaskGroup() as group:
-            for entry in await self._missing_objects(entries):
-                group.create_task(self.copier.run(one, entry))
+        missing = await self._missing_objects(entries)
+        outcomes = await asyncio.gather(
+            *(self.copier.run(one, entry) for entry in missing), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def remove_objects(self, keys: list[str]) -> None:
         bucket = self.settings.images_bucket
@@ -174,7 +190,7 @@ class Restorer:
                         await conn.copy_to_table(
                             table.name,
                             source=str(path),
-                            columns=csv_columns(path),
+                            columns=await asyncio.to_thread(csv_columns, path),
                             format="csv",
                             header=True,
                         )
@@ -234,6 +250,3 @@ async def _reset_sequences(conn: asyncpg.Connection, table: Table) -> None:
 
 def new_workdir(settings: BackupSettings) -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix="loupe-restore-", dir=settings.work_dir or None)
-
-
-__all__ = ["HealthCheckFailed", "RestoreRefused", "Restorer", "Verdict", "new_workdir"]

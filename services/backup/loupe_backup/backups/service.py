@@ -28,6 +28,8 @@ from loupe_shared.contracts.backup import BACKUP_FORMAT_VERSION, MaintenanceNoti
 from loupe_shared.contracts.events import BackupFinished
 from loupe_shared.contracts.streams import MAINTENANCE_BUCKET
 from loupe_shared.kit import maintenance
+from loupe_shared.kit.audit import publish_audit
+from loupe_shared.kit.auth import Principal
 from loupe_shared.kit.logging import get_logger
 
 _log = get_logger("backup.service")
@@ -360,7 +362,7 @@ class BackupService:
         return await self.restorer.plan(await self.store.manifest(record), mode)
 
     async def restore(
-        self, record: BackupRecord, mode: str, started_by: str, restore_point: bool
+        self, record: BackupRecord, mode: str, principal: Principal, restore_point: bool
     ) -> RestoreRecord:
         if self.restore_task is not None and not self.restore_task.done():
             raise Busy("another restore is running")
@@ -372,18 +374,22 @@ class BackupService:
             id=uuid.uuid4().hex,
             backup_id=record.id,
             mode="empty" if mode == "empty" else "replace",
-            started_by=started_by,
+            started_by=principal.name,
             compatibility=plan["compatibility"],
         )
         await self.store.save_restore(restore)
         self.restore_task = asyncio.create_task(
-            self._restore(restore, manifest, restore_point and mode == "replace"),
+            self._restore(restore, manifest, restore_point and mode == "replace", principal),
             name=f"restore-{restore.id}",
         )
         return restore
 
     async def _restore(
-        self, restore: RestoreRecord, manifest: Manifest, take_restore_point: bool
+        self,
+        restore: RestoreRecord,
+        manifest: Manifest,
+        take_restore_point: bool,
+        principal: Principal,
     ) -> None:
         added: list[str] = []
         renewer: asyncio.Task[None] | None = None
@@ -434,6 +440,23 @@ class BackupService:
             restore.finished_at = now()
             with suppress(Exception):
                 await self.store.save_restore(restore)
+            # Published after the commit: the audit record of the start may have been in the
+            # tables the restore replaced; this one lands in the restored audit log.
+            with suppress(Exception):
+                await publish_audit(
+                    self.js,
+                    principal,
+                    action="backup.restore.finished",
+                    target=f"backup:{restore.backup_id}",
+                    request_id=None,
+                    namespace=self.settings.namespace,
+                    details={
+                        "restore_id": restore.id,
+                        "status": restore.status,
+                        "restore_point_id": restore.restore_point_id,
+                        "error": restore.error,
+                    },
+                )
 
     async def _begin_maintenance(self, restore: RestoreRecord) -> asyncio.Task[None]:
         lease = self.settings.maintenance_lease_s
