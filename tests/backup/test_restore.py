@@ -5,6 +5,8 @@ writes are refused (503) while a restore runs."""
 import hashlib
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -351,3 +353,64 @@ def test_older_format_restores_and_newer_ones_are_refused(
     state = _finished(target, "older-format", started.json()["id"])
     assert state["status"] == "completed", state
     assert target.rows() == rows
+
+
+def test_older_schema_restores_forward_and_a_failed_health_check_rolls_back(
+    make_installation: MakeInstallation,
+) -> None:
+    old = make_installation()
+    subprocess.run(
+        [sys.executable, "-m", "loupe_catalog", "migrate", "--down-to", "0004"],
+        env=old.env("catalog"),
+        check=True,
+        capture_output=True,
+    )
+    old.start("backup")
+    # Rows as a catalog at revision 0004 wrote them; the image record has no blob.
+    old.sql(
+        "INSERT INTO audit_log (actor, role, action, target) "
+        "VALUES ('old', 'admin', 'programs.create', 'program:1')"
+    )
+    old.sql(
+        "INSERT INTO results (result_id, captured_at, line_id, verdict) "
+        "VALUES (gen_random_uuid(), '2026-01-02T03:04:05Z', 'line-old', 'pass')"
+    )
+    old.sql(
+        "INSERT INTO image_records (sha256, size, width, height, content_type, kind) "
+        "VALUES (encode(sha256('no such image'::bytea), 'hex'), 1, 1, 1, 'image/png', 'master')"
+    )
+    broken = backup(old)
+    assert broken["alembic_revisions"] == ["0004"]
+
+    target = make_installation(backup_bucket=old.backup_bucket)
+    target.start("backup")
+    head = target.rows()["alembic_version"]
+    with target.client("backup") as client:
+        plan = client.post(
+            f"/api/backups/{broken['id']}/restore", json={"mode": "empty"}, headers=target.admin
+        ).json()
+    assert plan["compatibility"] == "migratable", plan
+    assert plan["can_restore"] is True
+    before = target.rows()
+
+    started = _restore(target, broken["id"], mode="empty")
+    state = _finished(target, broken["id"], started.json()["id"])
+    assert state["status"] == "failed"
+    assert "have no blob" in state["error"]  # the health check, before the commit
+    assert state["rolled_back"] is True
+    assert target.rows() == before
+
+    old.sql("DELETE FROM image_records")
+    fixed = backup(old)
+    started = _restore(target, fixed["id"], mode="empty")
+    state = _finished(target, fixed["id"], started.json()["id"])
+    assert state["status"] == "completed", state
+    assert state["compatibility"] == "migratable"
+    restored, backed = target.rows(), old.rows()
+    assert restored["alembic_version"] == head  # the schema stays the running one
+    for table, found in backed.items():
+        if table != "alembic_version":
+            assert restored[table] == found, table
+    newer = set(restored) - set(backed)
+    assert newer  # tables added after 0004, empty
+    assert all(restored[t] == [] for t in newer)

@@ -97,6 +97,7 @@ class BackupCreator:
             hashed = await asyncio.gather(
                 *(asyncio.to_thread(objects.file_sha256, d.path) for d in dumped)
             )
+            await reporter.report("listing", force=True)
             listed = await self._list_images() if record.include.images else []
             p = record.progress
             p.objects_total = len(listed) + len(dumped)

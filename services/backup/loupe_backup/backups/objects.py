@@ -1,7 +1,9 @@
 """Object-store calls (synchronous: the `minio` SDK blocks; callers run these in threads)."""
 
 import hashlib
+import html
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +32,54 @@ class Fetched:
     metadata: dict[str, str]
 
 
+_CONTENTS = re.compile(rb"<Contents>(.*?)</Contents>", re.S)
+_FIELD = {
+    name: re.compile(rb"<%s>(.*?)</%s>" % (name, name), re.S) for name in (b"Key", b"Size", b"ETag")
+}
+_TRUNCATED = re.compile(rb"<IsTruncated>true</IsTruncated>")
+_TOKEN = re.compile(rb"<NextContinuationToken>(.*?)</NextContinuationToken>", re.S)
+
+
+def _text(pattern: re.Pattern[bytes], xml: bytes) -> str:
+    found = pattern.search(xml)
+    return html.unescape(found.group(1).decode()) if found else ""
+
+
 def listing(s3: Minio, bucket: str, prefix: str) -> Iterator[Listed]:
-    for found in s3.list_objects(bucket, prefix=prefix, recursive=True):
-        if found.object_name is not None and not found.is_dir:
-            yield Listed(found.object_name, int(found.size or 0), (found.etag or "").strip('"'))
+    """Every object under `prefix` (recursively): key, size, ETag.
+
+    ListObjectsV2 pages read with three regular expressions: the SDK's XML parsing (a
+    timestamp parse per object) costs about 0.1 ms an object, which was most of an
+    incremental backup of an unchanged installation.
+    """
+    token = ""
+    while True:
+        query: dict[str, str | list[str] | tuple[str]] = {
+            "list-type": "2",
+            "max-keys": "1000",
+            "prefix": prefix,
+            "delimiter": "",
+        }
+        if token:
+            query["continuation-token"] = token
+        response = s3._url_open(
+            "GET", s3._get_region(bucket), bucket_name=bucket, query_params=query
+        )
+        body = response.data
+        for contents in _CONTENTS.finditer(body):
+            entry = contents.group(1)
+            key = _text(_FIELD[b"Key"], entry)
+            if key and not key.endswith("/"):
+                yield Listed(
+                    key,
+                    int(_text(_FIELD[b"Size"], entry) or 0),
+                    _text(_FIELD[b"ETag"], entry).strip('"'),
+                )
+        if not _TRUNCATED.search(body):
+            return
+        token = _text(_TOKEN, body)
+        if not token:
+            return
 
 
 def fetch(s3: Minio, bucket: str, key: str) -> Fetched | None:

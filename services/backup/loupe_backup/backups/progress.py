@@ -29,6 +29,7 @@ class ProgressReporter:
         self.namespace = namespace
         self.interval_s = interval_s
         self._last = 0.0
+        self._phase_started = time.monotonic()
 
     def add(self, *, objects: int = 0, bytes_: int = 0, copied: bool = False) -> None:
         p = self.record.progress
@@ -40,9 +41,17 @@ class ProgressReporter:
         total = max(p.bytes_total, 1)
         p.percent = round(min(99.9, 100.0 * p.bytes_done / total), 1)
 
+    def end_phase(self, next_phase: str) -> None:
+        p = self.record.progress
+        now = time.monotonic()
+        if p.phase not in ("starting", next_phase):
+            p.phase_seconds[p.phase] = round(now - self._phase_started, 3)
+        self._phase_started = now
+        p.phase = next_phase
+
     async def report(self, phase: str | None = None, *, force: bool = False) -> None:
         if phase is not None:
-            self.record.progress.phase = phase
+            self.end_phase(phase)
         if not force and time.monotonic() - self._last < self.interval_s:
             return
         self._last = time.monotonic()

@@ -25,6 +25,8 @@ class Progress(BaseModel):
     objects_copied: int = 0
     bytes_copied: int = 0
     phase: str = "starting"
+    # Seconds spent in each finished phase (snapshot, objects, data, manifest).
+    phase_seconds: dict[str, float] = Field(default_factory=dict)
 
 
 class Verification(BaseModel):

@@ -2,6 +2,7 @@
 records in the backup bucket, their events on NATS and their metrics."""
 
 import asyncio
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
@@ -33,6 +34,7 @@ from loupe_shared.kit.auth import Principal
 from loupe_shared.kit.logging import get_logger
 
 _log = get_logger("backup.service")
+_REVISIONS_TTL_S = 5.0
 
 
 class Busy(Exception):
@@ -82,6 +84,7 @@ class BackupService:
         self.jobs: dict[str, asyncio.Task[None]] = {}
         self.restore_task: asyncio.Task[None] | None = None
         self._collect_lock = asyncio.Lock()
+        self._revisions: tuple[float, list[str]] | None = None
 
     @property
     def maintenance_bucket(self) -> str:
@@ -165,11 +168,12 @@ class BackupService:
                 found = await self.store.get(record.parent_id)
                 parent = await self.store.manifest(found) if found else None
             manifest = await self.creator.run(record, reporter, parent)
+            reporter.end_phase("manifest")
             record.manifest_sha256 = await self.store.put_manifest(manifest)
+            reporter.end_phase("done")
             record.counts = manifest.counts
             record.alembic_revisions = manifest.alembic_revisions
             record.progress.percent = 100.0
-            record.progress.phase = "done"
             record.status = "completed"
             record.finished_at = now()
             await self.store.save(record)
@@ -188,6 +192,7 @@ class BackupService:
                 backup_id=record.id,
                 objects=record.progress.objects_done,
                 bytes_copied=record.progress.bytes_copied,
+                phase_seconds=record.progress.phase_seconds,
             )
         finally:
             self.jobs.pop(record.id, None)
@@ -223,11 +228,18 @@ class BackupService:
             _log.error("backup.event_unpublished", backup_id=record.id, error=str(exc))
 
     async def current_revisions(self) -> list[str]:
+        """The database's Alembic revisions, read at most every few seconds (lists and
+        progress polls ask for them on every request)."""
+        cached = self._revisions
+        if cached is not None and time.monotonic() - cached[0] < _REVISIONS_TTL_S:
+            return cached[1]
         conn = await database.connect(self.settings, "loupe-backup")
         try:
-            return await database.revisions(conn)
+            found = await database.revisions(conn)
         finally:
             await conn.close()
+        self._revisions = (time.monotonic(), found)
+        return found
 
     async def shown_records(self, backup_id: str | None = None) -> list[dict[str, Any]]:
         """Records as answered: with compatibility, and a running set whose job is gone

@@ -64,7 +64,8 @@ class Cron:
     def next_after(self, moment: datetime) -> datetime:
         """The first matching minute strictly after `moment`."""
         candidate = moment.replace(second=0, microsecond=0) + timedelta(minutes=1)
-        for _ in range(366 * 24 * 60 * 5):
+        horizon = moment + timedelta(days=5 * 366)  # covers every leap-day expression
+        while candidate <= horizon:
             if candidate.month not in self.months or not self._day_matches(candidate):
                 candidate = (candidate + timedelta(days=1)).replace(hour=0, minute=0)
             elif candidate.hour not in self.hours:
