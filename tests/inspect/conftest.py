@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import pytest
 from minio import Minio
-from nats.errors import TimeoutError as NatsTimeout
 
 from loupe_shared.contracts import subjects
 from loupe_shared.contracts.streams import STREAMS, TOKENS_BUCKET
@@ -136,7 +135,7 @@ async def _read_stream(settings: NatsSettings, stream: str, subject: str) -> lis
         while True:
             try:
                 batch = await subscription.fetch(200, timeout=0.5)
-            except NatsTimeout:
+            except TimeoutError:  # nats-py raises its own subclass or the builtin one
                 break
             for message in batch:
                 found.append(message)

@@ -14,7 +14,6 @@ import asyncio
 from contextlib import suppress
 
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from pydantic import ValidationError
@@ -91,7 +90,7 @@ class Worker:
                     continue
                 try:
                     messages = await subscription.fetch(free, timeout=1)
-                except NatsTimeout:
+                except TimeoutError:  # nats-py raises its own subclass or the builtin one
                     continue
                 for message in messages:
                     task = asyncio.create_task(self._handle(message))

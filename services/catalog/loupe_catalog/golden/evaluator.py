@@ -6,7 +6,6 @@ import uuid
 
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
 
 from loupe_shared.contracts import subjects
 from loupe_shared.contracts.inspect import EvaluationReply, EvaluationRequest, InspectedResult
@@ -49,7 +48,7 @@ class Evaluator:
                 "No inspection worker is running; start one and run the test again.",
                 headers={"Retry-After": "10"},
             ) from None
-        except NatsTimeout:
+        except TimeoutError:  # nats-py's own subclass or the builtin one
             raise Problem(
                 503, f"No inspection worker answered within {self.timeout_s:g} s; try again."
             ) from None
