@@ -9,7 +9,7 @@ import psycopg
 
 from loupe_shared.kit.auth import Role
 from tests.backup.conftest import Installation, backup, events, png, upload, wait_backup
-from tests.support import eventually
+from tests.support import CuttableProxy, eventually
 
 
 def _blob_key(sha: str) -> str:
@@ -130,3 +130,42 @@ def test_failed_backup_is_listed_failed_and_announced(source: Installation) -> N
     failed = [e for e in events(source, "backup.failed") if e["backup_id"] == started["id"]]
     assert len(failed) == 1
     assert failed[0]["status"] == "failed"
+
+
+def test_object_store_cut_midway_fails_the_backup_and_later_ones_are_sound(
+    source: Installation,
+) -> None:
+    host, _, port = source.platform.endpoints.s3_endpoint.rpartition(":")
+    proxy = CuttableProxy(host, int(port))
+    source.stop("backup")
+    source.start("backup", s3_endpoint=proxy.endpoint)
+    try:
+        with source.client("backup") as client:
+            with table_locked(source, "results"):
+                started = client.post("/api/backups", json={}, headers=source.admin).json()
+                eventually("the snapshot waits on the lock", lambda: _waiting_on_lock(source))
+                proxy.cut()  # the copies after the snapshot find no object store
+            # The failure is announced on NATS while its record cannot even be saved.
+            eventually(
+                "backup.failed announced",
+                lambda: any(
+                    e["backup_id"] == started["id"] for e in events(source, "backup.failed")
+                ),
+                timeout_s=30,
+            )
+            down = client.get(f"/api/backups/{started['id']}", headers=source.admin)
+            assert down.status_code == 503  # its record cannot be read either: said so
+            assert down.headers["content-type"] == "application/problem+json"
+            proxy.restore()
+            state = wait_backup(client, source, started["id"])
+        assert state["status"] == "failed"
+    finally:
+        proxy.close()
+        source.stop("backup")
+        source.start("backup")
+    later = backup(source, {"kind": "incremental"})
+    assert later["status"] == "completed"
+    assert later["parent_id"] != started["id"]
+    with source.client("backup") as client:
+        report = client.post(f"/api/backups/{later['id']}/verify", headers=source.admin).json()
+    assert report["ok"] is True
