@@ -16,6 +16,7 @@ from tests.support import free_stack_ports
 
 from bench.catalog import bench_catalog
 from bench.images import bench_images
+from bench.inspect import bench_inspect
 from bench.legacy import bench_legacy
 from bench.results import bench_results
 from loupe_shared.kit.logging import configure_logging
@@ -89,7 +90,7 @@ def bench_gateway(stack: Stack, count: int = 400) -> list[Row]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    everything = ["startup", "gateway", "catalog", "images", "results", "legacy"]
+    everything = ["startup", "gateway", "catalog", "images", "results", "inspect", "legacy"]
     parser.add_argument("names", nargs="*", default=everything)
     args = parser.parse_args()
     configure_logging("bench", "warning")
@@ -110,6 +111,8 @@ def main() -> int:
                     rows += bench_images(stack)
                 if "results" in args.names:
                     rows += bench_results(stack, base / "results")
+                if "inspect" in args.names:
+                    rows += bench_inspect(stack, base / "inspect")
                 if "legacy" in args.names:
                     rows += bench_legacy(stack)
             finally:

@@ -238,6 +238,14 @@ class Stack:
                 log_level=self.settings.log_level,
                 extra={
                     **({"IMAGES_URL": self.service_url("images")} if service == "catalog" else {}),
+                    **(
+                        {
+                            "CATALOG_URL": self.service_url("catalog"),
+                            "IMAGES_URL": self.service_url("images"),
+                        }
+                        if service == "inspect"
+                        else {}
+                    ),
                     **self.service_extra_env.get(service, {}),
                 },
             ),

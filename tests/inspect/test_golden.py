@@ -39,11 +39,15 @@ def base(golden: dict[str, Any], revision: int = 1) -> str:
 
 
 def test_attach_relabel_and_remove_golden_images(
-    catalog: httpx.Client, golden: dict[str, Any]
+    rig: Rig, catalog: httpx.Client, golden: dict[str, Any]
 ) -> None:
     url = base(golden)
     sha = golden["good"][0]
     assert catalog.put(f"{url}/golden-set/{sha}", json={"label": "bad"}).status_code == 201
+    # A capture in a golden set is kept like a master image: deleting it is refused.
+    refused = httpx.delete(f"{rig.images_url}/api/images/{sha}", headers=rig.engineer)
+    assert refused.status_code == 409, refused.text
+    assert golden["program_id"] in refused.text
     again = catalog.put(f"{url}/golden-set/{sha}", json={"label": "good", "note": "fine"})
     assert again.status_code == 200
     listed = catalog.get(f"{url}/golden-set").json()

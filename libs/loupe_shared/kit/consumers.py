@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from pydantic import ValidationError
@@ -69,7 +68,7 @@ async def _consume(
         while True:
             try:
                 messages = await subscription.fetch(batch, timeout=2)
-            except NatsTimeout:
+            except TimeoutError:  # nats-py raises its own subclass or the builtin
                 continue
             for message in messages:
                 try:

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from loupe_catalog.golden.tables import golden_images
 from loupe_catalog.tables import (
     image_records,
     image_tombstones,
@@ -110,6 +111,17 @@ async def referenced_by(conn: Conn, shas: list[str]) -> dict[str, list[dict[str,
     )
     for row in (await conn.execute(captures)).mappings():
         found.setdefault(row["capture_sha256"], []).append({"results": row["results"]})
+    golden = (
+        sa.select(
+            golden_images.c.capture_sha256, golden_images.c.program_id, golden_images.c.revision
+        )
+        .where(golden_images.c.capture_sha256.in_(shas))
+        .order_by(golden_images.c.program_id, golden_images.c.revision)
+    )
+    for row in (await conn.execute(golden)).mappings():
+        found.setdefault(row["capture_sha256"], []).append(
+            {"golden_set": {"program_id": str(row["program_id"]), "revision": row["revision"]}}
+        )
     return found
 
 

@@ -16,7 +16,6 @@ from contextlib import suppress
 
 import asyncpg
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -121,7 +120,7 @@ class Ingester:
                     partitions_at = time.monotonic()
                 try:
                     messages = await subscription.fetch(self.fetch_messages, timeout=1)
-                except NatsTimeout:
+                except TimeoutError:  # nats-py raises its own subclass or the builtin
                     continue
                 await self.handle(conn, messages)
         finally:

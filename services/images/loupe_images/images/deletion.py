@@ -20,7 +20,6 @@ from typing import Any, cast
 from minio import Minio
 from nats.aio.client import Client
 from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.client import JetStreamContext
 from prometheus_client import CollectorRegistry, Counter
 
@@ -75,7 +74,7 @@ class Deleter:
             reply = await self.nc.request(
                 subjects.subject(subject, self.namespace), payload, timeout=self.timeout_s
             )
-        except (NoRespondersError, NatsTimeout):
+        except (NoRespondersError, TimeoutError):
             raise _catalog_unreachable() from None
         return reply.data
 
