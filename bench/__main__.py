@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 from tests.support import free_stack_ports
 
+from bench.backup import bench_backup
 from bench.catalog import bench_catalog
 from bench.images import bench_images
 from bench.inspect import bench_inspect
@@ -90,7 +91,16 @@ def bench_gateway(stack: Stack, count: int = 400) -> list[Row]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
-    everything = ["startup", "gateway", "catalog", "images", "results", "inspect", "legacy"]
+    everything = [
+        "startup",
+        "gateway",
+        "catalog",
+        "images",
+        "results",
+        "inspect",
+        "legacy",
+        "backup",
+    ]
     parser.add_argument("names", nargs="*", default=everything)
     args = parser.parse_args()
     configure_logging("bench", "warning")
@@ -115,6 +125,8 @@ def main() -> int:
                     rows += bench_inspect(stack, base / "inspect")
                 if "legacy" in args.names:
                     rows += bench_legacy(stack)
+                if "backup" in args.names:  # last: it seeds blobs and briefly holds maintenance
+                    rows += bench_backup(stack)
             finally:
                 stack.stop()
     finally:
