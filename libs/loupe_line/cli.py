@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,13 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--program-revision", type=int)
     sim.add_argument("--seed", type=int, help="repeatable verdicts and defects")
     sim.add_argument("--spool", type=Path, help="default: LOUPE_LINE_SPOOL_PATH")
+    sim.add_argument(
+        "--drain-timeout",
+        type=_non_negative(float),
+        default=60.0,
+        help="at the end, seconds to wait for the spool to be replayed (default 60); what is"
+        " left is sent by the next run on the same spool, and the exit status is 3",
+    )
 
     status = commands.add_parser("spool-status", help="what the local spool holds")
     status.add_argument("--spool", type=Path, help="default: LOUPE_LINE_SPOOL_PATH")
@@ -183,6 +190,8 @@ async def _simulate(args: argparse.Namespace, settings: LineSettings) -> int:
                 sent += 1
                 report.update(sent, client.stats)
             await client.flush()
+            if not stop.is_set():
+                await _first(stop, client.wait_replayed(args.drain_timeout))
             report.update(sent, client.stats, force=True)
     finally:
         await client.close()  # flushes: every result sent is acknowledged or spooled
@@ -190,7 +199,25 @@ async def _simulate(args: argparse.Namespace, settings: LineSettings) -> int:
     _summary(settings, sent, elapsed, client.stats(), interrupted=stop.is_set())
     if client.stats().lost:
         return 1
-    return 130 if stop.is_set() else 0
+    if stop.is_set():
+        return 130
+    if client.stats().spool_depth:
+        err.print(
+            f"warning: {client.stats().spool_depth} messages are still in the spool; the next"
+            " run on the same spool sends them"
+        )
+        return 3
+    return 0
+
+
+async def _first(stop: asyncio.Event, work: Coroutine[Any, Any, Any]) -> None:
+    """Run `work` until it ends or `stop` is set, whichever comes first."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    for pending in (task, stopper):
+        pending.cancel()
+    await asyncio.gather(task, stopper, return_exceptions=True)
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
