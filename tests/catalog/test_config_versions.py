@@ -95,6 +95,6 @@ def shared_fixture() -> list[dict[str, Any]]:
     import json
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "legacy-localstorage.json"
+    path = Path(__file__).resolve().parents[1] / "fixtures" / "legacy-localstorage.json"
     data: list[dict[str, Any]] = json.loads(path.read_text())
     return data

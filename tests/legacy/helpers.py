@@ -9,12 +9,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-FIXTURE = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "fixtures"
-    / ("legacy-localstorage.json")
-)
+# A copy of the project's shared legacy export, kept with the tests so a clone runs them alone.
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "legacy-localstorage.json"
 
 
 def fixture_programs() -> list[dict[str, Any]]:
