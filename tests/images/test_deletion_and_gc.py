@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-from nats.errors import TimeoutError as NatsTimeout
 
 from loupe_images.images import storage
 from loupe_shared.contracts import subjects
@@ -52,7 +51,7 @@ def _events(store: IsolatedStore, subject: str) -> list[dict[str, Any]]:
                 while True:
                     batch = await sub.fetch(100, timeout=1)
                     found += [json.loads(m.data) for m in batch]
-            except NatsTimeout:
+            except TimeoutError:  # nats-py raises its own subclass or the builtin
                 return found
         finally:
             # Not drain(): a pull subscription that timed out keeps drain() waiting.

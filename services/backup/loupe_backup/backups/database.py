@@ -14,7 +14,14 @@ from loupe_shared.kit.settings import DatabaseSettings
 ALEMBIC = "alembic_version"
 # Tables an `Include` can leave out; every other table is always backed up.
 OPTIONAL_TABLES = {
-    "programs": ("programs", "program_revisions"),
+    # With the programs go the tables whose rows point at them.
+    "programs": (
+        "programs",
+        "program_revisions",
+        "legacy_programs",
+        "golden_images",
+        "golden_runs",
+    ),
     "images": ("image_records", "image_tombstones"),
     "results": ("results",),
     "audit": ("audit_log",),
