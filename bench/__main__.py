@@ -109,7 +109,7 @@ def main() -> int:
     try:
         if "startup" in args.names:
             rows += bench_startup(base / "startup")
-        if set(everything[1:]) & set(args.names):
+        if set(everything[1:-1]) & set(args.names):
             stack = Stack(_settings(base / "data"))
             stack.start()
             try:
@@ -125,8 +125,15 @@ def main() -> int:
                     rows += bench_inspect(stack, base / "inspect")
                 if "legacy" in args.names:
                     rows += bench_legacy(stack)
-                if "backup" in args.names:  # last: it seeds blobs and briefly holds maintenance
-                    rows += bench_backup(stack)
+            finally:
+                stack.stop()
+        if "backup" in args.names:
+            # A stack of its own: the backup then holds the 2,000 images and nothing that the
+            # other benchmarks left in the database, and its maintenance window disturbs nobody.
+            stack = Stack(_settings(base / "backup"))
+            stack.start()
+            try:
+                rows += bench_backup(stack)
             finally:
                 stack.stop()
     finally:
