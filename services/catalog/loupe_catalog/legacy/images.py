@@ -35,7 +35,6 @@ class MasterImage:
     data: bytes
     sha256: str
     content_type: str
-    declared_type: str | None
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -118,4 +117,4 @@ def decode(value: str, max_bytes: int) -> MasterImage:
     warnings = []
     if declared is not None and declared != actual:
         warnings.append(f"declared {declared}, but the bytes are {actual}: stored as {actual}")
-    return MasterImage(data, hashlib.sha256(data).hexdigest(), actual, declared, warnings)
+    return MasterImage(data, hashlib.sha256(data).hexdigest(), actual, warnings)

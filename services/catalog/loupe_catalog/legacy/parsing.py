@@ -38,7 +38,6 @@ class LegacyEntry:
     config: dict[str, Any]
     image: str | None
     source_checksum: str
-    created_at: str | None = None
     updated_at: str | None = None
     problem: str | None = None
     warnings: list[str] = field(default_factory=list)
@@ -107,7 +106,6 @@ def _entry(position: int, raw: Any, images: dict[str, Any]) -> LegacyEntry:
         {},
         None,
         checksum,
-        created_at=_text(raw.get("createdAt")),
         updated_at=_text(raw.get("updatedAt")),
     )
     if not isinstance(legacy_id, str) or not legacy_id.strip():

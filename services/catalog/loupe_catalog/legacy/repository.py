@@ -180,10 +180,7 @@ async def list_runs(
 
 async def program_state(session: AsyncSession, program_id: uuid.UUID) -> RowMapping | None:
     found = await session.execute(
-        text(
-            "SELECT id, current_revision, archived_at, data_checksum, master_image_sha256, "
-            "legacy_id FROM programs WHERE id = :id"
-        ),
+        text("SELECT id, current_revision, archived_at, legacy_id FROM programs WHERE id = :id"),
         {"id": program_id},
     )
     return found.mappings().first()

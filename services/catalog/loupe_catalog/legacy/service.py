@@ -150,16 +150,17 @@ async def _decide(session: AsyncSession, planned: list[Planned]) -> None:
                 )
                 continue
             item.outcome = "revised"
-        holder = taken.get(name.lower())
-        if (holder is not None and holder != owner) or name.lower() in claimed:
+        key = name.lower()
+        holder = taken.get(key)
+        if (holder is not None and holder != owner) or key in claimed:
             where = (
-                f"the program at position {claimed[name.lower()]} of this export"
-                if name.lower() in claimed
+                f"the program at position {claimed[key]} of this export"
+                if key in claimed
                 else "an active program"
             )
             plan.invalid("name_clash", f"{where} is already named {name!r}; rename one of them")
             continue
-        claimed[name.lower()] = entry.position
+        claimed[key] = entry.position
 
 
 def _totals(planned: list[Planned]) -> dict[str, int]:
@@ -202,13 +203,14 @@ async def plan(
 
 async def dry_run(session: AsyncSession, body: bytes, settings: CatalogSettings) -> Report:
     parsed, digest, planned = await plan(session, body, settings)
-    _log.info("migrations.legacy_dry_run", input_sha256=digest, **_totals(planned))
+    totals = _totals(planned)
+    _log.info("migrations.legacy_dry_run", input_sha256=digest, **totals)
     return Report(
         run_id=None,
         dry_run=True,
         input_sha256=digest,
         input_shape=parsed.shape,
-        totals=_totals(planned),
+        totals=totals,
         items=[p.item for p in planned],
     )
 
@@ -307,15 +309,15 @@ async def _write(
         )
         if row["current_revision"] == plan.previous_revision:
             item.outcome = "already_migrated"  # only the legacy timestamps changed
-    # Read back what was stored: the checksum over the stored config and image hash.
-    stored = await programs.get(session, row["id"])
-    recomputed = programs.data_checksum(stored["config"], stored["master_image_sha256"])
-    if recomputed != item.data_checksum or stored["data_checksum"] != item.data_checksum:
+    # `create` and `update` answer the program as read back from the database: verify the
+    # checksum over the stored config and image hash.
+    recomputed = programs.data_checksum(row["config"], row["master_image_sha256"])
+    if recomputed != item.data_checksum or row["data_checksum"] != item.data_checksum:
         raise _Unverified(f"stored checksum {recomputed} differs from {item.data_checksum}")
-    item.program_id = stored["id"]
-    item.revision = stored["current_revision"]
+    item.program_id = row["id"]
+    item.revision = row["current_revision"]
     await repository.upsert_mapping(
-        session, entry.legacy_id, stored["id"], entry.source_checksum, run_id
+        session, entry.legacy_id, row["id"], entry.source_checksum, run_id
     )
 
 
