@@ -77,7 +77,7 @@ async def test_revisions_are_kept_by_number_and_current_for_a_while() -> None:
     asked: list[str] = []
 
     def revision(number: int) -> ProgramRevision:
-        return ProgramRevision(program, number, "ab" * 32, InspectionConfig(), "c")
+        return ProgramRevision(program, number, "ab" * 32, InspectionConfig())
 
     async def by_number(_: uuid.UUID, number: int) -> ProgramRevision:
         asked.append(f"#{number}")

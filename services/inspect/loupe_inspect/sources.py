@@ -32,7 +32,6 @@ class ProgramRevision:
     revision: int
     master_image_sha256: str | None
     config: InspectionConfig
-    data_checksum: str
 
 
 def blob_key(sha256: str) -> str:
@@ -53,17 +52,18 @@ def _revision(program_id: uuid.UUID, body: dict[str, Any], number: int) -> Progr
         revision=number,
         master_image_sha256=body.get("master_image_sha256"),
         config=config,
-        data_checksum=str(body.get("data_checksum", "")),
+    )
+
+
+def _client(base_url: str, token: str, timeout_s: float) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base_url, timeout=timeout_s, headers={"Authorization": f"Bearer {token}"}
     )
 
 
 class Catalog:
     def __init__(self, base_url: str, token: str, timeout_s: float) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            timeout=timeout_s,
-            headers={"Authorization": f"Bearer {token}"},
-        )
+        self._client = _client(base_url, token, timeout_s)
 
     async def _get(self, path: str, **params: Any) -> httpx.Response | None:
         try:
@@ -150,11 +150,7 @@ class Images:
     thumbnails and announces them like any upload)."""
 
     def __init__(self, base_url: str, token: str, timeout_s: float) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            timeout=timeout_s,
-            headers={"Authorization": f"Bearer {token}"},
-        )
+        self._client = _client(base_url, token, timeout_s)
 
     async def store_overlay(self, data: bytes, *, line_id: str, request_id: uuid.UUID) -> str:
         # The images service takes masters and captures; an overlay is a capture tagged so.

@@ -1,7 +1,6 @@
 """One inspection: align, warp, compare per ROI, evaluate the tools, decide the verdict."""
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import cv2
@@ -55,7 +54,6 @@ class Outcome:
     pose: Pose
     # Mean normalised correlation of the capture with the master over the ROIs (1: same).
     similarity: float | None
-    timings_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def defects(self) -> list[Found]:
@@ -125,17 +123,13 @@ def _coverage(local: np.ndarray, capture_shape: tuple[int, ...], size: tuple[int
 def inspect(
     master: PreparedMaster, capture: Gray, config: InspectionConfig, *, max_align_pixels: int
 ) -> Outcome:
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
     tools = config.enabled_tools
     rects = [clip_roi((t.roi.x, t.roi.y, t.roi.width, t.roi.height), master.shape) for t in tools]
     scale = align_scale(master.gray.shape, config.alignment.scale, max_align_pixels)
     pose = align(master.reduced(scale), reduce(capture, scale), scale, config.alignment)
-    timings["align"] = (time.perf_counter() - started) * 1000
     if not tools:
-        return Outcome("pass", [], pose, None, timings)
+        return Outcome("pass", [], pose, None)
 
-    started = time.perf_counter()
     region = _union(rects)
     rx, ry, rw, rh = region
     local = _shifted(pose.matrix, rx, ry)
@@ -147,9 +141,7 @@ def inspect(
     valid: Gray | None = None
     if not _covered(pose.matrix, region, capture.shape):
         valid = _coverage(local, capture.shape, (rw, rh))
-    timings["warp"] = (time.perf_counter() - started) * 1000
 
-    started = time.perf_counter()
     outcomes: list[ToolOutcome] = []
     similarities: list[float] = []
     for tool, rect in zip(tools, rects, strict=True):
@@ -166,10 +158,9 @@ def inspect(
             outcomes.append(_difference(tool, rect, comparison))
         else:
             outcomes.append(_presence(tool, rect, comparison))
-    timings["tools"] = (time.perf_counter() - started) * 1000
     verdict: Literal["pass", "fail"] = "pass" if all(o.passed for o in outcomes) else "fail"
     similarity = float(np.mean(similarities)) if similarities else None
-    return Outcome(verdict, outcomes, pose, similarity, timings)
+    return Outcome(verdict, outcomes, pose, similarity)
 
 
 def _difference(tool: DifferenceTool, rect: Rect, comparison: cmp.Comparison) -> ToolOutcome:
