@@ -14,6 +14,7 @@ import httpx
 
 from loupe_images.images import storage
 from loupe_shared.contracts import subjects
+from loupe_shared.kit import s3 as s3kit
 from loupe_shared.kit.auth import Role
 from loupe_shared.kit.nats import connect
 from tests.catalog.conftest import sql
@@ -80,7 +81,7 @@ def test_delete_refused_while_referenced_unless_an_admin_forces(
         assert images.get(f"/api/images/{free}", headers=engineer).status_code == 404
         left = list(storage.listing(store.s3, store.bucket, f"thumbnails/{free[:2]}/{free}/"))
         assert left == []
-        assert not storage.exists(store.s3, store.bucket, storage.status_key(free))
+        assert not s3kit.exists(store.s3, store.bucket, storage.status_key(free))
         eventually("record dropped", lambda: _record(catalog, engineer, free) is None)
         again = images.post("/api/images", content=make_image(seed=1), headers=engineer)
         assert again.status_code == 201
@@ -93,7 +94,7 @@ def test_delete_refused_while_referenced_unless_an_admin_forces(
         assert refused.headers["content-type"] == "application/problem+json"
         assert refused.json()["references"][0]["program_id"] == program.json()["id"]
         assert images.get(f"/api/images/{used}", headers=engineer).status_code == 200
-        assert storage.exists(store.s3, store.bucket, storage.status_key(used))
+        assert s3kit.exists(store.s3, store.bucket, storage.status_key(used))
 
         # Force is for admins only.
         forced = images.delete(f"/api/images/{used}?force=true", headers=engineer)

@@ -8,6 +8,7 @@ import httpx
 
 from loupe_images.images import storage
 from loupe_shared.contracts import subjects
+from loupe_shared.kit import s3 as s3kit
 from loupe_shared.kit.auth import Role
 from tests.images.conftest import IsolatedStore
 from tests.images.test_deletion_and_gc import _events, _record
@@ -246,7 +247,7 @@ def test_object_store_outage_keeps_cached_thumbnails_and_leaves_nothing_half_wri
             # Nothing of the refused upload exists, and it goes through now.
             missing = hashlib.sha256(data).hexdigest()
             for key in (storage.blob_key(missing), storage.status_key(missing)):
-                assert not storage.exists(store.s3, store.bucket, key)
+                assert not s3kit.exists(store.s3, store.bucket, key)
             assert images.post("/api/images", content=data, headers=engineer).status_code == 201
 
             # An upload stopped between the blob and its thumbnails (the blob alone is there):

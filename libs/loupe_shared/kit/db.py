@@ -3,7 +3,7 @@ Inside a request, code only `flush()`es; on an error everything rolls back."""
 
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import asyncpg
 from fastapi import Depends, Request
@@ -56,6 +56,23 @@ async def _no_reset(_: asyncpg.Connection) -> None:
     return None
 
 
+def _connect_args(settings: DatabaseSettings, application_name: str) -> dict[str, Any]:
+    return {
+        "host": settings.db_host,
+        "port": settings.db_port,
+        "user": settings.db_user,
+        "password": settings.db_password.get_secret_value() or None,
+        "database": settings.db_name,
+        "server_settings": {"application_name": application_name},
+    }
+
+
+async def connect(settings: DatabaseSettings, application_name: str) -> asyncpg.Connection:
+    """One plain asyncpg connection, for long-running workers (ingest, backups)."""
+    conn: asyncpg.Connection = await asyncpg.connect(**_connect_args(settings, application_name))
+    return conn
+
+
 async def create_read_pool(settings: DatabaseSettings, application_name: str) -> asyncpg.Pool:
     """A plain asyncpg pool for hot read paths, where SQLAlchemy's per-query overhead is most
     of the cost (see docs/performance.md). JSON columns decode to Python values."""
@@ -67,17 +84,12 @@ async def create_read_pool(settings: DatabaseSettings, application_name: str) ->
             )
 
     pool: asyncpg.Pool = await asyncpg.create_pool(
-        host=settings.db_host,
-        port=settings.db_port,
-        user=settings.db_user,
-        password=settings.db_password.get_secret_value() or None,
-        database=settings.db_name,
+        **_connect_args(settings, application_name),
         min_size=2,
         max_size=settings.db_pool_size,
         init=init,
         # Only single read statements run here: no session state to reset on release.
         reset=_no_reset,
-        server_settings={"application_name": application_name},
     )
     return pool
 

@@ -6,8 +6,13 @@ The SDK is synchronous: call it through `asyncio.to_thread` from async code.
 import asyncio
 
 import urllib3
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from minio import Minio
+from minio.error import S3Error
 
+from loupe_shared.kit.logging import get_logger
+from loupe_shared.kit.problems import problem_response
 from loupe_shared.kit.settings import S3Settings
 
 
@@ -33,6 +38,44 @@ def client(settings: S3Settings) -> Minio:
 
 # What the SDK raises when the object store cannot be reached or answers 5xx.
 UNAVAILABLE: tuple[type[Exception], ...] = (urllib3.exceptions.HTTPError, ConnectionError)
+# S3 error codes for an object that is not there (they differ between servers).
+MISSING = ("NoSuchKey", "NotFound", "NoSuchObject")
+
+
+def exists(s3: Minio, bucket: str, key: str) -> bool:
+    try:
+        s3.stat_object(bucket, key)
+    except S3Error as exc:
+        if exc.code in MISSING:
+            return False
+        raise
+    return True
+
+
+def remove(s3: Minio, bucket: str, key: str) -> None:
+    """Remove `key`; removing what is not there is not an error."""
+    try:
+        s3.remove_object(bucket, key)
+    except S3Error as exc:
+        if exc.code not in MISSING:
+            raise
+
+
+def answer_unavailable_with_503(app: FastAPI, service: str) -> None:
+    """An unreachable object store is a 503 problem that says nothing was changed."""
+    log = get_logger(f"{service}.app")
+
+    async def storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning(f"{service}.object_store_unavailable", error=str(exc))
+        return problem_response(
+            request,
+            503,
+            "The object store cannot be reached; nothing was changed. Try again shortly.",
+            headers={"Retry-After": "5"},
+        )
+
+    for error in UNAVAILABLE:
+        app.add_exception_handler(error, storage_unavailable)
 
 
 def ensure_bucket_sync(s3: Minio, bucket: str) -> bool:

@@ -3,7 +3,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
 from loupe_images.images import endpoints as image_endpoints
 from loupe_images.images import integrity_endpoints
@@ -13,11 +12,7 @@ from loupe_images.images.thumbnailer import Thumbnailer
 from loupe_images.settings import ImagesSettings
 from loupe_shared.kit import s3
 from loupe_shared.kit.app import create_app
-from loupe_shared.kit.logging import get_logger
-from loupe_shared.kit.problems import problem_response
 from loupe_shared.kit.runtime import check_nats, check_tokens, nats_and_tokens
-
-_log = get_logger("images.app")
 
 
 def build(settings: ImagesSettings) -> FastAPI:
@@ -101,15 +96,5 @@ def build(settings: ImagesSettings) -> FastAPI:
         readiness={"object_store": check_bucket, "nats": check_nats, "tokens": check_tokens},
     )
 
-    async def storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        _log.warning("images.object_store_unavailable", error=str(exc))
-        return problem_response(
-            request,
-            503,
-            "The object store cannot be reached; nothing was changed. Try again shortly.",
-            headers={"Retry-After": "5"},
-        )
-
-    for error in s3.UNAVAILABLE:
-        app.add_exception_handler(error, storage_unavailable)
+    s3.answer_unavailable_with_503(app, "images")
     return app

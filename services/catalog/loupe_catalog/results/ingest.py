@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from loupe_catalog.results import partitions
 from loupe_catalog.results.rows import COLUMNS, Malformed, Row, rows
 from loupe_shared.contracts import subjects
+from loupe_shared.kit import db
 from loupe_shared.kit.consumers import dead_letter
 from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.settings import DatabaseSettings
@@ -81,15 +82,7 @@ class Ingester:
                 await asyncio.sleep(1)
 
     async def _connect(self) -> asyncpg.Connection:
-        d = self.database
-        conn: asyncpg.Connection = await asyncpg.connect(
-            host=d.db_host,
-            port=d.db_port,
-            user=d.db_user,
-            password=d.db_password.get_secret_value() or None,
-            database=d.db_name,
-            server_settings={"application_name": "loupe-results-ingest"},
-        )
+        conn = await db.connect(self.database, "loupe-results-ingest")
         await conn.execute(
             "CREATE TEMP TABLE results_staging (LIKE results INCLUDING DEFAULTS) "
             "ON COMMIT DELETE ROWS"

@@ -34,6 +34,7 @@ from loupe_shared.contracts.rpc import (
     TombstonesReply,
     TombstonesRequest,
 )
+from loupe_shared.kit import s3 as s3kit
 from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.problems import Problem
 
@@ -109,7 +110,7 @@ class Deleter:
             )
         ]
         for key in [*keys, storage.status_key(sha256), storage.blob_key(sha256)]:
-            await asyncio.to_thread(storage.remove, self.s3, self.bucket, key)
+            await asyncio.to_thread(s3kit.remove, self.s3, self.bucket, key)
         self.thumbnailer.cache.discard(sha256)
         event = ImageDeleted(
             event_id=f"images.deleted.{sha256}.{uuid.uuid4().hex}",

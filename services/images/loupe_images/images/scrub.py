@@ -27,6 +27,7 @@ from loupe_images.images import storage
 from loupe_images.images.thumbnailer import Thumbnailer
 from loupe_shared.contracts import subjects
 from loupe_shared.contracts.events import IntegrityMismatch
+from loupe_shared.kit import s3 as s3kit
 from loupe_shared.kit.logging import get_logger
 
 _log = get_logger("images.scrub")
@@ -260,7 +261,7 @@ class Scrubber:
 
     async def _still_stored(self, sha: str) -> bool:
         status = storage.status_key(sha)
-        return await asyncio.to_thread(storage.exists, self.s3, self.bucket, status)
+        return await asyncio.to_thread(s3kit.exists, self.s3, self.bucket, status)
 
     async def _report(
         self, check: Check, actual: tuple[str, int] | None, pass_id: str

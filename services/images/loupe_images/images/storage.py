@@ -11,6 +11,8 @@ from typing import IO, Any, BinaryIO, cast
 from minio import Minio
 from minio.error import S3Error
 
+from loupe_shared.kit import s3 as s3kit
+
 
 def blob_key(sha256: str) -> str:
     return f"blobs/{sha256[:2]}/{sha256}"
@@ -53,7 +55,7 @@ def status_key(sha256: str) -> str:
     return f"status/{sha256[:2]}/{sha256}.json"
 
 
-_MISSING = ("NoSuchKey", "NotFound", "NoSuchObject")
+_MISSING = s3kit.MISSING
 _MIN_PART = 5 * 1024 * 1024
 
 
@@ -135,25 +137,6 @@ def put(s3: Minio, bucket: str, image: StoredImage, body: IO[bytes]) -> None:
     )
 
 
-def exists(s3: Minio, bucket: str, key: str) -> bool:
-    try:
-        s3.stat_object(bucket, key)
-    except S3Error as exc:
-        if exc.code in _MISSING:
-            return False
-        raise
-    return True
-
-
-def remove(s3: Minio, bucket: str, key: str) -> None:
-    """Remove `key`; removing what is not there is not an error."""
-    try:
-        s3.remove_object(bucket, key)
-    except S3Error as exc:
-        if exc.code not in _MISSING:
-            raise
-
-
 @dataclass(frozen=True)
 class Listed:
     key: str
@@ -196,5 +179,5 @@ def move(s3: Minio, bucket: str, key: str, to_key: str) -> bool:
     if data is None:
         return False
     put_bytes(s3, bucket, to_key, data, "application/octet-stream")
-    remove(s3, bucket, key)
+    s3kit.remove(s3, bucket, key)
     return True
