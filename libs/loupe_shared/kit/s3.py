@@ -42,6 +42,12 @@ UNAVAILABLE: tuple[type[Exception], ...] = (urllib3.exceptions.HTTPError, Connec
 MISSING = ("NoSuchKey", "NotFound", "NoSuchObject")
 
 
+def image_blob_key(sha256: str) -> str:
+    """Where an image's bytes live in the images bucket: the images service writes there,
+    inspection workers and backup exports read from there."""
+    return f"blobs/{sha256[:2]}/{sha256}"
+
+
 def exists(s3: Minio, bucket: str, key: str) -> bool:
     try:
         s3.stat_object(bucket, key)

@@ -14,8 +14,7 @@ from minio import Minio
 from minio.error import S3Error
 
 from loupe_inspect.pipeline.config import InspectionConfig
-
-_MISSING = ("NoSuchKey", "NotFound", "NoSuchObject")
+from loupe_shared.kit import s3 as s3kit
 
 
 class Rejected(Exception):
@@ -32,11 +31,6 @@ class ProgramRevision:
     revision: int
     master_image_sha256: str | None
     config: InspectionConfig
-
-
-def blob_key(sha256: str) -> str:
-    """Where the images service keeps an image's bytes (its content-addressed layout)."""
-    return f"blobs/{sha256[:2]}/{sha256}"
 
 
 def _revision(program_id: uuid.UUID, body: dict[str, Any], number: int) -> ProgramRevision:
@@ -125,9 +119,9 @@ class Blobs:
 
     def _read(self, sha256: str) -> bytes | None:
         try:
-            response = self._s3.get_object(self._bucket, blob_key(sha256))
+            response = self._s3.get_object(self._bucket, s3kit.image_blob_key(sha256))
         except S3Error as exc:
-            if exc.code in _MISSING:
+            if exc.code in s3kit.MISSING:
                 return None
             raise Unavailable(f"the object store answered {exc.code}") from exc
         try:

@@ -13,9 +13,7 @@ from minio.error import S3Error
 
 from loupe_shared.kit import s3 as s3kit
 
-
-def blob_key(sha256: str) -> str:
-    return f"blobs/{sha256[:2]}/{sha256}"
+blob_key = s3kit.image_blob_key
 
 
 @dataclass(frozen=True)
