@@ -31,6 +31,7 @@ from minio import Minio
 from minio.deleteobjects import DeleteObject
 from tests.support import free_stack_ports
 
+from loupe_shared.kit.s3 import ensure_bucket_sync
 from loupe_stack.config import StackSettings
 from loupe_stack.processes import ManagedProcess, free_port, http_ok, wait_until
 from loupe_stack.stack import Stack
@@ -63,8 +64,7 @@ def _first_write(s3: Minio, bucket: str) -> None:
 
 
 def _new_bucket(s3: Minio, name: str) -> str:
-    if not s3.bucket_exists(name):
-        s3.make_bucket(name)
+    ensure_bucket_sync(s3, name)
     _first_write(s3, name)
     return name
 

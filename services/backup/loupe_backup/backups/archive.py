@@ -6,7 +6,6 @@ nothing unexpected — before anything is written to the backup bucket; a tamper
 refused and leaves no trace.
 """
 
-import hashlib
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -109,14 +108,10 @@ def check(path: Path) -> Manifest:
                     problems.append(f"unexpected member {member.name}")
                     continue
                 seen.add(member.name)
-                digest = hashlib.sha256()
-                size = 0
                 data = tar.extractfile(member)
                 assert data is not None
-                while chunk := data.read(objects.CHUNK):
-                    digest.update(chunk)
-                    size += len(chunk)
-                if digest.hexdigest() != hashes[member.name] or size != expected[member.name].size:
+                sha256, size = objects.read_sha256(data)
+                if sha256 != hashes[member.name] or size != expected[member.name].size:
                     problems.append(f"{member.name} does not match the manifest")
             problems += [f"{name} is missing" for name in sorted(expected.keys() - seen)]
     except tarfile.TarError as exc:

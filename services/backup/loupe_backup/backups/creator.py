@@ -19,6 +19,7 @@ from loupe_backup.backups.progress import ProgressReporter
 from loupe_backup.backups.records import BackupRecord
 from loupe_backup.settings import BackupSettings
 from loupe_shared import __version__
+from loupe_shared.kit import db
 from loupe_shared.kit.logging import get_logger
 
 _log = get_logger("backup.creator")
@@ -86,7 +87,7 @@ class BackupCreator:
                 asyncio.to_thread(list_backup_blobs, self.s3, self.settings.backup_bucket)
             )
             try:
-                conn = await database.connect(self.settings, "loupe-backup")
+                conn = await db.connect(self.settings, "loupe-backup")
                 try:
                     dumped, revisions = await database.dump(conn, record.include, Path(directory))
                 finally:

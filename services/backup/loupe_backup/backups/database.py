@@ -9,7 +9,6 @@ from typing import Any
 import asyncpg
 
 from loupe_backup.backups.manifest import Column, Include, Partition
-from loupe_shared.kit.settings import DatabaseSettings
 
 ALEMBIC = "alembic_version"
 # Tables an `Include` can leave out; every other table is always backed up.
@@ -38,18 +37,6 @@ class Table:
     @property
     def copied_columns(self) -> list[str]:
         return [c.name for c in self.columns]
-
-
-async def connect(settings: DatabaseSettings, application_name: str) -> asyncpg.Connection:
-    conn: asyncpg.Connection = await asyncpg.connect(
-        host=settings.db_host,
-        port=settings.db_port,
-        user=settings.db_user,
-        password=settings.db_password.get_secret_value() or None,
-        database=settings.db_name,
-        server_settings={"application_name": application_name},
-    )
-    return conn
 
 
 def quote(name: str) -> str:

@@ -123,9 +123,7 @@ async def restore_backup(
         if principal.role != "admin":
             raise Problem(403, f"Role '{principal.role}' may not restore (needs the admin role).")
         restore = await svc.restore(record, body.mode, principal, body.restore_point)
-    except (CorruptManifest, UnsupportedFormat, RestoreRefused) as exc:
-        raise Problem(409, str(exc)) from None
-    except Busy as exc:
+    except (CorruptManifest, UnsupportedFormat, RestoreRefused, Busy) as exc:
         raise Problem(409, str(exc)) from None
     await audit(
         svc,

@@ -4,17 +4,19 @@ import hashlib
 import html
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, TypeVar, cast
 
 from minio import Minio
 from minio.error import S3Error
+from urllib3 import BaseHTTPResponse
 
 _MISSING = ("NoSuchKey", "NotFound", "NoSuchObject")
 CHUNK = 1024 * 1024
 _META_PREFIX = "x-amz-meta-"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -82,8 +84,9 @@ def listing(s3: Minio, bucket: str, prefix: str) -> Iterator[Listed]:
             return
 
 
-def fetch(s3: Minio, bucket: str, key: str) -> Fetched | None:
-    """The object's bytes, SHA-256, type and user metadata; None when it is missing."""
+def _read(s3: Minio, bucket: str, key: str, consume: Callable[[BaseHTTPResponse], T]) -> T | None:
+    """`consume` applied to the object's GET response, which is then released; None when the
+    object is missing."""
     try:
         response = s3.get_object(bucket, key)
     except S3Error as exc:
@@ -91,11 +94,32 @@ def fetch(s3: Minio, bucket: str, key: str) -> Fetched | None:
             return None
         raise
     try:
-        data = response.read()
-        headers = response.headers
+        return consume(response)
     finally:
         response.close()
         response.release_conn()
+
+
+def _hash_chunks(
+    response: BaseHTTPResponse, write: Callable[[bytes], object] | None = None
+) -> tuple[str, int]:
+    """The SHA-256 and length of a streamed response, each chunk also given to `write`."""
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in response.stream(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+        if write is not None:
+            write(chunk)
+    return digest.hexdigest(), size
+
+
+def fetch(s3: Minio, bucket: str, key: str) -> Fetched | None:
+    """The object's bytes, SHA-256, type and user metadata; None when it is missing."""
+    found = _read(s3, bucket, key, lambda response: (response.read(), response.headers))
+    if found is None:
+        return None
+    data, headers = found
     metadata = {
         name.lower().removeprefix(_META_PREFIX): value
         for name, value in headers.items()
@@ -111,22 +135,7 @@ def fetch(s3: Minio, bucket: str, key: str) -> Fetched | None:
 
 def hash_stream(s3: Minio, bucket: str, key: str) -> tuple[str, int] | None:
     """The SHA-256 and length of an object, read as a stream; None when it is missing."""
-    try:
-        response = s3.get_object(bucket, key)
-    except S3Error as exc:
-        if exc.code in _MISSING:
-            return None
-        raise
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        for chunk in response.stream(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    finally:
-        response.close()
-        response.release_conn()
-    return digest.hexdigest(), size
+    return _read(s3, bucket, key, _hash_chunks)
 
 
 def put(
@@ -155,24 +164,12 @@ def put_file(s3: Minio, bucket: str, key: str, path: Path, content_type: str) ->
 
 def download(s3: Minio, bucket: str, key: str, path: Path) -> tuple[str, int] | None:
     """Write an object to `path`; answer its SHA-256 and length (None when missing)."""
-    try:
-        response = s3.get_object(bucket, key)
-    except S3Error as exc:
-        if exc.code in _MISSING:
-            return None
-        raise
-    digest = hashlib.sha256()
-    size = 0
-    try:
+
+    def write(response: BaseHTTPResponse) -> tuple[str, int]:
         with path.open("wb") as out:
-            for chunk in response.stream(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
-    finally:
-        response.close()
-        response.release_conn()
-    return digest.hexdigest(), size
+            return _hash_chunks(response, out.write)
+
+    return _read(s3, bucket, key, write)
 
 
 def stream(s3: Minio, bucket: str, key: str) -> Iterator[bytes]:
@@ -185,18 +182,7 @@ def stream(s3: Minio, bucket: str, key: str) -> Iterator[bytes]:
 
 
 def get_bytes(s3: Minio, bucket: str, key: str) -> bytes | None:
-    fetched = fetch(s3, bucket, key)
-    return None if fetched is None else fetched.data
-
-
-def exists(s3: Minio, bucket: str, key: str) -> bool:
-    try:
-        s3.stat_object(bucket, key)
-    except S3Error as exc:
-        if exc.code in _MISSING:
-            return False
-        raise
-    return True
+    return _read(s3, bucket, key, lambda response: response.read())
 
 
 def remove(s3: Minio, bucket: str, key: str) -> None:
@@ -207,11 +193,16 @@ def remove(s3: Minio, bucket: str, key: str) -> None:
             raise
 
 
-def file_sha256(path: Path) -> tuple[str, int]:
+def read_sha256(source: IO[bytes]) -> tuple[str, int]:
+    """The SHA-256 and length of what is left to read from `source`."""
     digest = hashlib.sha256()
     size = 0
-    with path.open("rb") as source:
-        while chunk := source.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
+    while chunk := source.read(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
     return digest.hexdigest(), size
+
+
+def file_sha256(path: Path) -> tuple[str, int]:
+    with path.open("rb") as source:
+        return read_sha256(source)

@@ -22,11 +22,12 @@ from minio import Minio
 
 from loupe_backup.backups import database, layout, objects
 from loupe_backup.backups.compatibility import check
-from loupe_backup.backups.creator import Copier
+from loupe_backup.backups.creator import IMAGE_PREFIXES, Copier
 from loupe_backup.backups.database import ALEMBIC, Table, quote
 from loupe_backup.backups.manifest import Manifest, ObjectEntry
 from loupe_backup.backups.records import RestoreRecord
 from loupe_backup.settings import BackupSettings
+from loupe_shared.kit import db
 from loupe_shared.kit.logging import get_logger
 
 _log = get_logger("backup.restorer")
@@ -58,7 +59,7 @@ class Restorer:
 
     async def plan(self, manifest: Manifest, mode: str) -> dict[str, Any]:
         """The dry run: what a restore would change, and whether it can."""
-        conn = await database.connect(self.settings, "loupe-backup-plan")
+        conn = await db.connect(self.settings, "loupe-backup-plan")
         try:
             tables = await database.describe(conn)
             current = await database.revisions(conn)
@@ -93,7 +94,7 @@ class Restorer:
     async def _missing_objects(self, entries: list[ObjectEntry]) -> list[ObjectEntry]:
         def present() -> set[str]:
             found: set[str] = set()
-            for prefix in ("blobs/", "thumbnails/", "status/"):
+            for prefix in IMAGE_PREFIXES:
                 found |= {
                     o.key for o in objects.listing(self.s3, self.settings.images_bucket, prefix)
                 }
@@ -167,7 +168,7 @@ class Restorer:
         self, manifest: Manifest, paths: dict[str, Path], record: RestoreRecord, phase: Phase
     ) -> None:
         """Replace every table's rows in one transaction, health-checked before commit."""
-        conn = await database.connect(self.settings, "loupe-backup-restore")
+        conn = await db.connect(self.settings, "loupe-backup-restore")
         try:
             async with conn.transaction():
                 tables = await database.describe(conn)

@@ -28,13 +28,18 @@ from loupe_shared.contracts import subjects
 from loupe_shared.contracts.backup import BACKUP_FORMAT_VERSION, MaintenanceNotice
 from loupe_shared.contracts.events import BackupFinished
 from loupe_shared.contracts.streams import MAINTENANCE_BUCKET
-from loupe_shared.kit import maintenance
+from loupe_shared.kit import db, maintenance
 from loupe_shared.kit.audit import publish_audit
 from loupe_shared.kit.auth import Principal
 from loupe_shared.kit.logging import get_logger
 
 _log = get_logger("backup.service")
 _REVISIONS_TTL_S = 5.0
+
+
+def _new_backup_id() -> str:
+    """Sortable by creation time, unique by its random tail."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
 
 
 class Busy(Exception):
@@ -132,7 +137,7 @@ class BackupService:
         # A restore point is incremental too: it must hold everything, not re-read everything.
         parent = await self.latest_completed() if kind in ("incremental", "restore-point") else None
         record = BackupRecord(
-            id=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8],
+            id=_new_backup_id(),
             kind=kind,
             include=include,
             parent_id=parent.id if parent else None,
@@ -233,7 +238,7 @@ class BackupService:
         cached = self._revisions
         if cached is not None and time.monotonic() - cached[0] < _REVISIONS_TTL_S:
             return cached[1]
-        conn = await database.connect(self.settings, "loupe-backup")
+        conn = await db.connect(self.settings, "loupe-backup")
         try:
             found = await database.revisions(conn)
         finally:
@@ -293,7 +298,7 @@ class BackupService:
         """Check the whole archive, then store it as a new completed set."""
         manifest = await asyncio.to_thread(archive.check, path)
         record = BackupRecord(
-            id=datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8],
+            id=_new_backup_id(),
             kind="imported",
             include=manifest.include,
             created_by=imported_by,

@@ -12,9 +12,10 @@ from typing import Any
 import asyncpg
 from minio import Minio
 
-from loupe_backup.backups import database, objects
+from loupe_backup.backups import objects
 from loupe_backup.settings import BackupSettings
 from loupe_shared import __version__
+from loupe_shared.kit import db
 
 EXPORT_VERSION = "1.0.0"
 
@@ -122,7 +123,7 @@ async def export(
     results: int,
     logs: int,
 ) -> dict[str, Any]:
-    conn = await database.connect(settings, "loupe-backup-export")
+    conn = await db.connect(settings, "loupe-backup-export")
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             programs = await _programs(conn)
