@@ -7,6 +7,7 @@ import uuid
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loupe_shared.kit.logging import get_logger
@@ -14,6 +15,12 @@ from loupe_shared.kit.logging import get_logger
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _log = get_logger("loupe.http")
+
+
+def request_id(request: Request) -> str | None:
+    """The id the request-id middleware gave this request."""
+    value: str | None = request.scope["state"].get("request_id")
+    return value
 
 
 class HttpMetrics:

@@ -15,17 +15,13 @@ from loupe_catalog.golden.schemas import (
 )
 from loupe_shared.kit.auth import Permission, Principal, require
 from loupe_shared.kit.db import Session
+from loupe_shared.kit.requests import request_id
 
 router = APIRouter(prefix="/api/programs/{program_id}/revisions/{revision}", tags=["golden sets"])
 CanRead = Annotated[Principal, Depends(require(Permission.PROGRAMS_READ))]
 CanWrite = Annotated[Principal, Depends(require(Permission.PROGRAMS_WRITE))]
 Revision = Annotated[int, Path(ge=1, le=2_147_483_647)]
 Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
-
-
-def _request_id(request: Request) -> str | None:
-    value: str | None = request.scope["state"].get("request_id")
-    return value
 
 
 def _run(row: RowMapping | dict[str, Any]) -> GoldenRun:
@@ -63,7 +59,7 @@ async def put_golden_image(
     principal: CanWrite,
 ) -> dict[str, Any]:
     created = await service.attach(
-        session, program_id, revision, sha256, body, principal, _request_id(request)
+        session, program_id, revision, sha256, body, principal, request_id(request)
     )
     response.status_code = 201 if created else 200
     return {"capture_sha256": sha256, "label": body.label, "note": body.note}
@@ -78,7 +74,7 @@ async def delete_golden_image(
     session: Session,
     principal: CanWrite,
 ) -> Response:
-    await service.detach(session, program_id, revision, sha256, principal, _request_id(request))
+    await service.detach(session, program_id, revision, sha256, principal, request_id(request))
     return Response(status_code=204)
 
 
@@ -97,7 +93,7 @@ async def create_test_run(
         program_id,
         revision,
         principal,
-        _request_id(request),
+        request_id(request),
     )
     return _run(values)
 

@@ -34,14 +34,6 @@ _EXPORT_BODY = {
 }
 
 
-def _actor(request: Request, principal: Principal) -> Actor:
-    return Actor(
-        principal=principal,
-        request_id=request.scope["state"].get("request_id"),
-        authorization=request.headers.get("authorization", ""),
-    )
-
-
 async def _body(request: Request, limit: int) -> bytes:
     """The export, refused with 413 as soon as it passes `limit` bytes."""
     declared = request.headers.get("content-length", "")
@@ -83,7 +75,7 @@ async def migrate_legacy(
         return JSONResponse(report.model_dump(mode="json"))
     images: ImagesClient = request.app.state.images
     report = await service.apply(
-        session, request.app.state.sessions, body, settings, _actor(request, principal), images
+        session, request.app.state.sessions, body, settings, Actor.of(request, principal), images
     )
     return JSONResponse(
         report.model_dump(mode="json"),
@@ -127,5 +119,5 @@ async def rollback_run(
     run_id: uuid.UUID, request: Request, session: Session, principal: CanMigrate
 ) -> RollbackReport:
     images: ImagesClient = request.app.state.images
-    at, items = await service.rollback(session, run_id, _actor(request, principal), images)
+    at, items = await service.rollback(session, run_id, Actor.of(request, principal), images)
     return RollbackReport(run_id=run_id, rolled_back_at=at, items=items)

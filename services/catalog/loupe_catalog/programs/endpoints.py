@@ -32,14 +32,6 @@ CanWrite = Annotated[Principal, Depends(require(Permission.PROGRAMS_WRITE))]
 IfMatch = Annotated[str | None, Header(description="the ETag you last read")]
 
 
-def _actor(request: Request, principal: Principal) -> service.Actor:
-    return service.Actor(
-        principal=principal,
-        request_id=request.scope["state"].get("request_id"),
-        authorization=request.headers.get("authorization", ""),
-    )
-
-
 def _images(request: Request) -> ImagesClient:
     client: ImagesClient = request.app.state.images
     return client
@@ -83,7 +75,9 @@ async def get_config_schema(_: CanRead) -> dict[str, Any]:
 async def create_program(
     data: ProgramCreate, request: Request, session: Session, principal: CanWrite
 ) -> Response:
-    row = await service.create(session, data, _actor(request, principal), _images(request))
+    row = await service.create(
+        session, data, service.Actor.of(request, principal), _images(request)
+    )
     return _program(row, 201, {"Location": f"/api/programs/{row['id']}"})
 
 
@@ -128,7 +122,7 @@ async def update_program(
     if_match: IfMatch = None,
 ) -> Response:
     row = await service.update(
-        session, program_id, data, if_match, _actor(request, principal), _images(request)
+        session, program_id, data, if_match, service.Actor.of(request, principal), _images(request)
     )
     return _program(row)
 
@@ -141,7 +135,7 @@ def _archiver(archived: bool) -> Callable[..., Awaitable[Response]]:
         principal: CanWrite,
         if_match: IfMatch = None,
     ) -> Response:
-        actor = _actor(request, principal)
+        actor = service.Actor.of(request, principal)
         return _program(await service.set_archived(session, program_id, archived, if_match, actor))
 
     return set_archived

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
 
 from loupe_catalog import pagination
 from loupe_catalog.audit import service as audit
@@ -27,6 +28,7 @@ from loupe_shared.contracts import subjects
 from loupe_shared.contracts.events import ProgramArchived, ProgramRevised
 from loupe_shared.kit.auth import Principal
 from loupe_shared.kit.problems import Problem
+from loupe_shared.kit.requests import request_id
 
 MAX_CONFIG_BYTES = 256 * 1024
 _TOOL_TYPES = {"presence", "difference", "brightness"}
@@ -37,6 +39,15 @@ class Actor:
     principal: Principal
     request_id: str | None
     authorization: str
+
+    @classmethod
+    def of(cls, request: Request, principal: Principal) -> "Actor":
+        """Who asks, with the request id and the caller's token (for the images service)."""
+        return cls(
+            principal=principal,
+            request_id=request_id(request),
+            authorization=request.headers.get("authorization", ""),
+        )
 
 
 def canonical_json(value: Any) -> str:

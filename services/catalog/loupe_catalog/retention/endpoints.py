@@ -13,6 +13,7 @@ from loupe_shared.contracts.results import LINE_ID
 from loupe_shared.kit.auth import Permission, Principal, require
 from loupe_shared.kit.db import Session
 from loupe_shared.kit.problems import Problem
+from loupe_shared.kit.requests import request_id
 
 router = APIRouter(prefix="/api/retention", tags=["retention"])
 CanManage = Annotated[Principal, Depends(require(Permission.RETENTION_MANAGE))]
@@ -88,7 +89,7 @@ async def put_policy(
         principal,
         action="retention.policy_set",
         target=f"retention:{scope}:{target}",
-        request_id=request.scope["state"].get("request_id"),
+        request_id=request_id(request),
         details=body.model_dump(),
     )
     return Policy.model_validate(dict(row))
@@ -105,7 +106,7 @@ async def delete_policy(
         principal,
         action="retention.policy_removed",
         target=f"retention:{scope}:{target}",
-        request_id=request.scope["state"].get("request_id"),
+        request_id=request_id(request),
     )
     return Response(status_code=204)
 
@@ -121,7 +122,7 @@ async def run_retention(
         request.app.state.sessions,
         principal,
         dry_run=dry_run,
-        request_id=request.scope["state"].get("request_id"),
+        request_id=request_id(request),
     )
 
 
