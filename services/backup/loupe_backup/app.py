@@ -3,7 +3,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
 from loupe_backup.backups import endpoints as backup_endpoints
 from loupe_backup.backups.security import RateLimiter
@@ -14,11 +13,7 @@ from loupe_backup.schedules.scheduler import Scheduler
 from loupe_backup.settings import BackupSettings
 from loupe_shared.kit import db, s3
 from loupe_shared.kit.app import create_app
-from loupe_shared.kit.logging import get_logger
-from loupe_shared.kit.problems import problem_response
 from loupe_shared.kit.runtime import check_nats, check_tokens, nats_and_tokens
-
-_log = get_logger("backup.app")
 
 
 def build(settings: BackupSettings) -> FastAPI:
@@ -73,15 +68,5 @@ def build(settings: BackupSettings) -> FastAPI:
         },
     )
 
-    async def storage_unavailable(request: Request, exc: Exception) -> JSONResponse:
-        _log.warning("backup.object_store_unavailable", error=str(exc))
-        return problem_response(
-            request,
-            503,
-            "The object store cannot be reached; nothing was changed. Try again shortly.",
-            headers={"Retry-After": "5"},
-        )
-
-    for error in s3.UNAVAILABLE:
-        app.add_exception_handler(error, storage_unavailable)
+    s3.answer_unavailable_with_503(app, "backup")
     return app

@@ -13,7 +13,9 @@ from minio import Minio
 from minio.error import S3Error
 from urllib3 import BaseHTTPResponse
 
-_MISSING = ("NoSuchKey", "NotFound", "NoSuchObject")
+from loupe_shared.kit import s3 as s3kit
+
+_MISSING = s3kit.MISSING
 CHUNK = 1024 * 1024
 _META_PREFIX = "x-amz-meta-"
 T = TypeVar("T")
@@ -185,12 +187,7 @@ def get_bytes(s3: Minio, bucket: str, key: str) -> bytes | None:
     return _read(s3, bucket, key, lambda response: response.read())
 
 
-def remove(s3: Minio, bucket: str, key: str) -> None:
-    try:
-        s3.remove_object(bucket, key)
-    except S3Error as exc:
-        if exc.code not in _MISSING:
-            raise
+remove = s3kit.remove
 
 
 def read_sha256(source: IO[bytes]) -> tuple[str, int]:

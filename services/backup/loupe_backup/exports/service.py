@@ -16,6 +16,7 @@ from loupe_backup.backups import objects
 from loupe_backup.settings import BackupSettings
 from loupe_shared import __version__
 from loupe_shared.kit import db
+from loupe_shared.kit import s3 as s3kit
 
 EXPORT_VERSION = "1.0.0"
 
@@ -108,7 +109,7 @@ async def _logs(conn: asyncpg.Connection, limit: int) -> list[dict[str, Any]]:
 
 
 def _data_url(s3: Minio, bucket: str, sha256: str) -> tuple[str, int] | None:
-    fetched = objects.fetch(s3, bucket, f"blobs/{sha256[:2]}/{sha256}")
+    fetched = objects.fetch(s3, bucket, s3kit.image_blob_key(sha256))
     if fetched is None:
         return None
     encoded = base64.b64encode(fetched.data).decode()
