@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from loupe_inspect.inspector import Inspector, result_id
 from loupe_inspect.sources import Unavailable
 from loupe_shared.contracts import subjects
+from loupe_shared.contracts.bounds import NulFreeStr, PositiveInt32
 from loupe_shared.contracts.inspect import InspectedResult
 from loupe_shared.contracts.results import LINE_ID, SHA256, InspectionRequest
 from loupe_shared.kit.auth import Permission, Principal, require
@@ -25,11 +26,11 @@ class InspectionAsk(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     program_id: uuid.UUID
-    program_revision: int | None = Field(default=None, ge=1, le=2_147_483_647)
+    program_revision: PositiveInt32 | None = None
     capture_sha256: str = Field(pattern=SHA256)
     line_id: str = Field(default="frontend", pattern=LINE_ID)
-    station: str = Field(default="", max_length=100)
-    part_id: str = Field(default="", max_length=200)
+    station: Annotated[NulFreeStr, Field(max_length=100)] = ""
+    part_id: Annotated[NulFreeStr, Field(max_length=200)] = ""
     overlay: bool = False
     # Kept across retries of the same ask (a second ask with it is not inspected again).
     request_id: uuid.UUID | None = None
