@@ -1,6 +1,11 @@
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from loupe_shared.kit.settings import NatsSettings, S3Settings, ServiceSettings
+
+# A century: any longer grace period keeps everything, and one much longer overflows the
+# date arithmetic of the cut-off.
+MAX_GC_GRACE_S = 100 * 365.25 * 24 * 3600
 
 
 class ImagesSettings(ServiceSettings, S3Settings, NatsSettings):
@@ -21,7 +26,7 @@ class ImagesSettings(ServiceSettings, S3Settings, NatsSettings):
     thumbnail_cache_ttl_s: float = 300.0
     # Garbage collection: unreferenced blobs older than the grace period, every interval
     # (0 turns the background collection off; `POST /api/images/gc` still runs one).
-    gc_grace_s: float = 24 * 3600.0
+    gc_grace_s: float = Field(default=24 * 3600.0, ge=0, le=MAX_GC_GRACE_S)
     gc_interval_s: float = 3600.0
     # How long to wait for the catalog's answer about an image's references.
     claim_timeout_s: float = 10.0

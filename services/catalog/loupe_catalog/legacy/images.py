@@ -11,16 +11,10 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 
+from loupe_shared.contracts import images
+
 _DATA_URL = re.compile(r"^data:([^;,]*)((?:;[^;,]*)*),", re.ASCII)
 _BASE64 = re.compile(rb"^[A-Za-z0-9+/]*={0,2}$")
-ACCEPTED = {"image/jpeg", "image/png", "image/webp", "image/tiff", "image/bmp"}
-EXTENSIONS = {
-    "image/jpeg": "jpg",
-    "image/png": "png",
-    "image/webp": "webp",
-    "image/tiff": "tif",
-    "image/bmp": "bmp",
-}
 
 
 class ImageError(ValueError):
@@ -39,23 +33,7 @@ class MasterImage:
 
     @property
     def extension(self) -> str:
-        return EXTENSIONS[self.content_type]
-
-
-def sniff(head: bytes) -> str | None:
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "image/tiff"
-    if head[:2] == b"BM":
-        return "image/bmp"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
-    return None
+        return images.EXTENSIONS[self.content_type]
 
 
 def _complete(data: bytes, content_type: str) -> bool:
@@ -103,14 +81,14 @@ def decode(value: str, max_bytes: int) -> MasterImage:
             "image_too_large",
             f"the image is {len(data)} bytes; at most {max_bytes} bytes is migrated",
         )
-    actual = sniff(data[:16])
+    actual = images.content_type(data[: images.SNIFF_BYTES])
     if actual is None:
         what = f" (declared {declared})" if declared else ""
         raise ImageError("not_an_image", f"the bytes are not an image{what}")
-    if actual not in ACCEPTED:
+    if actual not in images.ACCEPTED:
         raise ImageError(
             "unsupported_image_type",
-            f"{actual} is not stored by Loupe (JPEG, PNG, WebP, TIFF or BMP)",
+            f"{actual} is not stored by Loupe ({images.ACCEPTED_NAMES})",
         )
     if not _complete(data, actual):
         raise ImageError("not_an_image", f"the {actual} image is truncated (its end is missing)")

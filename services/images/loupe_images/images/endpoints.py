@@ -1,17 +1,18 @@
 import asyncio
-import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from minio import Minio
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from loupe_images.images import multipart, service, storage, thumbnails
 from loupe_images.images.deletion import Deleter
 from loupe_images.images.thumbnailer import Thumbnailer
-from loupe_images.settings import ImagesSettings
+from loupe_images.settings import MAX_GC_GRACE_S, ImagesSettings
+from loupe_shared.contracts.bounds import NulFreeStr, PositiveInt32
+from loupe_shared.contracts.results import LINE_ID
 from loupe_shared.kit import s3 as s3_kit
 from loupe_shared.kit.audit import publish_audit
 from loupe_shared.kit.auth import Permission, Principal, require
@@ -23,9 +24,43 @@ CanRead = Annotated[Principal, Depends(require(Permission.IMAGES_READ))]
 CanWrite = Annotated[Principal, Depends(require(Permission.IMAGES_WRITE))]
 CanDelete = Annotated[Principal, Depends(require(Permission.IMAGES_DELETE))]
 CanManage = Annotated[Principal, Depends(require(Permission.STORAGE_MANAGE))]
-Tag = Annotated[str, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.:/\-]{0,63}$")]
+TAG = r"^[A-Za-z0-9][A-Za-z0-9 _.:/\-]{0,63}$"
 CACHE_FOREVER = "public, max-age=31536000, immutable"
-_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:/\-]{0,63}$")
+
+
+class UploadOptions(BaseModel):
+    """What an upload says about its image: as query parameters, or as multipart form fields
+    beside the file (a form field wins) — checked the same either way."""
+
+    kind: Literal["master", "capture"] = "master"
+    # Empty: not from a line (a master image uploaded by hand).
+    line_id: Annotated[str, Field(pattern=f"^$|{LINE_ID}")] = ""
+    tags: list[Annotated[str, StringConstraints(pattern=TAG)]] = Field(
+        default_factory=list, max_length=32
+    )
+    filename: Annotated[NulFreeStr, Field(max_length=500)] = ""
+
+
+def _form_options(query: UploadOptions, fields: dict[str, list[str]]) -> UploadOptions:
+    values: dict[str, object] = query.model_dump()
+    for name in ("kind", "line_id", "filename"):
+        if name in fields:
+            values[name] = fields[name][0]
+    if "tags" in fields:
+        values["tags"] = fields["tags"]
+    try:
+        return UploadOptions.model_validate(values)
+    except ValidationError as exc:
+        errors = [
+            {"field": "form:" + ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
+            for err in exc.errors()
+        ]
+        raise Problem(
+            422,
+            f"{errors[0]['field']}: {errors[0]['message']}",
+            title="Validation failed",
+            errors=errors,
+        ) from None
 
 
 def _settings(request: Request) -> ImagesSettings:
@@ -44,10 +79,7 @@ def _settings(request: Request) -> ImagesSettings:
 async def upload_image(
     request: Request,
     principal: CanWrite,
-    kind: Literal["master", "capture"] = "master",
-    line_id: Annotated[str, Query(max_length=100, pattern=r"^[A-Za-z0-9._:\-]*$")] = "",
-    tags: Annotated[list[Tag] | None, Query(max_length=32)] = None,
-    filename: Annotated[str, Query(max_length=500)] = "",
+    options: Annotated[UploadOptions, Query()],
     content_type: Annotated[str | None, Header()] = None,
     x_content_sha256: Annotated[str | None, Header(pattern=r"^[0-9a-fA-F]{64}$")] = None,
 ) -> JSONResponse:
@@ -55,38 +87,28 @@ async def upload_image(
     declared = (content_type or "").split(";")[0].strip().lower() or None
     if declared == "multipart/form-data":
         form = await multipart.receive(request.stream(), content_type or "", settings)
-        spool, sha256, size, head = form.spool, form.sha256, form.size, form.head
+        spool, sha256, size = form.spool, form.sha256, form.size
         declared = form.content_type
-        filename = form.fields.get("filename", [form.filename])[0]
-        line_id = form.fields.get("line_id", [line_id])[0]
-        tags = form.fields.get("tags", tags or [])
-        kind_value = form.fields.get("kind", [kind])[0]
-        if kind_value not in ("master", "capture"):
-            form.spool.close()
-            raise Problem(
-                422,
-                "kind must be master or capture.",
-                errors=[{"field": "form:kind", "message": "master or capture"}],
-            )
-        kind = kind_value  # type: ignore[assignment]
-        if len(line_id) > 100 or any(not _TAG.match(t) for t in tags):
-            form.spool.close()
-            raise Problem(422, "line_id or tags are not valid.")
+        fields = {"filename": [form.filename], **form.fields} if form.filename else form.fields
+        try:
+            options = _form_options(options, fields)
+        except Problem:
+            spool.close()
+            raise
     else:
-        spool, sha256, size, head = await service.receive(request.stream(), settings)
+        spool, sha256, size = await service.receive(request.stream(), settings)
     request_id = request.scope["state"].get("request_id")
     try:
         image, thumbs, duplicate = await service.store(
             spool=spool,
             sha256=sha256,
             size=size,
-            head=head,
             declared_type=declared,
             declared_sha256=x_content_sha256,
-            kind=kind,
-            filename=filename,
-            line_id=line_id,
-            tags=tags or [],
+            kind=options.kind,
+            filename=options.filename,
+            line_id=options.line_id,
+            tags=options.tags,
             settings=settings,
             s3=request.app.state.s3,
             js=request.app.state.js,
@@ -103,7 +125,7 @@ async def upload_image(
             target=f"image:{sha256}",
             request_id=request_id,
             namespace=settings.namespace,
-            details={"size": size, "kind": kind},
+            details={"size": size, "kind": options.kind},
         )
     return JSONResponse(
         {**image.as_dict(), "thumbnails": thumbs, "duplicate": duplicate},
@@ -173,11 +195,18 @@ async def get_thumbnail(
     sha256: Sha256,
     request: Request,
     _: CanRead,
-    size: Annotated[int, Query(description="256 or 1024")] = 256,
+    size: Annotated[
+        PositiveInt32, Query(description="the longest side in pixels: 256 or 1024")
+    ] = 256,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     if size not in thumbnails.SIZES:
-        raise Problem(422, f"size must be one of {', '.join(map(str, thumbnails.SIZES))}.")
+        raise Problem(
+            422,
+            f"query:size: must be one of {', '.join(map(str, thumbnails.SIZES))}",
+            title="Validation failed",
+            errors=[{"field": "query:size", "message": "256 or 1024"}],
+        )
     etag = f'"{sha256}-{size}"'
     headers = {"ETag": etag, "Cache-Control": CACHE_FOREVER}
     if if_none_match and etag in [t.strip().removeprefix("W/") for t in if_none_match.split(",")]:
@@ -326,7 +355,12 @@ async def collect_garbage(
     dry_run: bool = False,
     grace_s: Annotated[
         float | None,
-        Query(ge=0, description="override IMAGES_GC_GRACE_S for this run"),
+        Query(
+            ge=0,
+            le=MAX_GC_GRACE_S,
+            allow_inf_nan=False,
+            description="override IMAGES_GC_GRACE_S for this run",
+        ),
     ] = None,
 ) -> dict[str, Any]:
     settings = _settings(request)

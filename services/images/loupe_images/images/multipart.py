@@ -10,7 +10,6 @@ from typing import IO
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from loupe_images.images.service import HEAD_BYTES
 from loupe_images.settings import ImagesSettings
 from loupe_shared.kit.problems import Problem
 
@@ -23,7 +22,6 @@ class Upload:
     spool: IO[bytes]
     sha256: str = ""
     size: int = 0
-    head: bytes = b""
     content_type: str | None = None
     filename: str = ""
     fields: dict[str, list[str]] = field(default_factory=dict)
@@ -96,8 +94,6 @@ async def receive(
         upload.size += len(chunk)
         if upload.size > settings.max_upload_bytes:
             raise Problem(413, f"The image is larger than {settings.max_upload_bytes} bytes.")
-        if len(upload.head) < HEAD_BYTES:
-            upload.head += chunk[: HEAD_BYTES - len(upload.head)]
         digest.update(chunk)
         upload.spool.write(chunk)
 
@@ -109,19 +105,17 @@ async def receive(
         if sum(len(v) for v in upload.fields.values()) > MAX_FIELDS:
             raise Problem(413, "Too many form fields.")
 
-    parser = MultipartParser(
-        boundary_of(content_type),
-        {
-            "on_part_begin": on_part_begin,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-        },
-    )
+    callbacks = {
+        "on_part_begin": on_part_begin,
+        "on_header_field": on_header_field,
+        "on_header_value": on_header_value,
+        "on_header_end": on_header_end,
+        "on_headers_finished": on_headers_finished,
+        "on_part_data": on_part_data,
+        "on_part_end": on_part_end,
+    }
     try:
+        parser = MultipartParser(boundary_of(content_type), callbacks)  # type: ignore[arg-type]
         async for chunk in chunks:
             parser.write(chunk)
         parser.finalize()

@@ -21,7 +21,6 @@ from loupe_shared.contracts import subjects
 from loupe_shared.contracts.events import ImageStored, Thumbnail
 from loupe_shared.kit.problems import Problem
 
-HEAD_BYTES = 64 * 1024
 # A bad image is answered as a problem document; OpenCV's own messages would only break the
 # JSON log stream.
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -43,26 +42,23 @@ def _decode_check(path_or_bytes: bytes) -> bool:
 
 async def receive(
     chunks: AsyncIterator[bytes], settings: ImagesSettings
-) -> tuple[IO[bytes], str, int, bytes]:
+) -> tuple[IO[bytes], str, int]:
     """Spool the body (memory up to a bound, disk beyond), hashing as it arrives; stop at the
-    size limit. Answers the spool, the SHA-256, the size and the first bytes."""
+    size limit. Answers the spool, the SHA-256 and the size."""
     spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=settings.spool_bytes)  # noqa: SIM115
     digest = hashlib.sha256()
     size = 0
-    head = b""
     try:
         async for chunk in chunks:
             size += len(chunk)
             if size > settings.max_upload_bytes:
                 raise Problem(413, f"The image is larger than {settings.max_upload_bytes} bytes.")
-            if len(head) < HEAD_BYTES:
-                head += chunk[: HEAD_BYTES - len(head)]
             digest.update(chunk)
             spool.write(chunk)
     except BaseException:
         spool.close()
         raise
-    return spool, digest.hexdigest(), size, head
+    return spool, digest.hexdigest(), size
 
 
 async def store(
@@ -70,7 +66,6 @@ async def store(
     spool: IO[bytes],
     sha256: str,
     size: int,
-    head: bytes,
     declared_type: str | None,
     declared_sha256: str | None,
     kind: str,
@@ -93,7 +88,7 @@ async def store(
     if size == 0:
         raise Problem(422, "The body is empty.")
     try:
-        header = sniff.read_header(head)
+        header = await asyncio.to_thread(sniff.read_header, spool)
     except sniff.NotAnImage as exc:
         raise Problem(415, f"Not an accepted image: {exc}.") from None
     if (

@@ -1,0 +1,36 @@
+"""The image types Loupe stores, told by their magic bytes: one table for the images
+service (uploads) and the catalog's legacy importer (data: URLs), so both take the same set.
+
+GIF is recognised only to be named in the refusal; it is not stored.
+"""
+
+ACCEPTED = ("image/jpeg", "image/png", "image/webp", "image/tiff", "image/bmp")
+ACCEPTED_NAMES = "JPEG, PNG, WebP, TIFF or BMP"
+EXTENSIONS = {
+    "image/jpeg": "jpg",
+    "image/png": "png",
+    "image/webp": "webp",
+    "image/tiff": "tif",
+    "image/bmp": "bmp",
+}
+# Each type with the (offset, bytes) pairs its first bytes must all carry; first match wins.
+MAGIC: tuple[tuple[str, tuple[tuple[int, bytes], ...]], ...] = (
+    ("image/jpeg", ((0, b"\xff\xd8\xff"),)),
+    ("image/png", ((0, b"\x89PNG\r\n\x1a\n"),)),
+    ("image/webp", ((0, b"RIFF"), (8, b"WEBP"))),
+    ("image/tiff", ((0, b"II*\x00"),)),
+    ("image/tiff", ((0, b"MM\x00*"),)),
+    ("image/bmp", ((0, b"BM"),)),
+    ("image/gif", ((0, b"GIF87a"),)),
+    ("image/gif", ((0, b"GIF89a"),)),
+)
+# Enough of the start of a file for every entry of MAGIC.
+SNIFF_BYTES = 16
+
+
+def content_type(head: bytes) -> str | None:
+    """The type the first bytes announce (accepted or not), or None for no known image."""
+    for kind, marks in MAGIC:
+        if all(head[offset : offset + len(mark)] == mark for offset, mark in marks):
+            return kind
+    return None
