@@ -1,13 +1,19 @@
 """Golden sets: labelled captures attached to a revision in the catalog, and test runs that
 inspect them through the workers (`rpc.inspect.evaluate`) and store the confusion matrix."""
 
+import hashlib
+import io
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import cv2
 import httpx
+import numpy as np
 import pytest
 
+from loupe_images.images import storage
 from tests.inspect import synthetic
 from tests.inspect.conftest import Rig, Workers
 
@@ -147,3 +153,64 @@ def test_a_test_run_answers_the_confusion_matrix_and_is_stored(
     stored = catalog.get(f"{url}/test-runs/{run['id']}").json()
     assert stored["confusion"] == run["confusion"]
     assert stored["data_checksum"] == run["data_checksum"]
+
+
+def _capture(rng: np.random.Generator) -> bytes:
+    ok, encoded = cv2.imencode(".png", rng.integers(0, 255, size=(48, 64), dtype=np.uint8))
+    assert ok
+    return bytes(encoded.tobytes())
+
+
+def test_a_capture_answered_201_can_join_a_golden_set_at_once(
+    rig: Rig, catalog: httpx.Client, suite_program: dict[str, Any]
+) -> None:
+    """Upload, then attach with no pause, 50 times: the catalog asks the images service
+    whenever the capture's `images.stored` event has not arrived yet."""
+    config = synthetic.program_config(synthetic.make_case(0, bad=False).roi)
+    program_id, revision = rig.program(config, suite_program["master"])
+    url = f"/api/programs/{program_id}/revisions/{revision}/golden-set"
+    rng = np.random.default_rng(uuid.uuid4().int)
+    attached = 0
+    refusals: list[str] = []
+    for _ in range(50):
+        sha = rig.upload(_capture(rng))
+        answer = catalog.put(f"{url}/{sha}", json={"label": "good"})
+        if answer.status_code == 201:
+            attached += 1
+        else:
+            refusals.append(f"{answer.status_code} {answer.text}")
+    assert refusals == []
+    assert attached == 50
+    assert len(catalog.get(url).json()["items"]) == 50
+
+
+def test_a_capture_whose_event_never_came_is_found_at_the_images_service(
+    rig: Rig, catalog: httpx.Client, golden: dict[str, Any]
+) -> None:
+    """A blob the images service holds, of which the catalog has heard nothing (as if its
+    `images.stored` event were late): attaching it succeeds and records the image."""
+    data = _capture(np.random.default_rng(uuid.uuid4().int))
+    sha = hashlib.sha256(data).hexdigest()
+    image = storage.StoredImage(
+        sha256=sha,
+        size=len(data),
+        width=64,
+        height=48,
+        content_type="image/png",
+        kind="capture",
+        filename="late.png",
+        line_id="line-7",
+        tags=[],
+        upload_id=uuid.uuid4().hex,
+    )
+    storage.put(rig.store.s3, rig.bucket, image, io.BytesIO(data))
+    assert catalog.get(f"/api/image-records/{sha}").status_code == 404
+    url = base(golden)
+    try:
+        answer = catalog.put(f"{url}/golden-set/{sha}", json={"label": "bad"})
+        assert answer.status_code == 201, answer.text
+        record = catalog.get(f"/api/image-records/{sha}")
+        assert record.status_code == 200
+        assert (record.json()["source"], record.json()["kind"]) == ("images-service", "capture")
+    finally:
+        catalog.delete(f"{url}/golden-set/{sha}")

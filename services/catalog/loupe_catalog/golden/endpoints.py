@@ -13,6 +13,7 @@ from loupe_catalog.golden.schemas import (
     GoldenRunPage,
     GoldenSet,
 )
+from loupe_catalog.programs.service import Actor
 from loupe_shared.kit.auth import Permission, Principal, require
 from loupe_shared.kit.db import Session
 from loupe_shared.kit.requests import request_id
@@ -59,7 +60,13 @@ async def put_golden_image(
     principal: CanWrite,
 ) -> dict[str, Any]:
     created = await service.attach(
-        session, program_id, revision, sha256, body, principal, request_id(request)
+        session,
+        program_id,
+        revision,
+        sha256,
+        body,
+        Actor.of(request, principal),
+        request.app.state.images,
     )
     response.status_code = 201 if created else 200
     return {"capture_sha256": sha256, "label": body.label, "note": body.note}

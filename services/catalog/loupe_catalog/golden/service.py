@@ -13,7 +13,9 @@ from loupe_catalog.golden import repository
 from loupe_catalog.golden.evaluator import Evaluator
 from loupe_catalog.golden.schemas import Confusion, GoldenImageWrite, ImageVerdict, Label
 from loupe_catalog.image_records import repository as image_records
+from loupe_catalog.images_client import ImagesClient, is_stored
 from loupe_catalog.programs import repository as programs
+from loupe_catalog.programs.service import Actor
 from loupe_shared.contracts.inspect import InspectedResult
 from loupe_shared.kit.auth import Principal
 from loupe_shared.kit.problems import Problem
@@ -41,15 +43,19 @@ async def attach(
     revision: int,
     sha256: str,
     body: GoldenImageWrite,
-    principal: Principal,
-    request_id: str | None,
+    actor: Actor,
+    images: ImagesClient,
 ) -> bool:
     await _revision(session, program_id, revision)
     # Held shared until the commit, like a program save: a deletion of the capture either
     # sees this reference or is seen by it.
     if not await image_records.lock_for_reference(session, sha256):
         raise Problem(409, f"Image {sha256} is being deleted; it cannot join a golden set.")
-    if not await programs.image_known(session, sha256):
+    # The capture's `images.stored` event may not have arrived yet: the images service
+    # answers then.
+    if not await is_stored(
+        session, images, sha256, authorization=actor.authorization, request_id=actor.request_id
+    ):
         raise Problem(
             422,
             f"No image {sha256} is stored; upload the capture first.",
@@ -66,15 +72,15 @@ async def attach(
             "label": body.label,
             "note": body.note,
             "added_at": datetime.now(UTC),
-            "added_by": principal.name,
+            "added_by": actor.principal.name,
         },
     )
     await audit.record(
         session,
-        principal,
+        actor.principal,
         action="golden.attached" if created else "golden.relabelled",
         target=f"program:{program_id}@{revision}",
-        request_id=request_id,
+        request_id=actor.request_id,
         details={"capture_sha256": sha256, "label": body.label},
     )
     return created

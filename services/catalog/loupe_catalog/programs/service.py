@@ -18,7 +18,7 @@ from starlette.requests import Request
 from loupe_catalog import pagination
 from loupe_catalog.audit import service as audit
 from loupe_catalog.image_records import repository as image_repository
-from loupe_catalog.images_client import ImagesClient
+from loupe_catalog.images_client import ImagesClient, is_stored
 from loupe_catalog.outbox import repository as outbox
 from loupe_catalog.programs import config as config_schema
 from loupe_catalog.programs import repository
@@ -131,12 +131,9 @@ async def _ensure_image(
             title="Master image being deleted",
             errors=[{"field": "body:master_image_sha256", "message": "being deleted"}],
         )
-    if await repository.image_known(session, sha256):
-        return
-    meta = await images.metadata(
-        sha256, authorization=actor.authorization, request_id=actor.request_id
-    )
-    if meta is None:
+    if not await is_stored(
+        session, images, sha256, authorization=actor.authorization, request_id=actor.request_id
+    ):
         raise Problem(
             422,
             "body:master_image_sha256: no image with this SHA-256 is stored; upload it first",
@@ -148,20 +145,6 @@ async def _ensure_image(
                 }
             ],
         )
-    await image_repository.upsert(
-        session,
-        {
-            "sha256": sha256,
-            "size": int(meta["size"]),
-            "width": int(meta["width"]),
-            "height": int(meta["height"]),
-            "content_type": str(meta["content_type"]),
-            "kind": str(meta.get("kind", "master")),
-            "line_id": str(meta.get("line_id", "")),
-            "thumbnails": meta.get("thumbnails", []),
-            "source": "images-service",
-        },
-    )
 
 
 def _name_clash(name: str) -> Problem:
