@@ -14,6 +14,7 @@ from loupe_catalog.golden.schemas import (
     GoldenSet,
 )
 from loupe_catalog.programs.service import Actor
+from loupe_shared.contracts.bounds import PositiveInt32
 from loupe_shared.kit.auth import Permission, Principal, require
 from loupe_shared.kit.db import Session
 from loupe_shared.kit.requests import request_id
@@ -21,7 +22,7 @@ from loupe_shared.kit.requests import request_id
 router = APIRouter(prefix="/api/programs/{program_id}/revisions/{revision}", tags=["golden sets"])
 CanRead = Annotated[Principal, Depends(require(Permission.PROGRAMS_READ))]
 CanWrite = Annotated[Principal, Depends(require(Permission.PROGRAMS_WRITE))]
-Revision = Annotated[int, Path(ge=1, le=2_147_483_647)]
+Revision = Annotated[PositiveInt32, Path()]
 Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
 
 

@@ -1,8 +1,10 @@
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from loupe_shared.contracts.bounds import NulFreeStr
 
 Label = Literal["good", "bad"]
 
@@ -11,7 +13,7 @@ class GoldenImageWrite(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     label: Label
-    note: str = Field(default="", max_length=500)
+    note: Annotated[NulFreeStr, Field(max_length=500)] = ""
 
 
 class GoldenImage(BaseModel):

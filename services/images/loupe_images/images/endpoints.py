@@ -1,4 +1,5 @@
 import asyncio
+import re
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
@@ -26,6 +27,7 @@ CanDelete = Annotated[Principal, Depends(require(Permission.IMAGES_DELETE))]
 CanManage = Annotated[Principal, Depends(require(Permission.STORAGE_MANAGE))]
 TAG = r"^[A-Za-z0-9][A-Za-z0-9 _.:/\-]{0,63}$"
 CACHE_FOREVER = "public, max-age=31536000, immutable"
+_RANGE = re.compile(r"([0-9]*)-([0-9]*)")
 
 
 class UploadOptions(BaseModel):
@@ -239,17 +241,21 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | None:
     unit, _, spec = header.partition("=")
     if unit.strip() != "bytes" or "," in spec:
         return None  # several ranges: answering the whole body is allowed
-    first, _, last = spec.strip().partition("-")
-    try:
-        if first == "":
-            start, end = max(0, size - int(last)), size - 1
-        else:
-            start, end = int(first), (int(last) if last else size - 1)
-    except ValueError:
+    # A range that does not parse is ignored (RFC 9110): the whole body is answered.
+    parsed = _RANGE.fullmatch(spec.strip())
+    if parsed is None or parsed.group(1) == parsed.group(2) == "":
         return None
+    first, last = parsed.groups()
+    if first == "":
+        start, end = max(0, size - int(last)), size - 1
+    else:
+        start, end = int(first), (int(last) if last else size - 1)
     if start >= size or end < start:
         raise Problem(
-            416, "The range is outside the image.", headers={"Content-Range": f"bytes */{size}"}
+            416,
+            "The range is outside the image.",
+            title="Range not satisfiable",
+            headers={"Content-Range": f"bytes */{size}"},
         )
     return start, min(end, size - 1)
 
