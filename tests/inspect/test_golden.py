@@ -69,6 +69,8 @@ def test_attach_relabel_and_remove_golden_images(
     [
         ("/golden-set/{sha}", {"label": "perhaps"}, 422),
         ("/golden-set/{sha}", {"label": "good", "extra": 1}, 422),
+        ("/golden-set/{sha}", {"label": "good", "note": "a\u0000b"}, 422),
+        ("/golden-set/{sha}", {"label": "good", "note": "n" * 501}, 422),
         ("/golden-set/" + "f" * 64, {"label": "good"}, 422),  # not a stored image
         ("/golden-set/NOT-A-SHA", {"label": "good"}, 422),
     ],
@@ -84,6 +86,10 @@ def test_bad_golden_input_is_refused_and_changes_nothing(
 
 
 def test_unknown_revisions_and_runs_are_404(catalog: httpx.Client, golden: dict[str, Any]) -> None:
+    for revision in (2**31, 2**64):
+        answer = catalog.get(f"{base(golden, revision=revision)}/golden-set")
+        assert answer.status_code == 422
+        assert answer.json()["errors"][0]["field"] == "path:revision"
     missing = base(golden, revision=99)
     assert catalog.get(f"{missing}/golden-set").status_code == 404
     answer = catalog.put(f"{missing}/golden-set/{golden['good'][0]}", json={"label": "good"})
