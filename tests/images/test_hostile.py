@@ -299,3 +299,39 @@ def test_integrity_report_queries(
     gateway: httpx.Client, admin: dict[str, str], params: dict[str, str]
 ) -> None:
     assert_problem(gateway.get("/api/integrity/report", params=params, headers=admin), 400, 422)
+
+
+@pytest.mark.parametrize(
+    ("part_headers", "tail", "status"),
+    [
+        (b'Content-Disposition: form-data; name="file"; filename="a\x00.png"', b"--b--", 422),
+        (b'Content-Disposition: form-data; name="file"; filename="a.png"', b"", 400),
+        # Not the file part: a form field, over the field limit.
+        (b"Content-Disposition: form-data; name=file\x00", b"--b--", 413),
+    ],
+)
+def test_multipart_parts_that_are_hostile(
+    gateway: httpx.Client, engineer: dict[str, str], part_headers: bytes, tail: bytes, status: int
+) -> None:
+    data = fresh_png()
+    body = b"--b\r\n" + part_headers + b"\r\nContent-Type: image/png\r\n\r\n" + data
+    body += b"\r\n" + tail + (b"\r\n" if tail else b"")
+    answer = gateway.post(
+        "/api/images",
+        content=body,
+        headers={**engineer, "Content-Type": "multipart/form-data; boundary=b"},
+    )
+    assert_problem(answer, status)
+    assert_not_stored(gateway, engineer, data)
+
+
+def test_too_many_form_fields(gateway: httpx.Client, engineer: dict[str, str]) -> None:
+    data = fresh_png()
+    answer = gateway.post(
+        "/api/images",
+        files={"file": ("part.png", data, "image/png")},
+        data={"tags": [f"t{i}" for i in range(41)]},
+        headers=engineer,
+    )
+    assert_problem(answer, 413)
+    assert_not_stored(gateway, engineer, data)

@@ -53,6 +53,7 @@ async def receive(
     upload = Upload(spool=tempfile.SpooledTemporaryFile(max_size=settings.spool_bytes))  # noqa: SIM115
     digest = hashlib.sha256()
     files = 0
+    ended = False
     part = _Part()
 
     def on_part_begin() -> None:
@@ -97,6 +98,10 @@ async def receive(
         digest.update(chunk)
         upload.spool.write(chunk)
 
+    def on_end() -> None:
+        nonlocal ended
+        ended = True
+
     def on_part_end() -> None:
         if part.is_file:
             return
@@ -113,11 +118,15 @@ async def receive(
         "on_headers_finished": on_headers_finished,
         "on_part_data": on_part_data,
         "on_part_end": on_part_end,
+        "on_end": on_end,
     }
     try:
         parser = MultipartParser(boundary_of(content_type), callbacks)  # type: ignore[arg-type]
         async for chunk in chunks:
             parser.write(chunk)
+        # The parser itself takes a body without its closing boundary (a cut-off upload).
+        if not ended:
+            raise Problem(400, "The multipart body ends before its closing boundary.")
         parser.finalize()
     except Problem:
         upload.spool.close()
