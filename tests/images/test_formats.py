@@ -66,6 +66,15 @@ def webp_lossy() -> bytes:
     return _encode(".webp", _pixels(), (cv2.IMWRITE_WEBP_QUALITY, 90))
 
 
+def webp_lossy_with_scale_bits() -> bytes:
+    """A lossy frame whose size fields carry the (ignored) upscaling hint in their top bits."""
+    data = bytearray(webp_lossy())
+    assert data[12:16] == b"VP8 "
+    width, height = struct.unpack("<HH", data[26:30])
+    data[26:30] = struct.pack("<HH", width | 0x4000, height | 0x8000)
+    return bytes(data)
+
+
 def webp_lossless() -> bytes:
     return _encode(".webp", _pixels(), (cv2.IMWRITE_WEBP_QUALITY, 101))
 
@@ -79,6 +88,7 @@ CASES = {
     "jpeg-large-app-segments": (jpeg_with_large_app_segments, "image/jpeg"),
     "png-16-bit": (sixteen_bit_png, "image/png"),
     "webp-lossy": (webp_lossy, "image/webp"),
+    "webp-lossy-scale-bits": (webp_lossy_with_scale_bits, "image/webp"),
     "webp-lossless": (webp_lossless, "image/webp"),
     "bmp": (bmp, "image/bmp"),
 }

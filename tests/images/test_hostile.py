@@ -119,6 +119,9 @@ BAD_BODIES = {
     "png bomb": (png_claiming(100_000, 100_000), 413),
     "jpeg start only": (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", 415),
     "jpeg segment running off the end": (b"\xff\xd8\xff\xe2\xff\xff" + b"\x00" * 100, 415),
+    # Made to keep a header parser reading byte by byte: given up on after a bounded scan.
+    "jpeg of fill bytes": (b"\xff\xd8" + b"\xff" * (2 * 1024 * 1024), 415),
+    "jpeg of junk after a segment": (b"\xff\xd8\xff\xe0\x00\x04" + b"\x00" * 2**21, 415),
     "tiff directory beyond the end": (b"II*\x00" + struct.pack("<I", 2**31) + b"\x00" * 64, 415),
     "tiff directory of 65535 entries": (
         b"II*\x00" + struct.pack("<IH", 8, 65535) + b"\x00" * 64,
