@@ -281,7 +281,7 @@ def test_other_bad_requests(gateway: httpx.Client, engineer: dict[str, str]) -> 
         gateway.get("/api/programs", params={"sort": "colour"}, headers=engineer).status_code == 422
     )
     bad_cursor = gateway.get("/api/programs", params={"cursor": "garbage!"}, headers=engineer)
-    assert bad_cursor.status_code == 400
+    assert bad_cursor.status_code == 422
     assert bad_cursor.json()["title"] == "Invalid cursor"
     not_json = gateway.post(
         "/api/programs", content=b"{", headers={**engineer, "Content-Type": "application/json"}

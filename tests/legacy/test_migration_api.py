@@ -398,7 +398,7 @@ def test_runs_are_listed_newest_first_with_cursors(
     assert listed[:3] == list(reversed(made))
     assert first["items"][0]["totals"]["imported"] == 1
     bad = gateway.get("/api/migrations", params={"cursor": "nope"}, headers=engineer)
-    assert bad.status_code == 400
+    assert bad.status_code == 422
     assert bad.headers["content-type"] == "application/problem+json"
     for answer in (
         gateway.get(f"/api/migrations/{uuid.uuid4()}", headers=engineer),

@@ -131,3 +131,18 @@ def _json(value: Any) -> Any:
 # Free-form JSON kept in a `jsonb` column.
 JsonValue = Annotated[Any, AfterValidator(_json)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json)]
+
+
+def no_surrogate(value: str) -> str:
+    # A JSON body parsed by the standard library turns a `\ud800` escape into a lone
+    # surrogate: not Unicode text, and PostgreSQL (through asyncpg's UTF-8) refuses it.
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogate such as \\ud800)") from None
+    return value
+
+
+# Text PostgreSQL can hold: NUL-free and valid Unicode. Add the length at the use site, as for
+# NulFreeStr.
+StorableStr = Annotated[str, AfterValidator(no_nul), AfterValidator(no_surrogate)]

@@ -5,13 +5,27 @@ On the wire a message on `results.recorded` is a `ResultBatch` (one or more resu
 publisher), with a batch id as `Nats-Msg-Id`; a result is identified by its `result_id`
 (a UUID the line makes once, kept across retries). Unknown fields — from a newer publisher —
 are kept, not rejected, and stored with the result.
+
+Every field is bounded by what storage holds and gives back (`bounds`): revisions are int32,
+`captured_at` an aware timestamp in the window, numbers finite and round-tripping, text
+NUL-free Unicode, and the unknown fields bounded JSON (`check_json` over each model's extras). The
+catalog's hand-written ingest path (`loupe_catalog.results.rows`) mirrors these checks.
 """
 
 import uuid
-from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from loupe_shared.contracts.bounds import (
+    FiniteFloat,
+    NonNegativeFloat,
+    NonNegativeInt32,
+    PositiveInt32,
+    StorableStr,
+    Timestamp,
+    check_json,
+)
 
 RESULT_SCHEMA_VERSION = 1
 MAX_BATCH = 1000
@@ -20,76 +34,88 @@ LINE_ID = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,99}$"
 SHA256 = r"^[0-9a-f]{64}$"
 
 
-def _aware(value: datetime) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("must carry a time zone (e.g. 2026-01-31T12:00:00Z)")
-    return value
+Text100 = Annotated[StorableStr, Field(max_length=100)]
+Text200 = Annotated[StorableStr, Field(max_length=200)]
+Text2000 = Annotated[StorableStr, Field(max_length=2000)]
 
 
-AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+class _Open(BaseModel):
+    """A model that keeps unknown fields, as bounded JSON."""
 
-
-class BoundingBox(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    x: int = Field(ge=0)
-    y: int = Field(ge=0)
-    width: int = Field(ge=0)
-    height: int = Field(ge=0)
+    @model_validator(mode="after")
+    def _bounded_extras(self) -> Self:
+        extra = self.__pydantic_extra__
+        if extra:
+            try:
+                check_json(extra)
+            except ValueError as exc:
+                raise ValueError(f"unknown fields: {_culprit(extra)}{exc}") from None
+        return self
 
 
-class Defect(BaseModel):
-    model_config = ConfigDict(extra="allow")
+def _culprit(extra: dict[str, object]) -> str:
+    """The first unknown field that breaks the bounds on its own, to name it."""
+    for key, value in extra.items():
+        try:
+            check_json({key: value})
+        except ValueError:
+            return f"{key!r} "
+    return ""
 
-    kind: str = Field(default="defect", max_length=100)
+
+class BoundingBox(_Open):
+    x: NonNegativeInt32
+    y: NonNegativeInt32
+    width: NonNegativeInt32
+    height: NonNegativeInt32
+
+
+class Defect(_Open):
+    kind: Text100 = "defect"
     bbox: BoundingBox
-    area: float = Field(ge=0)
-    score: float | None = None
-    tool_id: str | None = Field(default=None, max_length=100)
+    area: NonNegativeFloat
+    score: FiniteFloat | None = None
+    tool_id: Text100 | None = None
 
 
-class InspectionResult(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    schema_version: int = Field(default=RESULT_SCHEMA_VERSION, ge=1)
+class InspectionResult(_Open):
+    schema_version: PositiveInt32 = RESULT_SCHEMA_VERSION
     result_id: uuid.UUID
     line_id: str = Field(pattern=LINE_ID)
-    station: str = Field(default="", max_length=100)
+    station: Text100 = ""
     program_id: uuid.UUID | None = None
-    program_revision: int | None = Field(default=None, ge=1)
-    part_id: str = Field(default="", max_length=200)
+    program_revision: PositiveInt32 | None = None
+    part_id: Text200 = ""
     verdict: Literal["pass", "fail", "error"]
-    score: float | None = None
+    score: FiniteFloat | None = None
     defects: list[Defect] = Field(default_factory=list, max_length=MAX_DEFECTS)
-    processing_ms: float | None = Field(default=None, ge=0)
-    captured_at: AwareDatetime
+    processing_ms: NonNegativeFloat | None = None
+    captured_at: Timestamp
     capture_sha256: str | None = Field(default=None, pattern=SHA256)
     is_simulated: bool = False
     # Why the verdict is `error` (an undecodable capture, a missing program, ...).
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: Text2000 | None = None
 
 
-class ResultBatch(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    schema_version: int = Field(default=RESULT_SCHEMA_VERSION, ge=1)
+class ResultBatch(_Open):
+    schema_version: PositiveInt32 = RESULT_SCHEMA_VERSION
     results: list[InspectionResult] = Field(min_length=1, max_length=MAX_BATCH)
 
 
-class InspectionRequest(BaseModel):
+class InspectionRequest(_Open):
     """`inspection.requested`: inspect a stored capture with a program's revision."""
-
-    model_config = ConfigDict(extra="allow")
 
     request_id: uuid.UUID
     line_id: str = Field(pattern=LINE_ID)
-    station: str = Field(default="", max_length=100)
+    station: Text100 = ""
     program_id: uuid.UUID
     # None: the program's current revision when the worker picks the request up.
-    program_revision: int | None = Field(default=None, ge=1)
+    program_revision: PositiveInt32 | None = None
     capture_sha256: str = Field(pattern=SHA256)
-    part_id: str = Field(default="", max_length=200)
-    captured_at: AwareDatetime
+    part_id: Text200 = ""
+    captured_at: Timestamp
     is_simulated: bool = False
     # Also store an overlay image of the defects.
     overlay: bool = False

@@ -1,14 +1,23 @@
-"""Opaque keyset cursors: stable under inserts (a page continues after the last key seen)."""
+"""Opaque keyset cursors: stable under inserts (a page continues after the last key seen).
+
+A cursor is outside input like any other: whatever it decodes to is checked against the
+bounds of the column it is compared with, and anything else — tampered, truncated, from
+another listing, out of range — is a 422 "invalid cursor", never a database error.
+"""
 
 import base64
 import binascii
 import json
+import uuid
+from datetime import datetime
 from typing import Any
 
+from loupe_shared.contracts.bounds import INT32_MAX, INT64_MAX, INT64_MIN, check_timestamp
 from loupe_shared.kit.problems import Problem
 
 MAX_PAGE = 200
 DEFAULT_PAGE = 50
+MAX_KEY = 1000
 
 
 def encode(sort: str, key: Any, id_: str) -> str:
@@ -18,13 +27,24 @@ def encode(sort: str, key: Any, id_: str) -> str:
 
 def invalid_cursor() -> Problem:
     return Problem(
-        400,
-        "The cursor is not valid for this listing; start again without a cursor.",
+        422,
+        "query:cursor: the cursor is not valid for this listing; start again without a cursor.",
         title="Invalid cursor",
+        errors=[{"field": "query:cursor", "message": "invalid cursor"}],
     )
 
 
+def _key_ok(key: Any) -> bool:
+    if key is None:
+        return True
+    if isinstance(key, str):
+        return len(key) <= MAX_KEY and "\x00" not in key
+    return isinstance(key, int) and not isinstance(key, bool) and INT64_MIN <= key <= INT64_MAX
+
+
 def decode(cursor: str, sort: str) -> tuple[Any, str]:
+    """The key and id a cursor of listing `sort` continues after; the key is None, NUL-free
+    text or a 64-bit integer, the id NUL-free text."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode()))
@@ -32,18 +52,38 @@ def decode(cursor: str, sort: str) -> tuple[Any, str]:
             not isinstance(data, dict)
             or data.get("s") != sort
             or not isinstance(data.get("i"), str)
+            or len(data["i"]) > MAX_KEY
+            or "\x00" in data["i"]
+            or not _key_ok(data.get("k"))
         ):
             raise ValueError("cursor shape")
         return data["k"], data["i"]
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, binascii.Error, UnicodeDecodeError, RecursionError):
         raise invalid_cursor() from None
 
 
-def decode_position(cursor: str | None, listing: str) -> int | None:
-    """The integer position (id, revision number) a cursor of `listing` continues before."""
+def time_key(raw: Any) -> datetime:
+    """A timestamp key, as `Timestamp` bounds it; raises ValueError."""
+    if not isinstance(raw, str):
+        raise ValueError("time key")
+    return check_timestamp(datetime.fromisoformat(raw))
+
+
+def decode_time(cursor: str, listing: str) -> tuple[datetime, uuid.UUID]:
+    """The (timestamp, id) a cursor of a listing ordered by time and id continues after."""
+    key, id_ = decode(cursor, listing)
+    try:
+        return time_key(key), uuid.UUID(id_)
+    except ValueError:
+        raise invalid_cursor() from None
+
+
+def decode_position(cursor: str | None, listing: str, *, maximum: int = INT32_MAX) -> int | None:
+    """The integer position (id, revision number) a cursor of `listing` continues before;
+    `maximum` is the column's (INT32_MAX for an integer, INT64_MAX for a bigint)."""
     if not cursor:
         return None
     key, _ = decode(cursor, listing)
-    if not isinstance(key, int) or isinstance(key, bool):
+    if not isinstance(key, int) or isinstance(key, bool) or not 1 <= key <= maximum:
         raise invalid_cursor()
     return key

@@ -5,11 +5,11 @@
 
 import asyncio
 import base64
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import orjson
 from minio import Minio
 
 from loupe_backup.backups import objects
@@ -30,7 +30,14 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
+    """A `jsonb` column's text as a value the response can always render: orjson reads an
+    integer beyond 64 bits (how `jsonb` gives back a stored `1e20`) as a float."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:  # nested deeper than any reader takes
+        return None
 
 
 async def _programs(conn: asyncpg.Connection) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ from pydantic import BaseModel
 
 from loupe_catalog import pagination
 from loupe_catalog.audit import repository
+from loupe_shared.contracts.bounds import INT64_MAX, StorableStr, Timestamp
 from loupe_shared.kit.auth import Permission, require
 from loupe_shared.kit.db import Session
 from loupe_shared.kit.problems import Problem
@@ -39,17 +40,25 @@ class AuditPage(BaseModel):
 )
 async def list_audit(
     session: Session,
-    actor: Annotated[str | None, Query(max_length=200)] = None,
-    target: Annotated[str | None, Query(max_length=300, description="e.g. program:<id>")] = None,
-    action: Annotated[str | None, Query(max_length=100, description="e.g. programs.update")] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    actor: Annotated[StorableStr | None, Query(max_length=200)] = None,
+    target: Annotated[
+        StorableStr | None, Query(max_length=300, description="e.g. program:<id>")
+    ] = None,
+    action: Annotated[
+        StorableStr | None, Query(max_length=100, description="e.g. programs.update")
+    ] = None,
+    since: Annotated[Timestamp | None, Query(description="at or after")] = None,
+    until: Annotated[Timestamp | None, Query(description="before")] = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=pagination.MAX_PAGE)] = pagination.DEFAULT_PAGE,
 ) -> AuditPage:
-    before_id = pagination.decode_position(cursor, "audit")
+    before_id = pagination.decode_position(cursor, "audit", maximum=INT64_MAX)
     if since and until and since >= until:
-        raise Problem(422, "since must be before until")
+        raise Problem(
+            422,
+            "query:since: must be before until",
+            errors=[{"field": "query:since", "message": "must be before until"}],
+        )
     rows = await repository.list_page(
         session,
         actor=actor,

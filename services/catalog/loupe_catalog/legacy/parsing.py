@@ -9,7 +9,10 @@ Shapes:
   program's `config.masterImage`.
 
 A shape that cannot be read is refused as a whole (`InputError`); a program that cannot be
-read is reported on its own and the others go on.
+read is reported on its own and the others go on. The body is parsed with orjson, which
+refuses text that is not Unicode (a lone surrogate such as `\\ud800`, which PostgreSQL would
+refuse later) and anything nested past its limit; the document is then held to
+`MAX_DEPTH`, far above any real export's.
 """
 
 import hashlib
@@ -17,13 +20,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 LEGACY_KEY = "vision_programs"
 MAX_LEGACY_ID = 200
 MAX_NAME = 200  # as for any program
+MAX_DEPTH = 64
 
 
 class InputError(ValueError):
-    """The export as a whole cannot be read: `not_json` or `wrong_shape`."""
+    """The export as a whole cannot be read: `not_json`, `too_deep` or `wrong_shape`."""
 
     def __init__(self, message: str, code: str = "wrong_shape") -> None:
         super().__init__(message)
@@ -54,13 +60,36 @@ def canonical_checksum(value: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _too_deep(where: str) -> InputError:
+    return InputError(f"{where} is nested deeper than {MAX_DEPTH} levels", "too_deep")
+
+
+def _check_depth(document: Any, where: str) -> Any:
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                raise _too_deep(where)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+    return document
+
+
+def _loads(text: bytes | str, where: str, code: str) -> Any:
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit exceeded"):
+            raise _too_deep(where) from None
+        raise InputError(f"{where} is not JSON: {exc}", code) from None
+    return _check_depth(document, where)
+
+
 def _decode_string(value: Any, where: str) -> Any:
     if not isinstance(value, str):
         return value
-    try:
-        return json.loads(value)
-    except ValueError as exc:
-        raise InputError(f"{where} is a string that is not JSON: {exc}") from None
+    return _loads(value, f"{where} (a string)", "wrong_shape")
 
 
 def _programs_and_images(document: Any) -> tuple[str, Any, dict[str, Any]]:
@@ -86,7 +115,7 @@ def _programs_and_images(document: Any) -> tuple[str, Any, dict[str, Any]]:
 
 
 def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+    return value if isinstance(value, str) and "\x00" not in value else None
 
 
 def _entry(position: int, raw: Any, images: dict[str, Any]) -> LegacyEntry:
@@ -113,6 +142,9 @@ def _entry(position: int, raw: Any, images: dict[str, Any]) -> LegacyEntry:
         return entry
     if len(legacy_id) > MAX_LEGACY_ID:
         entry.problem = f"id longer than {MAX_LEGACY_ID} characters"
+        return entry
+    if "\x00" in legacy_id:
+        entry.problem = "the id contains the NUL character (U+0000)"
         return entry
     if name is None or not name.strip():
         entry.problem = "no name"
@@ -142,12 +174,7 @@ def _entry(position: int, raw: Any, images: dict[str, Any]) -> LegacyEntry:
 
 def parse(body: bytes) -> LegacyInput:
     """Parse an export; raises `InputError` when it is not JSON or not one of the shapes."""
-    try:
-        document = json.loads(body)
-    except UnicodeDecodeError:
-        raise InputError("the body is not UTF-8 text", "not_json") from None
-    except ValueError as exc:
-        raise InputError(f"not JSON (truncated?): {exc}", "not_json") from None
+    document = _loads(body, "the body", "not_json")
     shape, programs, images = _programs_and_images(document)
     if not isinstance(programs, list):
         raise InputError(f"the programs must be an array; got a JSON {type(programs).__name__}")

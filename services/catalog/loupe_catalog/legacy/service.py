@@ -453,11 +453,7 @@ async def list_runs(
 ) -> tuple[list[RowMapping], str | None]:
     after = None
     if cursor:
-        key, last_id = pagination.decode(cursor, "migration-runs")
-        try:
-            after = (datetime.fromisoformat(str(key)), uuid.UUID(last_id))
-        except ValueError:
-            raise pagination.invalid_cursor() from None
+        after = pagination.decode_time(cursor, "migration-runs")
     rows = await repository.list_runs(session, after=after, limit=limit + 1)
     next_cursor = None
     if len(rows) > limit:

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from loupe_shared.contracts.bounds import StorableStr
+
 CURRENT_VERSION = 3
 MAX_TOOLS = 64
 
@@ -31,7 +33,7 @@ class _Tool(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
-    name: str = Field(default="", max_length=200)
+    name: Annotated[StorableStr, Field(max_length=200)] = ""
     enabled: bool = True
     roi: Roi
 
@@ -118,12 +120,29 @@ _V1_TOOL_TYPES = {
 }
 
 
+def _tools(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tools of an older config, checked for the shape a migration step relies on."""
+    tools = config.get("tools")
+    if tools is None:
+        return []
+    if not isinstance(tools, list):
+        raise ConfigUpgradeError(f"tools: must be an array, not a JSON {_kind(tools)}")
+    for index, tool in enumerate(tools):
+        if not isinstance(tool, dict):
+            raise ConfigUpgradeError(f"tools.{index}: must be an object, not a JSON {_kind(tool)}")
+    return tools
+
+
+def _kind(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
+        type(value), "number" if isinstance(value, int | float) else "null"
+    )
+
+
 @step(1)
 def v1_to_v2(config: dict[str, Any]) -> dict[str, Any]:
     tools = []
-    for index, tool in enumerate(config.get("tools") or []):
-        if not isinstance(tool, dict):
-            raise ConfigUpgradeError(f"tools.{index}: not an object")
+    for index, tool in enumerate(_tools(config)):
         kind = _V1_TOOL_TYPES.get(str(tool.get("type")))
         if kind is None:
             raise ConfigUpgradeError(
@@ -148,7 +167,7 @@ def v1_to_v2(config: dict[str, Any]) -> dict[str, Any]:
 
 @step(2)
 def v2_to_v3(config: dict[str, Any]) -> dict[str, Any]:
-    tools = [{**tool, "enabled": tool.get("enabled", True)} for tool in config.get("tools", [])]
+    tools = [{**tool, "enabled": tool.get("enabled", True)} for tool in _tools(config)]
     return {
         "schema_version": 3,
         "tools": tools,

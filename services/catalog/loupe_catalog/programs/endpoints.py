@@ -22,6 +22,7 @@ from loupe_catalog.programs.schemas import (
     RevisionSummary,
     SortKey,
 )
+from loupe_shared.contracts.bounds import INT32_MAX, StorableStr
 from loupe_shared.kit.auth import Permission, Principal, require
 from loupe_shared.kit.db import ReadPool, Session
 from loupe_shared.kit.responses import FastJSONResponse
@@ -30,6 +31,7 @@ router = APIRouter(prefix="/api/programs", tags=["programs"])
 CanRead = Annotated[Principal, Depends(require(Permission.PROGRAMS_READ))]
 CanWrite = Annotated[Principal, Depends(require(Permission.PROGRAMS_WRITE))]
 IfMatch = Annotated[str | None, Header(description="the ETag you last read")]
+RevisionNumber = Annotated[int, Path(ge=1, le=INT32_MAX)]
 
 
 def _images(request: Request) -> ImagesClient:
@@ -85,8 +87,8 @@ async def create_program(
 async def list_programs(
     pool: ReadPool,
     _: CanRead,
-    q: Annotated[str | None, Query(max_length=200, description="part of the name")] = None,
-    tag: Annotated[str | None, Query(max_length=64)] = None,
+    q: Annotated[StorableStr | None, Query(max_length=200, description="part of the name")] = None,
+    tag: Annotated[StorableStr | None, Query(max_length=64)] = None,
     archived: ArchivedFilter = "false",
     sort: SortKey = "name",
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
@@ -174,7 +176,7 @@ async def list_revisions(
 
 @router.get("/{program_id}/revisions/{revision}", summary="One revision, exactly as it was saved")
 async def get_revision(
-    program_id: uuid.UUID, revision: Annotated[int, Path(ge=1)], session: Session, _: CanRead
+    program_id: uuid.UUID, revision: RevisionNumber, session: Session, _: CanRead
 ) -> Revision:
     row = await service.revision(session, program_id, revision)
     return Revision.model_validate({**dict(row), "tags": list(row["tags"])})
@@ -185,7 +187,7 @@ async def diff_revisions(
     program_id: uuid.UUID,
     session: Session,
     _: CanRead,
-    from_: Annotated[int, Query(alias="from", ge=1)],
-    to: Annotated[int, Query(ge=1)],
+    from_: Annotated[int, Query(alias="from", ge=1, le=INT32_MAX)],
+    to: Annotated[int, Query(ge=1, le=INT32_MAX)],
 ) -> RevisionDiff:
     return RevisionDiff.model_validate(await service.diff(session, program_id, from_, to))

@@ -1,7 +1,6 @@
 """All SQL about programs and their revisions."""
 
 import uuid
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -9,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from loupe_catalog import pagination
 from loupe_catalog.tables import image_records, program_revisions, programs
 
 
@@ -109,9 +109,7 @@ def parse_sort_key(sort: str, raw: Any) -> Any:
         if not isinstance(raw, str):
             raise ValueError("name key")
         return raw
-    if not isinstance(raw, str):
-        raise ValueError("time key")
-    return datetime.fromisoformat(raw)
+    return pagination.time_key(raw)
 
 
 # --- hot read paths, on the plain asyncpg pool -------------------------------------------

@@ -4,6 +4,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from loupe_shared.contracts.bounds import JsonObject, StorableStr, no_surrogate
+
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
@@ -17,6 +19,7 @@ Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
     AfterValidator(_no_control_chars),
+    AfterValidator(no_surrogate),
 ]
 Tag = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.:/\-]{0,63}$")]
 
@@ -33,15 +36,17 @@ class ProgramWrite(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name
-    description: str = Field(default="", max_length=4000)
+    description: Annotated[StorableStr, Field(max_length=4000)] = ""
     tags: Annotated[list[Tag], AfterValidator(_unique)] = Field(default_factory=list, max_length=32)
-    config: dict[str, Any] = Field(description="validated against GET /api/programs/config-schema")
+    config: JsonObject = Field(description="validated against GET /api/programs/config-schema")
     master_image_sha256: Sha256 | None = None
-    message: str = Field(default="", max_length=500, description="what this revision changes")
+    message: Annotated[StorableStr, Field(max_length=500)] = Field(
+        default="", description="what this revision changes"
+    )
 
 
 class ProgramCreate(ProgramWrite):
-    legacy_id: str | None = Field(default=None, min_length=1, max_length=200)
+    legacy_id: Annotated[StorableStr, Field(min_length=1, max_length=200)] | None = None
 
 
 class ProgramSummary(BaseModel):

@@ -15,6 +15,7 @@ from loupe_catalog import pagination
 from loupe_catalog.results import repository
 from loupe_catalog.results.live import LiveFeed
 from loupe_shared.contracts import subjects
+from loupe_shared.contracts.bounds import Timestamp
 from loupe_shared.contracts.results import LINE_ID, ResultBatch
 from loupe_shared.kit.auth import Permission, Principal, require
 from loupe_shared.kit.db import ReadPool
@@ -29,16 +30,6 @@ VerdictFilter = Literal["pass", "fail", "error"] | None
 CHUNK = 250
 HEARTBEAT_S = 15.0
 LISTING = "results"
-
-
-def _aware(name: str, value: datetime | None) -> datetime | None:
-    if value is not None and value.utcoffset() is None:
-        raise Problem(
-            422,
-            f"{name} must carry a time zone (e.g. 2026-01-31T12:00:00Z).",
-            errors=[{"field": f"query:{name}", "message": "needs a time zone"}],
-        )
-    return value
 
 
 @router.post(
@@ -86,25 +77,21 @@ async def list_results(
     line_id: LineFilter = None,
     program_id: uuid.UUID | None = None,
     verdict: VerdictFilter = None,
-    since: Annotated[datetime | None, Query(description="captured at or after")] = None,
-    until: Annotated[datetime | None, Query(description="captured before")] = None,
+    since: Annotated[Timestamp | None, Query(description="captured at or after")] = None,
+    until: Annotated[Timestamp | None, Query(description="captured before")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> FastJSONResponse:
     after = None
     if cursor:
-        key, id_ = pagination.decode(cursor, LISTING)
-        try:
-            after = (datetime.fromisoformat(key), uuid.UUID(id_))
-        except (TypeError, ValueError):
-            raise pagination.invalid_cursor() from None
+        after = pagination.decode_time(cursor, LISTING)
     rows = await repository.page(
         pool,
         line_id=line_id,
         program_id=program_id,
         verdict=verdict,
-        since=_aware("since", since),
-        until=_aware("until", until),
+        since=since,
+        until=until,
         after=after,
         limit=limit + 1,
     )
@@ -123,22 +110,26 @@ async def result_stats(
     pool: ReadPool,
     _: CanRead,
     bucket: Literal["hour", "day"] = "hour",
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Annotated[Timestamp | None, Query(description="default: a day or a month back")] = None,
+    until: Annotated[Timestamp | None, Query(description="default: now")] = None,
     line_id: LineFilter = None,
     program_id: uuid.UUID | None = None,
 ) -> FastJSONResponse:
-    until = _aware("until", until) or datetime.now(UTC)
+    until = until or datetime.now(UTC)
     span = timedelta(hours=24) if bucket == "hour" else timedelta(days=30)
-    since = _aware("since", since) or until - span
+    since = since or until - span
     if since >= until:
-        raise Problem(422, "since must be before until.", field="query:since")
+        raise Problem(
+            422,
+            "query:since: must be before until.",
+            errors=[{"field": "query:since", "message": "must be before until"}],
+        )
     step = timedelta(hours=1) if bucket == "hour" else timedelta(days=1)
     if (until - since) / step > 2000:
         raise Problem(
             422,
-            f"That is more than 2,000 {bucket}s; narrow the range or count per day.",
-            field="query:since",
+            f"query:since: that is more than 2,000 {bucket}s; narrow the range or count per day.",
+            errors=[{"field": "query:since", "message": f"more than 2,000 {bucket}s"}],
         )
     rows = await repository.stats(
         pool, bucket=bucket, since=since, until=until, line_id=line_id, program_id=program_id

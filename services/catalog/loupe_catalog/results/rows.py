@@ -13,6 +13,16 @@ from typing import Any
 
 import orjson
 
+from loupe_shared.contracts.bounds import (
+    FLOAT_ABS_MAX,
+    INT32_MAX,
+    INT64_MAX,
+    INT64_MIN,
+    JSON_MAX_BYTES,
+    JSON_MAX_DEPTH,
+    check_json,
+    check_timestamp,
+)
 from loupe_shared.contracts.results import LINE_ID, MAX_BATCH, MAX_DEFECTS, SHA256, ResultBatch
 
 COLUMNS = (
@@ -35,9 +45,15 @@ COLUMNS = (
     "schema_version",
 )
 KNOWN = frozenset(COLUMNS) - {"defect_count", "extra"} | {"defects"}
+_BATCH_KNOWN = frozenset(("schema_version", "results"))
+_DEFECT_KNOWN = frozenset(("kind", "bbox", "area", "score", "tool_id"))
+_BOX = ("x", "y", "width", "height")
 _LINE = re.compile(LINE_ID)
 _SHA = re.compile(SHA256)
+# The RFC 3339 form every publisher writes; anything else is left to the contract's parser.
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)")
 _VERDICTS = frozenset(("pass", "fail", "error"))
+_NO_DEFECTS: list[Any] = []
 Row = tuple[Any, ...]
 
 
@@ -46,25 +62,91 @@ class Malformed(ValueError):
 
 
 def _text(value: Any, limit: int) -> str:
-    if not isinstance(value, str) or len(value) > limit:
+    if not isinstance(value, str) or len(value) > limit or "\x00" in value:
         raise ValueError
     return value
 
 
-def _number(value: Any) -> float | None:
+def _number(value: Any, low: float = -FLOAT_ABS_MAX) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if type(value) is not float and type(value) is not int:
         raise ValueError
-    return float(value)
+    number = float(value)
+    if not low <= number <= FLOAT_ABS_MAX:  # also false for NaN
+        raise ValueError
+    return number
+
+
+def _count(value: Any, low: int) -> int:
+    if type(value) is not int or not low <= value <= INT32_MAX:
+        raise ValueError
+    return value
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    if type(value) is not str or len(value) != 36:
+        raise ValueError
+    return uuid.UUID(value)
+
+
+def _bounded(value: Any, depth: int) -> None:
+    """`check_json` without its size check, for values orjson parsed (so: str, int, float,
+    bool, None, list, dict with str keys); `depth` counts from 0 at the top."""
+    kind = type(value)
+    if kind is str:
+        if "\x00" in value:
+            raise ValueError
+    elif kind is dict:
+        if depth >= JSON_MAX_DEPTH:
+            raise ValueError
+        for key, child in value.items():
+            if "\x00" in key:
+                raise ValueError
+            _bounded(child, depth + 1)
+    elif kind is list:
+        if depth >= JSON_MAX_DEPTH:
+            raise ValueError
+        for child in value:
+            _bounded(child, depth + 1)
+    elif kind is int:
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError
+    elif kind is float:
+        if not -FLOAT_ABS_MAX <= value <= FLOAT_ABS_MAX:
+            raise ValueError
+    elif value is not None and kind is not bool:
+        raise ValueError
+
+
+def _defect(defect: Any) -> None:
+    if type(defect) is not dict:
+        raise ValueError
+    box = defect["bbox"]
+    if type(box) is not dict:
+        raise ValueError
+    for key in _BOX:
+        _count(box[key], 0)
+    if _number(defect["area"], 0.0) is None:
+        raise ValueError
+    _number(defect.get("score"))
+    _text(defect.get("kind", ""), 100)
+    tool_id = defect.get("tool_id")
+    if tool_id is not None:
+        _text(tool_id, 100)
+    if len(box) > 4:
+        check_json({k: v for k, v in box.items() if k not in _BOX})
+    if len(defect) > 2 and not defect.keys() <= _DEFECT_KNOWN:
+        check_json({k: v for k, v in defect.items() if k not in _DEFECT_KNOWN})
 
 
 def _row(result: Any) -> Row:
-    if not isinstance(result, dict):
+    if type(result) is not dict:
         raise ValueError
-    captured_at = datetime.fromisoformat(result["captured_at"])
-    if captured_at.utcoffset() is None:
+    stamp = result["captured_at"]
+    if type(stamp) is not str or not _TIMESTAMP.fullmatch(stamp):
         raise ValueError
+    captured_at = check_timestamp(datetime.fromisoformat(stamp))
     line_id = result["line_id"]
     if not isinstance(line_id, str) or not _LINE.match(line_id):
         raise ValueError
@@ -73,39 +155,36 @@ def _row(result: Any) -> Row:
         raise ValueError
     program_id = result.get("program_id")
     revision = result.get("program_revision")
-    if revision is not None and (type(revision) is not int or revision < 1):
-        raise ValueError
+    if revision is not None:
+        _count(revision, 1)
     sha = result.get("capture_sha256")
     if sha is not None and (not isinstance(sha, str) or not _SHA.match(sha)):
         raise ValueError
-    defects = result.get("defects") or []
-    if not isinstance(defects, list) or len(defects) > MAX_DEFECTS:
+    defects = result.get("defects", _NO_DEFECTS)
+    if type(defects) is not list or len(defects) > MAX_DEFECTS:
         raise ValueError
     for defect in defects:
-        box = defect["bbox"]
-        if any(type(box[k]) is not int or box[k] < 0 for k in ("x", "y", "width", "height")):
-            raise ValueError
-        area = _number(defect["area"])
-        if area is None or area < 0:
-            raise ValueError
-        _number(defect.get("score"))
-    processing_ms = _number(result.get("processing_ms"))
-    if processing_ms is not None and processing_ms < 0:
-        raise ValueError
+        _defect(defect)
+    processing_ms = _number(result.get("processing_ms"), 0.0)
     simulated = result.get("is_simulated", False)
     if not isinstance(simulated, bool):
         raise ValueError
     reason = result.get("reason")
-    version = result.get("schema_version", 1)
-    if type(version) is not int or version < 1:
-        raise ValueError
+    version = _count(result.get("schema_version", 1), 1)
     extra = {k: v for k, v in result.items() if k not in KNOWN}
+    encoded_extra = None
+    if extra:
+        _bounded(extra, 0)
+        encoded = orjson.dumps(extra)
+        if len(encoded) > JSON_MAX_BYTES:
+            raise ValueError
+        encoded_extra = encoded.decode()
     return (
-        uuid.UUID(result["result_id"]),
+        _uuid(result["result_id"]),
         captured_at,
         line_id,
         _text(result.get("station", ""), 100),
-        None if program_id is None else uuid.UUID(program_id),
+        None if program_id is None else _uuid(program_id),
         revision,
         _text(result.get("part_id", ""), 200),
         verdict,
@@ -116,7 +195,7 @@ def _row(result: Any) -> Row:
         sha,
         simulated,
         None if reason is None else _text(reason, 2000),
-        orjson.dumps(extra).decode() if extra else None,
+        encoded_extra,
         version,
     )
 
@@ -126,10 +205,13 @@ def rows(data: bytes) -> list[Row]:
     try:
         message = orjson.loads(data)
         results = message["results"]
-        if not isinstance(results, list) or not 1 <= len(results) <= MAX_BATCH:
+        if type(results) is not list or not 1 <= len(results) <= MAX_BATCH:
             raise ValueError
+        _count(message.get("schema_version", 1), 1)
+        if len(message) > 1 and not message.keys() <= _BATCH_KNOWN:
+            check_json({k: v for k, v in message.items() if k not in _BATCH_KNOWN})
         return [_row(result) for result in results]
-    except (ValueError, KeyError, TypeError, AttributeError, orjson.JSONDecodeError):
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
         pass
     # The careful path, only to say what is wrong (or, should the fast checks be stricter
     # than the contract somewhere, to accept it after all).
@@ -139,5 +221,5 @@ def rows(data: bytes) -> list[Row]:
         raise Malformed(str(exc)[:1000]) from None
     try:
         return [_row(orjson.loads(result.model_dump_json())) for result in batch.results]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
         raise Malformed(f"a result cannot be stored: {exc}") from None

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from loupe_catalog.audit import service as audit
 from loupe_catalog.retention import repository, service
+from loupe_shared.contracts.bounds import StorableStr
 from loupe_shared.contracts.results import LINE_ID
 from loupe_shared.kit.auth import Permission, Principal, require
 from loupe_shared.kit.db import Session
@@ -18,7 +19,7 @@ from loupe_shared.kit.requests import request_id
 router = APIRouter(prefix="/api/retention", tags=["retention"])
 CanManage = Annotated[Principal, Depends(require(Permission.RETENTION_MANAGE))]
 Scope = Literal["all", "line", "program"]
-Target = Annotated[str, Path(max_length=100)]
+Target = Annotated[StorableStr, Path(max_length=100)]
 
 
 class PolicyBody(BaseModel):
