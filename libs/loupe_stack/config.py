@@ -28,6 +28,8 @@ class StackSettings(BaseSettings):
     images_bucket: str = "loupe-images"
     backup_bucket: str = "loupe-backups"
     log_level: str = "info"
+    # How long the gateway waits for a whole request, body included (Caddy duration).
+    gateway_read_timeout: str = "10m"
     # Seconds each process gets to stop after its signal before it is killed.
     stop_timeout_s: float = 15.0
     start_timeout_s: float = 60.0

@@ -68,3 +68,53 @@ def test_every_log_line_is_json(platform: Stack) -> None:
     for service in ("catalog", "images", "backup", "inspect"):
         for line in (platform.log_dir / f"{service}.log").read_text().splitlines():
             assert isinstance(json.loads(line), dict), f"{service}: {line}"
+
+
+_FAILING_APP = """
+import asyncio, sys
+import httpx
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from loupe_shared.kit.logging import configure_logging
+from loupe_shared.kit.problems import install_problem_handlers
+from loupe_shared.kit.requests import HttpMetrics, RequestContextMiddleware
+
+configure_logging("probe")
+app = FastAPI()
+app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(CollectorRegistry()))
+install_problem_handlers(app)
+
+@app.get("/boom")
+async def boom() -> None:
+    raise RuntimeError("kaboom")
+
+async def main() -> None:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://probe") as client:
+        answer = await client.get("/boom", headers={"X-Request-Id": "probe-500"})
+    print("ANSWER", answer.status_code, answer.headers.get("x-request-id"), answer.text,
+          file=sys.stderr)
+
+asyncio.run(main())
+"""
+
+
+def test_the_traceback_line_carries_the_request_id() -> None:
+    """An unexpected failure is logged once, with its traceback and the request id, and
+    answered as a 500 problem naming the same id."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FAILING_APP], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    entries = [json.loads(line) for line in done.stdout.splitlines()]
+    failed = [e for e in entries if e.get("event") == "request.failed"]
+    assert len(failed) == 1, entries
+    assert failed[0]["request_id"] == "probe-500"
+    assert "RuntimeError: kaboom" in failed[0]["exception"]
+    assert all(e.get("request_id") == "probe-500" for e in entries), entries
+    answer = done.stderr.split("ANSWER ", 1)[1]
+    status, header_id, body = answer.split(" ", 2)
+    assert (status, header_id) == ("500", "probe-500")
+    problem = json.loads(body)
+    assert problem["request_id"] == "probe-500"
+    assert "kaboom" not in body

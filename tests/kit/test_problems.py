@@ -1,9 +1,11 @@
 """Errors are problem documents: the field path of a validation error, the request id, and
 no internals on an unexpected failure."""
 
+import json
+
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field
 
@@ -37,6 +39,10 @@ def _app() -> FastAPI:
     @app.get("/conflict")
     async def conflict() -> None:
         raise Problem(409, "The program was changed meanwhile.", current_etag='"r7"')
+
+    @app.post("/raw")
+    async def raw(request: Request) -> dict[str, int]:
+        return {"keys": len(json.loads(await request.body()))}
 
     @app.get("/boom")
     async def boom() -> None:
@@ -97,3 +103,14 @@ async def test_unexpected_errors_are_500_without_internals(client: httpx.AsyncCl
     assert answer.status_code == 500
     assert "hunter2" not in answer.text
     assert answer.json()["request_id"]
+
+
+@pytest.mark.parametrize("path", ["/configs", "/raw"])
+async def test_json_nested_too_deep_is_a_422_problem(client: httpx.AsyncClient, path: str) -> None:
+    """Python's parser recurses per level: 10,000 levels exhaust the stack wherever the body
+    is read, by FastAPI or by the route itself."""
+    body = "[" * 10_000 + "]" * 10_000
+    answer = await client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "nested too deeply" in answer.json()["detail"]

@@ -15,6 +15,7 @@ from loupe_shared import __version__
 from loupe_shared.kit.auth import CurrentPrincipal, Permission, require
 from loupe_shared.kit.health import Check, health_router
 from loupe_shared.kit.maintenance import MaintenanceGuard, MaintenanceMiddleware
+from loupe_shared.kit.openapi import document_errors
 from loupe_shared.kit.problems import install_problem_handlers
 from loupe_shared.kit.requests import HttpMetrics, RequestContextMiddleware
 from loupe_shared.kit.settings import ServiceSettings
@@ -77,6 +78,7 @@ def create_app(
 
     for router in routers:
         app.include_router(router)
+    document_errors(app, maintenance=service != "backup")
     return app
 
 

@@ -31,6 +31,42 @@ _TITLES = {
 }
 
 
+TOO_DEEP = "body: the document is nested too deeply to be read"
+
+# The answer of every error, as the OpenAPI documents it (RFC 9457 plus the request id).
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "Problem",
+    "description": "RFC 9457 problem details; members beyond these name what went wrong.",
+    "properties": {
+        "type": {"type": "string", "default": "about:blank"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 100, "maximum": 599},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "request_id": {"type": "string", "description": "the X-Request-Id of the request"},
+    },
+    "required": ["type", "title", "status", "detail"],
+    "additionalProperties": True,
+}
+VALIDATION_PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "title": "ValidationProblem",
+    "description": "A problem naming each field that failed validation.",
+    "allOf": [{"$ref": "#/components/schemas/Problem"}],
+    "properties": {
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                "required": ["field", "message"],
+            },
+        }
+    },
+}
+
+
 class Problem(Exception):
     """Raise from anywhere in a request to answer with a problem document."""
 
@@ -101,6 +137,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if isinstance(exc.__cause__, RecursionError):  # FastAPI's "error parsing the body"
+            return problem_response(request, 422, TOO_DEEP, title="Validation failed")
         detail = exc.detail if isinstance(exc.detail, str) else "request failed"
         headers = dict(exc.headers) if exc.headers else None
         return problem_response(request, exc.status_code, detail, headers=headers)
@@ -120,6 +158,11 @@ def install_problem_handlers(app: FastAPI) -> None:
             errors=errors,
         )
 
+    async def on_too_deep(request: Request, exc: Exception) -> JSONResponse:
+        # Python's parsers and encoders recurse once per level of nesting: a body nested
+        # thousands deep exhausts the stack wherever it is read. That is the input's fault.
+        return problem_response(request, 422, TOO_DEEP, title="Validation failed")
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         _log.exception("request.failed", path=request.url.path)
         return problem_response(request, 500, "An unexpected error occurred; it has been logged.")
@@ -127,4 +170,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(RecursionError, on_too_deep)
     app.add_exception_handler(Exception, on_unexpected)

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loupe_shared.kit.logging import get_logger
+from loupe_shared.kit.problems import problem_response
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -70,8 +71,26 @@ class RequestContextMiddleware:
                 headers[REQUEST_ID_HEADER] = request_id
             await send(message)
 
+        started_response = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started_response
+            if message["type"] == "http.response.start":
+                started_response = True
+            await send_with_id(message)
+
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_tracked)
+        except Exception:
+            # Answered here rather than by Starlette's outermost error handler, so the line
+            # with the traceback and the 500 answer both carry the request id.
+            _log.exception("request.failed", method=scope["method"], path=scope["path"])
+            if started_response:
+                raise
+            response = problem_response(
+                Request(scope), 500, "An unexpected error occurred; it has been logged."
+            )
+            await response(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")
@@ -87,4 +106,6 @@ class RequestContextMiddleware:
                     status=status,
                     duration_ms=round(elapsed * 1000, 2),
                 )
-            structlog.contextvars.unbind_contextvars("request_id")
+            # The id stays bound: uvicorn runs each request in its own task (its own copy of the
+            # context), and lines logged after this middleware returns (uvicorn's own error
+            # lines) must carry it too. The next request of a connection binds its own.

@@ -1,0 +1,130 @@
+"""The error answers in every service's OpenAPI: what each route may answer besides success,
+derived from what the route depends on, all as `application/problem+json`.
+
+FastAPI documents only 200 and its own 422 shape; client generators then know nothing of the
+problems the kit answers (401/403 from auth, 503 during maintenance, 412/428 with If-Match).
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute, iter_route_contexts
+
+from loupe_shared.kit.auth import authenticate_request
+from loupe_shared.kit.problems import (
+    _TITLES,
+    PROBLEM_JSON,
+    PROBLEM_SCHEMA,
+    VALIDATION_PROBLEM_SCHEMA,
+)
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_WHY = {
+    400: "The request is malformed.",
+    401: "No valid bearer token (missing, unknown, expired or revoked).",
+    403: "The token's role lacks the permission this route needs.",
+    404: "Nothing answers at this path, or what it names does not exist.",
+    405: "This path does not take this method.",
+    409: "The request conflicts with the current state.",
+    412: "If-Match does not name the current ETag: someone changed it meanwhile.",
+    413: "The body is larger than this route accepts (answered by the gateway).",
+    415: "The body's type is not one this route takes.",
+    422: "A field failed validation; `errors` names each one.",
+    428: "This change needs an If-Match header with the ETag last read.",
+    429: "Too many requests; retry after the time given.",
+    503: "A dependency is unavailable, or a restore is running (writes are refused).",
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again",
+        "schema": {"type": "integer", "minimum": 1},
+    }
+}
+
+
+def _calls(dependant: Dependant) -> Iterator[Any]:
+    for sub in dependant.dependencies:
+        yield sub.call
+        yield from _calls(sub)
+
+
+def statuses_of(route: Any, *, maintenance: bool) -> set[int]:
+    """The error statuses `route` can answer, from its dependencies, method and parameters."""
+    found = {400, 404, 405}  # any path: a malformed request, an unknown path or method
+    calls = list(_calls(route.dependant))
+    if any(call is authenticate_request for call in calls):
+        found |= {401, 503}  # 503: tokens cannot be checked
+    if any(getattr(call, "__name__", "").startswith("require_") for call in calls):
+        found |= {401, 403, 503}
+    unsafe = bool(route.methods - _SAFE_METHODS)
+    if unsafe and maintenance and route.path.startswith("/api/"):
+        found.add(503)
+    headers = {param.alias.lower() for param in route.dependant.header_params}
+    if "if-match" in headers:
+        found |= {412, 428}
+    if route.dependant.body_params or unsafe:
+        found |= {413, 415, 422}
+    if route.dependant.query_params or route.dependant.path_params or headers:
+        found.add(422)
+    for declared in route.responses:
+        if str(declared).isdigit() and int(declared) >= 400:
+            found.add(int(declared))
+    return found
+
+
+def _problem_response(status: int, schema: str) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "description": _WHY.get(status, _TITLES.get(status, "Error")),
+        "content": {PROBLEM_JSON: {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+    if status in (429, 503):
+        answer["headers"] = _RETRY_AFTER
+    return answer
+
+
+def document_errors(app: FastAPI, *, maintenance: bool) -> None:
+    """Make `app.openapi()` list every route's error answers as problem documents."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Problem"] = PROBLEM_SCHEMA
+        schemas["ValidationProblem"] = VALIDATION_PROBLEM_SCHEMA
+        for context in iter_route_contexts(app.routes):
+            # A route as its router includes it: its full path and the router's dependencies.
+            route: Any = context
+            if not isinstance(context.original_route, APIRoute) or not route.include_in_schema:
+                continue
+            operations = document.get("paths", {}).get(route.path_format, {})
+            for method in route.methods:
+                operation = operations.get(method.lower())
+                if operation is None:
+                    continue
+                responses = operation.setdefault("responses", {})
+                for status in sorted(statuses_of(route, maintenance=maintenance)):
+                    schema = "ValidationProblem" if status == 422 else "Problem"
+                    existing = responses.get(str(status))
+                    if existing is None or status == 422:
+                        responses[str(status)] = _problem_response(status, schema)
+                    else:  # a route's own description stays; the body is a problem document
+                        existing["content"] = _problem_response(status, schema)["content"]
+                responses["default"] = {
+                    "description": "Any other error, as a problem document.",
+                    "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+                }
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
