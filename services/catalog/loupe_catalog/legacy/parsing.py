@@ -144,6 +144,8 @@ def _entry(position: int, raw: Any, images: dict[str, Any]) -> LegacyEntry:
         entry.problem = f"id longer than {MAX_LEGACY_ID} characters"
         return entry
     if "\x00" in legacy_id:
+        # Reported (and recorded) with the NUL written out: PostgreSQL text cannot hold it.
+        entry.legacy_id = legacy_id.replace("\x00", "\\u0000")
         entry.problem = "the id contains the NUL character (U+0000)"
         return entry
     if name is None or not name.strip():

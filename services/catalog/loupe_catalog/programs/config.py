@@ -126,10 +126,10 @@ def _tools(config: dict[str, Any]) -> list[dict[str, Any]]:
     if tools is None:
         return []
     if not isinstance(tools, list):
-        raise ConfigUpgradeError(f"tools: must be an array, not a JSON {_kind(tools)}")
+        raise ConfigUpgradeError(f"tools: not an array but a JSON {_kind(tools)}")
     for index, tool in enumerate(tools):
         if not isinstance(tool, dict):
-            raise ConfigUpgradeError(f"tools.{index}: must be an object, not a JSON {_kind(tool)}")
+            raise ConfigUpgradeError(f"tools.{index}: not an object but a JSON {_kind(tool)}")
     return tools
 
 
