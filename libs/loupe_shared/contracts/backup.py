@@ -9,6 +9,14 @@ from pydantic import BaseModel
 # newer ones are refused (see services/backup/README.md).
 BACKUP_FORMAT_VERSION = 2
 MAINTENANCE_KEY = "restore"
+# Keys of the maintenance bucket beside the notice: `live.<service>.<instance>` (a heartbeat of
+# every service instance that honours notices) and `ack.<service>.<instance>` (the restore id
+# whose notice that instance honours, with no write of its own still under way).
+LIVE_PREFIX = "live."
+ACK_PREFIX = "ack."
+# An instance whose heartbeat is older than this is gone; an instance that could not read the
+# bucket for this long refuses writes by itself, so a restore need not wait for it.
+PRESENCE_TTL_S = 10.0
 
 
 class MaintenanceNotice(BaseModel):
@@ -25,3 +33,12 @@ class MaintenanceNotice(BaseModel):
     @property
     def active(self) -> bool:
         return self.lease_until > datetime.now(UTC)
+
+
+class InstanceBeat(BaseModel):
+    """What `live.*` and `ack.*` keys hold."""
+
+    service: str
+    instance: str
+    at: datetime
+    restore_id: str | None = None

@@ -1,29 +1,49 @@
 """Maintenance mode: while a restore runs, every service refuses changes (503 with a clear
-message) and keeps answering reads.
+message and `Retry-After`) and keeps answering reads.
 
-The notice is one key in a NATS key-value bucket, written by the backup service. Services
-read it at most once per `ttl_s` (a lookup is a fraction of a millisecond) and only for
-requests that change something. When the bucket cannot be read, the last notice seen holds
-until its lease runs out; with no notice seen, writes go on (the restore itself takes the
-database's locks, so a missed notice delays writes rather than corrupting them).
+The notice is one key in a NATS key-value bucket, written by the backup service. The fence
+around a restore:
+
+1. the restore writes the notice;
+2. every service instance reads it (a loop polls every `poll_s`; a write request also reads
+   it when the last read is older than `ttl_s`), refuses every write from then on, waits
+   until the writes it had admitted have been answered, and then acknowledges the notice
+   under `ack.<service>.<instance>`;
+3. the restore waits (bounded) until every live instance (`live.<service>.<instance>`,
+   renewed every `heartbeat_s`) has acknowledged, and only then takes its restore point.
+
+So a write answered 2xx is either finished before the restore point is taken or refused. An
+instance that cannot read the bucket for `PRESENCE_TTL_S` refuses writes by itself (its
+heartbeat is then as old, and the restore counts it as gone). Authentication comes first: a
+request without a valid token gets its 401, never the notice.
 """
 
 import asyncio
 import time
+import uuid
 from contextlib import suppress
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI
 from nats.js.client import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from loupe_shared.contracts.backup import MAINTENANCE_KEY, MaintenanceNotice
+from loupe_shared.contracts.backup import (
+    ACK_PREFIX,
+    LIVE_PREFIX,
+    MAINTENANCE_KEY,
+    PRESENCE_TTL_S,
+    InstanceBeat,
+    MaintenanceNotice,
+)
 from loupe_shared.contracts.streams import MAINTENANCE_BUCKET, TOKENS_BUCKET
+from loupe_shared.kit.auth import authenticate_request
 from loupe_shared.kit.logging import get_logger
-from loupe_shared.kit.problems import problem_response
+from loupe_shared.kit.problems import Problem, problem_response
 
 _log = get_logger("loupe.maintenance")
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -66,26 +86,105 @@ async def withdraw(js: JetStreamContext, bucket: str) -> None:
         await kv.delete(MAINTENANCE_KEY)
 
 
-class MaintenanceGuard:
-    """The current notice of one service, read at most once per `ttl_s`."""
+class FenceNotReached(Exception):
+    """Some live service instance did not acknowledge the notice in time."""
 
-    def __init__(self, ttl_s: float = 1.0, timeout_s: float = 0.5, retry_s: float = 5.0) -> None:
+
+async def beats(kv: KeyValue, prefix: str) -> dict[str, InstanceBeat]:
+    try:
+        keys = await kv.keys()
+    except NoKeysError:
+        return {}
+    found: dict[str, InstanceBeat] = {}
+    for key in keys:
+        if not key.startswith(prefix):
+            continue
+        with suppress(KeyNotFoundError):
+            entry = await kv.get(key)
+            if entry.value:
+                found[key.removeprefix(prefix)] = InstanceBeat.model_validate_json(entry.value)
+    return found
+
+
+async def await_fence(
+    js: JetStreamContext, bucket: str, restore_id: str, timeout_s: float
+) -> list[str]:
+    """Wait until every live instance acknowledged the notice of `restore_id` (or is gone);
+    answer the instances that did. Raise `FenceNotReached` naming the others after
+    `timeout_s`."""
+    kv = await open_bucket(js, bucket)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        now = datetime.now(UTC)
+        live = {
+            name
+            for name, beat in (await beats(kv, LIVE_PREFIX)).items()
+            if (now - beat.at).total_seconds() < PRESENCE_TTL_S
+        }
+        acked = {n for n, b in (await beats(kv, ACK_PREFIX)).items() if b.restore_id == restore_id}
+        waiting = sorted(live - acked)
+        if not waiting:
+            return sorted(acked)
+        if time.monotonic() >= deadline:
+            raise FenceNotReached(
+                "these services did not stop their writes in time: " + ", ".join(waiting)
+            )
+        await asyncio.sleep(0.05)
+
+
+class MaintenanceGuard:
+    """One service instance's view of the notice, the writes it has admitted, and its
+    acknowledgement of a notice once none of them is left."""
+
+    def __init__(
+        self,
+        ttl_s: float = 1.0,
+        timeout_s: float = 0.5,
+        retry_s: float = 2.0,
+        poll_s: float = 0.2,
+        heartbeat_s: float = 2.0,
+    ) -> None:
         self._ttl_s = ttl_s
         self._timeout_s = timeout_s
         # After a failed read the last notice is used this long before trying again, so a
         # NATS outage costs a writer at most `timeout_s` once per `retry_s`.
         self._retry_s = retry_s
+        self._poll_s = poll_s
+        self._heartbeat_s = heartbeat_s
+        self.instance = uuid.uuid4().hex[:12]
         self._next_check = -1e9
+        self._last_read: float | None = None
         self._notice: MaintenanceNotice | None = None
         self._lock = asyncio.Lock()
+        self.in_flight = 0
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._acked: str | None = None
+        self._loop: asyncio.Task[None] | None = None
 
     async def current(self, app: FastAPI) -> MaintenanceNotice | None:
         if time.monotonic() >= self._next_check:
             async with self._lock:
                 if time.monotonic() >= self._next_check:
                     await self._refresh(app)
+        return self.notice()
+
+    def notice(self) -> MaintenanceNotice | None:
         notice = self._notice
         return notice if notice is not None and notice.active else None
+
+    def blind(self) -> bool:
+        """True when the notice could not be read for PRESENCE_TTL_S (writes are refused)."""
+        return self._last_read is not None and time.monotonic() - self._last_read > PRESENCE_TTL_S
+
+    def admit(self) -> None:
+        self.in_flight += 1
+        self._drained.clear()
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._drained.set()
 
     async def _refresh(self, app: FastAPI) -> None:
         js: JetStreamContext | None = getattr(app.state, "js", None)
@@ -100,33 +199,139 @@ class MaintenanceGuard:
             _log.warning("maintenance.unreadable", error=str(exc) or type(exc).__name__)
             self._next_check = time.monotonic() + self._retry_s
         else:
+            self._last_read = time.monotonic()
             self._next_check = time.monotonic() + self._ttl_s
+
+    # --- the loop that heartbeats and acknowledges --------------------------------------------
+
+    def start(self, app: FastAPI) -> None:
+        if self._loop is None:
+            self._loop = asyncio.create_task(self._run(app), name="maintenance-guard")
+
+    async def stop(self, app: FastAPI) -> None:
+        if self._loop is None:
+            return
+        self._loop.cancel()
+        with suppress(asyncio.CancelledError, Exception):
+            await self._loop
+        self._loop = None
+        with suppress(Exception):
+            kv = await asyncio.wait_for(self._kv(app), self._timeout_s)
+            if kv is not None:
+                await asyncio.wait_for(kv.delete(self._key(app, LIVE_PREFIX)), self._timeout_s)
+
+    async def _kv(self, app: FastAPI) -> KeyValue | None:
+        js: JetStreamContext | None = getattr(app.state, "js", None)
+        tokens: Any = getattr(app.state, "tokens", None)
+        if js is None or tokens is None:
+            return None
+        return await open_bucket(js, bucket_for(tokens._bucket))
+
+    def _key(self, app: FastAPI, prefix: str) -> str:
+        return f"{prefix}{app.state.service}.{self.instance}"
+
+    def _beat(self, app: FastAPI, restore_id: str | None = None) -> bytes:
+        beat = InstanceBeat(
+            service=app.state.service,
+            instance=self.instance,
+            at=datetime.now(UTC),
+            restore_id=restore_id,
+        )
+        return beat.model_dump_json().encode()
+
+    async def _run(self, app: FastAPI) -> None:
+        beat_at = -1e9
+        while True:
+            try:
+                async with self._lock:
+                    await self._refresh(app)
+                notice = self.notice()
+                kv = await asyncio.wait_for(self._kv(app), self._timeout_s)
+                if notice is not None and notice.restore_id != self._acked and kv is not None:
+                    await self._drained.wait()
+                    await kv.put(self._key(app, ACK_PREFIX), self._beat(app, notice.restore_id))
+                    self._acked = notice.restore_id
+                    _log.info("maintenance.acknowledged", restore_id=notice.restore_id)
+                if kv is not None and time.monotonic() - beat_at >= self._heartbeat_s:
+                    await kv.put(self._key(app, LIVE_PREFIX), self._beat(app))
+                    beat_at = time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _log.warning("maintenance.loop_failed", error=str(exc) or type(exc).__name__)
+            await asyncio.sleep(self._poll_s)
 
 
 class MaintenanceMiddleware:
-    """Answers 503 to requests that would change something while a restore runs."""
+    """Answers 503 to requests that would change something while a restore runs (after
+    authenticating them), and counts the writes it lets through."""
 
     def __init__(self, app: ASGIApp, guard: MaintenanceGuard) -> None:
         self.app = app
         self.guard = guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
+        if scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        if not (
             scope["type"] == "http"
             and scope["method"] not in _SAFE_METHODS
             and scope["path"].startswith("/api/")
         ):
-            notice = await self.guard.current(scope["app"])
-            if notice is not None:
-                retry = max(1, int((notice.lease_until.timestamp() - time.time()) + 1))
-                response = problem_response(
-                    Request(scope),
-                    503,
-                    notice.message,
-                    title="Under maintenance",
-                    headers={"Retry-After": str(min(retry, 30))},
-                    maintenance={"restore_id": notice.restore_id, "backup_id": notice.backup_id},
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
+        notice = await self.guard.current(scope["app"])
+        if notice is None and not self.guard.blind():
+            # Admitted without an await after the check: the guard's loop cannot acknowledge
+            # a notice between the two.
+            self.guard.admit()
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self.guard.release()
+            return
+        request = Request(scope)
+        try:
+            await authenticate_request(request)
+        except Problem as exc:
+            refused = problem_response(
+                request, exc.status, exc.detail, title=exc.title, headers=exc.headers
+            )
+            await refused(scope, receive, send)
+            return
+        if notice is None:
+            response = problem_response(
+                request,
+                503,
+                "Whether a restore is running cannot be checked right now; try again shortly.",
+                title="Under maintenance",
+                headers={"Retry-After": "5"},
+            )
+        else:
+            retry = max(1, int((notice.lease_until.timestamp() - time.time()) + 1))
+            response = problem_response(
+                request,
+                503,
+                notice.message,
+                title="Under maintenance",
+                headers={"Retry-After": str(min(retry, 30))},
+                maintenance={"restore_id": notice.restore_id, "backup_id": notice.backup_id},
+            )
+        await response(scope, receive, send)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app = scope["app"]
+
+        async def watched_send(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete":
+                self.guard.start(app)
+            await send(message)
+
+        async def watched_receive() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await self.guard.stop(app)
+            return message
+
+        await self.app(scope, watched_receive, watched_send)

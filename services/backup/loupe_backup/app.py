@@ -8,6 +8,7 @@ from loupe_backup.backups import endpoints as backup_endpoints
 from loupe_backup.backups.security import RateLimiter
 from loupe_backup.backups.service import BackupService
 from loupe_backup.exports import endpoints as export_endpoints
+from loupe_backup.limits import JsonBodyLimit
 from loupe_backup.schedules import endpoints as schedule_endpoints
 from loupe_backup.schedules.scheduler import Scheduler
 from loupe_backup.settings import BackupSettings
@@ -69,4 +70,5 @@ def build(settings: BackupSettings) -> FastAPI:
     )
 
     s3.answer_unavailable_with_503(app, "backup")
+    app.add_middleware(JsonBodyLimit, max_bytes=settings.json_body_max_bytes)
     return app

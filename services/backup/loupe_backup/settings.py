@@ -22,6 +22,15 @@ class BackupSettings(ServiceSettings, DatabaseSettings, S3Settings, NatsSettings
     # Requests per token and minute that start work on the backup endpoints (reads: ten
     # times as many).
     rate_limit_per_minute: int = 60
+    # An imported archive's manifest.json is refused above this size (before it is read), and
+    # every other member above `import_member_max_bytes`.
+    import_manifest_max_bytes: int = 64 * 1024 * 1024
+    import_member_max_bytes: int = 8 * 1024**3
+    # JSON bodies of the backup routes are refused above this size (413).
+    json_body_max_bytes: int = 64 * 1024
+    # How long a restore waits for every service to refuse writes and finish the ones under
+    # way (its acknowledgement of the maintenance notice) before it gives up, changing nothing.
+    fence_timeout_s: float = 20.0
     # Fault drills: hold the restore's transaction open this long before committing.
     restore_hold_before_commit_s: float = 0.0
     # How often due schedules are looked for (0: schedules run only on request).

@@ -1,9 +1,12 @@
 """One backup set as one tar stream (`loupe-backup/manifest.json` first, then the data files,
 then every blob once, named by its hash), and the import of such a stream.
 
-An import is checked completely — every member hashed against the manifest, nothing missing,
-nothing unexpected — before anything is written to the backup bucket; a tampered archive is
-refused and leaves no trace.
+An archive is outside input. An import is checked completely before anything is written to
+the backup bucket: the manifest's size is capped before it is read, and it must pass the
+strict schema (names the code would have written, partition bounds it can render, only the
+live schema's tables); every other member must be a regular file, under its cap, named as
+the manifest's data files and blobs are derived, and hash as the manifest says; nothing may
+be missing. A refused archive leaves no trace.
 """
 
 import tarfile
@@ -15,7 +18,13 @@ from typing import BinaryIO, cast
 from minio import Minio
 
 from loupe_backup.backups import layout, objects
-from loupe_backup.backups.manifest import Manifest, UnsupportedFormat, parse
+from loupe_backup.backups.manifest import (
+    InvalidManifest,
+    Manifest,
+    UnsupportedFormat,
+    data_file,
+    parse,
+)
 
 ROOT = "loupe-backup/"
 MANIFEST = f"{ROOT}manifest.json"
@@ -42,7 +51,11 @@ class Member:
 
 def members(manifest: Manifest) -> list[Member]:
     found = [
-        Member(f"{ROOT}{t.file}", t.size, layout.data_key(manifest.backup_id, t.file))
+        Member(
+            f"{ROOT}{data_file(t.table)}",
+            t.size,
+            layout.data_key(manifest.backup_id, data_file(t.table)),
+        )
         for t in manifest.tables
     ]
     seen: set[str] = set()
@@ -82,32 +95,65 @@ class ArchiveRefused(ValueError):
     pass
 
 
-def check(path: Path) -> Manifest:
+def _member_problem(member: tarfile.TarInfo) -> str | None:
+    name = member.name
+    if name.startswith("/") or "\\" in name or ".." in name.split("/"):
+        return f"member {name!r} has an absolute path or a '..' segment"
+    if member.issym() or member.islnk():
+        return f"member {name!r} is a link"
+    if not member.isfile():
+        return f"member {name!r} is not a regular file"
+    return None
+
+
+def check(
+    path: Path, live_tables: set[str], *, manifest_max_bytes: int, member_max_bytes: int
+) -> Manifest:
     """Read the whole archive at `path` and answer its manifest; raise `ArchiveRefused` with
-    every problem found when anything differs from the manifest."""
+    every problem found when anything differs from what the manifest says, or the manifest
+    from what this code writes."""
     try:
         with tarfile.open(path, mode="r:") as tar:
             first = tar.next()
-            if first is None or first.name != MANIFEST or not first.isfile():
-                raise ArchiveRefused(f"the archive does not start with {MANIFEST}")
+            if first is None or first.name != MANIFEST or _member_problem(first):
+                raise ArchiveRefused(f"the archive does not start with the file {MANIFEST}")
+            if first.size > manifest_max_bytes:
+                raise ArchiveRefused(
+                    f"{MANIFEST} is {first.size} bytes, above the limit of {manifest_max_bytes}"
+                )
             source = tar.extractfile(first)
             assert source is not None
             try:
-                manifest = parse(source.read())
-            except (UnsupportedFormat, ValueError) as exc:
-                raise ArchiveRefused(f"unreadable manifest: {exc}") from None
+                manifest = parse(source.read(manifest_max_bytes + 1))
+            except (UnsupportedFormat, InvalidManifest) as exc:
+                raise ArchiveRefused(f"unacceptable manifest: {exc}") from None
+            problems = _manifest_problems(manifest, live_tables, member_max_bytes)
+            if problems:
+                raise ArchiveRefused(_shown(problems))
             expected = {m.name: m for m in members(manifest)}
-            hashes = {f"{ROOT}{t.file}": t.sha256 for t in manifest.tables}
+            hashes = {f"{ROOT}{data_file(t.table)}": t.sha256 for t in manifest.tables}
             hashes |= {f"{ROOT}{layout.blob_key(o.sha256)}": o.sha256 for o in manifest.objects}
-            problems: list[str] = []
             seen: set[str] = set()
             for member in tar:
                 if member is first:
                     continue
-                if not member.isfile() or member.name not in expected or member.name in seen:
-                    problems.append(f"unexpected member {member.name}")
+                problem = _member_problem(member)
+                if problem is not None:
+                    problems.append(problem)
+                    continue
+                if member.size > member_max_bytes:
+                    problems.append(
+                        f"member {member.name!r} is {member.size} bytes, above the limit of "
+                        f"{member_max_bytes}"
+                    )
+                    continue
+                if member.name not in expected or member.name in seen:
+                    problems.append(f"unexpected member {member.name!r}")
                     continue
                 seen.add(member.name)
+                if member.size != expected[member.name].size:
+                    problems.append(f"{member.name} does not match the manifest")
+                    continue
                 data = tar.extractfile(member)
                 assert data is not None
                 sha256, size = objects.read_sha256(data)
@@ -117,17 +163,39 @@ def check(path: Path) -> Manifest:
     except tarfile.TarError as exc:
         raise ArchiveRefused(f"not a readable tar archive: {exc}") from None
     if problems:
-        shown = "; ".join(problems[:5]) + (
-            f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        )
-        raise ArchiveRefused(shown)
+        raise ArchiveRefused(_shown(problems))
     return manifest
+
+
+def _manifest_problems(manifest: Manifest, live_tables: set[str], member_max: int) -> list[str]:
+    problems = [
+        f"table {t.table!r} is not a table of this installation"
+        for t in manifest.tables
+        if t.table not in live_tables
+    ]
+    sizes = [(data_file(t.table), t.size) for t in manifest.tables]
+    sizes += [(o.key, o.size) for o in manifest.objects]
+    problems += [
+        f"{name} is {size} bytes, above the limit of {member_max}"
+        for name, size in sizes
+        if size > member_max
+    ]
+    hashes: dict[str, int] = {}
+    for entry in manifest.objects:
+        if hashes.setdefault(entry.sha256, entry.size) != entry.size:
+            problems.append(f"blob {entry.sha256} is listed with two sizes")
+    return problems
+
+
+def _shown(problems: list[str]) -> str:
+    more = len(problems) - 5
+    return "; ".join(problems[:5]) + (f" (and {more} more)" if more > 0 else "")
 
 
 def store(s3: Minio, bucket: str, path: Path, manifest: Manifest, backup_id: str) -> None:
     """Write a checked archive's data files and missing blobs under the set `backup_id`."""
     present = {o.key for o in objects.listing(s3, bucket, layout.BLOBS)}
-    files = {f"{ROOT}{t.file}": t.file for t in manifest.tables}
+    files = {f"{ROOT}{data_file(t.table)}": data_file(t.table) for t in manifest.tables}
     with tarfile.open(path, mode="r:") as tar:
         for member in tar:
             if member.name == MANIFEST:

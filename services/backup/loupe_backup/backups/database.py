@@ -179,3 +179,21 @@ async def row_counts(conn: asyncpg.Connection, tables: list[Table]) -> dict[str,
         t.name: int(await conn.fetchval(f"SELECT count(*) FROM {quote(t.name)}"))  # noqa: S608
         for t in tables
     }
+
+
+# What a fresh installation writes by itself, which is no user data: the backup service's own
+# audit records (an import, a verify, a dry run of the restore about to run).
+_NOT_USER_DATA = {"audit_log": "action LIKE 'backup.%'"}
+
+
+async def user_rows(conn: asyncpg.Connection, tables: list[Table]) -> dict[str, int]:
+    """Rows that are user data, per table: `mode: "empty"` needs none."""
+    counts: dict[str, int] = {}
+    for t in tables:
+        if t.name == ALEMBIC:
+            continue
+        skip = _NOT_USER_DATA.get(t.name)
+        where = f" WHERE NOT ({skip})" if skip else ""
+        query = f"SELECT count(*) FROM {quote(t.name)}{where}"  # noqa: S608 (names quoted)
+        counts[t.name] = int(await conn.fetchval(query))
+    return counts

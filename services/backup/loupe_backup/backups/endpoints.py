@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from loupe_backup.backups import archive
-from loupe_backup.backups.manifest import UnsupportedFormat
+from loupe_backup.backups.manifest import InvalidManifest, UnsupportedFormat
 from loupe_backup.backups.records import BackupRecord
 from loupe_backup.backups.restorer import RestoreRefused, new_workdir
 from loupe_backup.backups.schemas import BackupCreate, RestoreRequest
@@ -123,7 +123,7 @@ async def restore_backup(
         if principal.role != "admin":
             raise Problem(403, f"Role '{principal.role}' may not restore (needs the admin role).")
         restore = await svc.restore(record, body.mode, principal, body.restore_point)
-    except (CorruptManifest, UnsupportedFormat, RestoreRefused, Busy) as exc:
+    except (CorruptManifest, UnsupportedFormat, InvalidManifest, RestoreRefused, Busy) as exc:
         raise Problem(409, str(exc)) from None
     await audit(
         svc,

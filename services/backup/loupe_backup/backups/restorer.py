@@ -24,7 +24,7 @@ from loupe_backup.backups import database, layout, objects
 from loupe_backup.backups.compatibility import check
 from loupe_backup.backups.creator import IMAGE_PREFIXES, Copier
 from loupe_backup.backups.database import ALEMBIC, Table, quote
-from loupe_backup.backups.manifest import Manifest, ObjectEntry
+from loupe_backup.backups.manifest import Manifest, ObjectEntry, Partition, data_file
 from loupe_backup.backups.records import RestoreRecord
 from loupe_backup.settings import BackupSettings
 from loupe_shared.kit import db
@@ -64,6 +64,7 @@ class Restorer:
             tables = await database.describe(conn)
             current = await database.revisions(conn)
             counts = await database.row_counts(conn, tables)
+            user = await database.user_rows(conn, tables)
         finally:
             await conn.close()
         verdict = check(manifest, tables, current)
@@ -72,11 +73,36 @@ class Restorer:
         blockers = list(verdict.reasons) if verdict.status == "incompatible" else []
         if not manifest.include.complete:
             blockers.append("only complete backups (everything included) can be restored")
-        occupied = {n: c for n, c in counts.items() if c and n != ALEMBIC}
+        occupied = {n: c for n, c in user.items() if c}
         if mode == "empty" and occupied:
             blockers.append("the installation is not empty: " + ", ".join(sorted(occupied)))
+        warnings: list[str] = []
+        if manifest.kind == "imported":
+            warnings.append(
+                f"imported archive: made outside this installation (by Loupe "
+                f"{manifest.app_version}); check where it came from before restoring it"
+            )
+        if verdict.status == "migratable":
+            warnings.append(
+                "schema revisions to migrate: the backup is at "
+                f"{', '.join(manifest.alembic_revisions) or 'none'}, this installation at "
+                f"{', '.join(current) or 'none'}; its rows load into today's tables by column"
+            )
+        live = {t.name for t in tables}
+        warnings += [
+            f"table {t.table} is in the backup but not in this installation; it is left out"
+            for t in manifest.tables
+            if t.table not in live and t.table != ALEMBIC
+        ]
+        if mode == "replace":
+            warnings.append(
+                "every table is replaced; a restore point of the current data is taken first "
+                "unless restore_point is false"
+            )
         return {
             "mode": mode,
+            "kind": manifest.kind,
+            "warnings": warnings,
             "compatibility": verdict.status,
             "reasons": verdict.reasons,
             "backup_revisions": manifest.alembic_revisions,
@@ -85,6 +111,7 @@ class Restorer:
                 name: {"current_rows": counts.get(name, 0), "backup_rows": backed.get(name, 0)}
                 for name in sorted({*counts, *backed} - {ALEMBIC})
             },
+            "objects": len(manifest.objects),
             "objects_to_copy": len(missing),
             "bytes_to_copy": sum(o.size for o in missing),
             "can_restore": not blockers,
@@ -107,8 +134,9 @@ class Restorer:
         """Every data file, checked against the manifest; raises before anything changed."""
         paths: dict[str, Path] = {}
 
-        async def one(table: str, file: str, sha256: str, size: int) -> None:
-            path = directory / f"{table}.csv"
+        async def one(table: str, sha256: str, size: int) -> None:
+            file = data_file(table)
+            path = directory / f"{table}.csv"  # a validated identifier: no separator, no '..'
             key = layout.data_key(manifest.backup_id, file)
             found = await self.copier.run(
                 objects.download, self.s3, self.settings.backup_bucket, key, path
@@ -121,7 +149,7 @@ class Restorer:
 
         async with asyncio.TaskGroup() as group:
             for t in manifest.tables:
-                group.create_task(one(t.table, t.file, t.sha256, t.size))
+                group.create_task(one(t.table, t.sha256, t.size))
         return paths
 
     async def copy_objects(self, entries: list[ObjectEntry], added: list[str]) -> None:
@@ -179,9 +207,12 @@ class Restorer:
                 names = ", ".join(quote(t.name) for t in targets)
                 await conn.execute(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
                 if record.mode == "empty":
-                    counts = await database.row_counts(conn, targets)
-                    if any(counts.values()):
-                        raise RestoreRefused("the installation is not empty")
+                    counts = await database.user_rows(conn, targets)
+                    occupied = sorted(n for n, c in counts.items() if c)
+                    if occupied:
+                        raise RestoreRefused(
+                            "the installation is not empty: " + ", ".join(occupied)
+                        )
                 await phase("loading")
                 await conn.execute(f"TRUNCATE {names}")
                 await self._create_partitions(conn, manifest)
@@ -212,7 +243,7 @@ class Restorer:
                 if exists is None:
                     await conn.execute(
                         f"CREATE TABLE {quote(partition.name)} PARTITION OF "
-                        f"{quote(table.table)} {partition.bound}"
+                        f"{quote(table.table)} {Partition.render(partition.bound)}"
                     )
 
     async def _health_check(

@@ -1,9 +1,9 @@
-from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loupe_backup.backups.manifest import Include
+from loupe_shared.contracts.bounds import Timestamp
 
 
 class IncludeIn(BaseModel):
@@ -13,8 +13,8 @@ class IncludeIn(BaseModel):
     images: bool = True
     results: bool = True
     audit: bool = True
-    results_since: datetime | None = None
-    results_until: datetime | None = None
+    results_since: Timestamp | None = None
+    results_until: Timestamp | None = None
 
     @model_validator(mode="after")
     def _range(self) -> "IncludeIn":

@@ -296,7 +296,18 @@ class BackupService:
 
     async def import_archive(self, path: Path, imported_by: str) -> BackupRecord:
         """Check the whole archive, then store it as a new completed set."""
-        manifest = await asyncio.to_thread(archive.check, path)
+        conn = await db.connect(self.settings, "loupe-backup-import")
+        try:
+            live = {t.name for t in await database.describe(conn)}
+        finally:
+            await conn.close()
+        manifest = await asyncio.to_thread(
+            archive.check,
+            path,
+            live,
+            manifest_max_bytes=self.settings.import_manifest_max_bytes,
+            member_max_bytes=self.settings.import_member_max_bytes,
+        )
         record = BackupRecord(
             id=_new_backup_id(),
             kind="imported",
@@ -306,20 +317,27 @@ class BackupService:
             app_version=manifest.app_version,
             alembic_revisions=manifest.alembic_revisions,
         )
-        await asyncio.to_thread(
-            archive.store, self.s3, self.settings.backup_bucket, path, manifest, record.id
-        )
         source_id = manifest.backup_id
-        manifest = manifest.model_copy(
-            update={"backup_id": record.id, "kind": "imported", "parent_id": None}
-        )
-        record.manifest_sha256 = await self.store.put_manifest(manifest)
-        record.counts = manifest.counts
-        record.status = "completed"
-        record.finished_at = now()
-        record.progress.percent = 100.0
-        record.progress.phase = "done"
-        await self.store.save(record)
+        try:
+            await asyncio.to_thread(
+                archive.store, self.s3, self.settings.backup_bucket, path, manifest, record.id
+            )
+            manifest = manifest.model_copy(
+                update={"backup_id": record.id, "kind": "imported", "parent_id": None}
+            )
+            record.manifest_sha256 = await self.store.put_manifest(manifest)
+            record.counts = manifest.counts
+            record.status = "completed"
+            record.finished_at = now()
+            record.progress.percent = 100.0
+            record.progress.phase = "done"
+            await self.store.save(record)
+        except BaseException:
+            # Nothing of a set that was not stored whole stays (its blobs, in no manifest,
+            # are collected with the next deletion).
+            with suppress(Exception):
+                await asyncio.to_thread(self._remove_set, record.id)
+            raise
         _log.info("backup.imported", backup_id=record.id, source_backup_id=source_id)
         return record
 
@@ -330,22 +348,22 @@ class BackupService:
         if record.id in self.jobs:
             raise Busy("the backup is still running")
 
-        def remove_set() -> int:
-            keys = [
-                o.key
-                for o in objects.listing(
-                    self.s3, self.settings.backup_bucket, layout.set_prefix(record.id)
-                )
-            ]
-            # The state last: a set without its state is never listed.
-            for key in sorted(keys, key=lambda k: k.endswith("state.json")):
-                objects.remove(self.s3, self.settings.backup_bucket, key)
-            return len(keys)
-
-        files = await asyncio.to_thread(remove_set)
+        files = await asyncio.to_thread(self._remove_set, record.id)
         blobs = await self.collect()
         _log.info("backup.deleted", backup_id=record.id, files=files, blobs_collected=blobs)
         return {"files_removed": files, "blobs_collected": blobs}
+
+    def _remove_set(self, backup_id: str) -> int:
+        keys = [
+            o.key
+            for o in objects.listing(
+                self.s3, self.settings.backup_bucket, layout.set_prefix(backup_id)
+            )
+        ]
+        # The state last: a set without its state is never listed.
+        for key in sorted(keys, key=lambda k: k.endswith("state.json")):
+            objects.remove(self.s3, self.settings.backup_bucket, key)
+        return len(keys)
 
     async def refcounts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -418,6 +436,11 @@ class BackupService:
 
         try:
             with new_workdir(self.settings) as directory:
+                # The fence first: the restore point (and, in `empty` mode, the check that
+                # the installation is empty) sees every write that was answered, and no
+                # write is answered after it.
+                await phase("maintenance")
+                renewer = await self._begin_maintenance(restore)
                 await phase("checking")
                 paths = await self.restorer.fetch_data(manifest, Path(directory))
                 if take_restore_point:
@@ -427,8 +450,6 @@ class BackupService:
                     done = await self.wait(point.id)
                     if done.status != "completed":
                         raise RestoreRefused(f"the restore point failed: {done.error}")
-                await phase("maintenance")
-                renewer = await self._begin_maintenance(restore)
                 await phase("objects")
                 await self.restorer.copy_objects(manifest.objects, added)
                 restore.objects_copied = len(added)
@@ -486,10 +507,6 @@ class BackupService:
                 lease_until=now() + timedelta(seconds=lease),
             )
 
-        await maintenance.announce(self.js, self.maintenance_bucket, notice())
-        # Services cache the notice up to a second: let every one of them see it first.
-        await asyncio.sleep(1.5)
-
         async def renew() -> None:
             while True:
                 await asyncio.sleep(lease / 3)
@@ -498,4 +515,19 @@ class BackupService:
                 except Exception as exc:
                     _log.warning("restore.maintenance_unrenewed", error=str(exc))
 
-        return asyncio.create_task(renew(), name="maintenance-renewal")
+        await maintenance.announce(self.js, self.maintenance_bucket, notice())
+        renewer = asyncio.create_task(renew(), name="maintenance-renewal")
+        try:
+            acked = await maintenance.await_fence(
+                self.js, self.maintenance_bucket, restore.id, self.settings.fence_timeout_s
+            )
+        except BaseException:
+            renewer.cancel()
+            with suppress(asyncio.CancelledError):
+                await renewer
+            with suppress(Exception):
+                await maintenance.withdraw(self.js, self.maintenance_bucket)
+            raise
+        restore.details["fenced_instances"] = acked
+        _log.info("restore.fenced", restore_id=restore.id, instances=acked)
+        return renewer

@@ -1,5 +1,5 @@
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -8,13 +8,17 @@ from loupe_backup.backups.records import now
 from loupe_backup.backups.schemas import IncludeIn
 from loupe_backup.schedules.cron import Cron
 from loupe_backup.schedules.retention import Retention
+from loupe_shared.contracts.bounds import NulFreeStr
 
 
 class ScheduleIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
-    cron: str = Field(description="five fields, UTC: minute hour day month weekday")
+    name: Annotated[NulFreeStr, Field(min_length=1, max_length=100)]
+    cron: Annotated[
+        NulFreeStr,
+        Field(max_length=100, description="five fields, UTC: minute hour day month weekday"),
+    ]
     kind: Literal["full", "incremental"] = "incremental"
     include: IncludeIn = Field(default_factory=IncludeIn)
     retention: Retention = Field(default_factory=Retention)
@@ -23,7 +27,9 @@ class ScheduleIn(BaseModel):
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str) -> str:
-        Cron.parse(value)  # CronError is a ValueError: a 422 naming the field
+        # CronError is a ValueError: a 422 naming the field. An expression that parses but
+        # never fires within the horizon (`0 0 30 2 *`) is refused here too.
+        Cron.parse(value).next_after(now())
         return value
 
 
