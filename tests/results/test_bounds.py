@@ -4,6 +4,7 @@ restore — answers 2xx. The ingest's hand-written fast path accepts exactly wha
 accepts."""
 
 import json
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -14,9 +15,12 @@ import pytest
 from pydantic import ValidationError
 
 from loupe_catalog.results.rows import Malformed, rows
+from loupe_shared.contracts import subjects
 from loupe_shared.contracts.bounds import FLOAT_ABS_MAX, INT32_MAX, INT64_MAX, INT64_MIN
 from loupe_shared.contracts.results import ResultBatch
+from loupe_shared.kit.settings import NatsSettings
 from tests.backup.conftest import Installation, backup
+from tests.catalog.helpers import publish
 from tests.conftest import auth
 from tests.support import eventually
 
@@ -383,3 +387,48 @@ def test_stored_values_from_before_the_bounds_and_a_backup_restore_read_back(
     with target.client("catalog") as catalog:
         _reads_answer(catalog, target.admin, sent, line_id)
         assert catalog.get(f"/api/results/{legacy_id}", headers=target.admin).status_code == 200
+
+
+def test_the_live_feed_skips_results_beyond_the_bounds_and_goes_on(
+    platform: Any, nats_settings: NatsSettings, admin: dict[str, str]
+) -> None:
+    line_id = f"live-{uuid.uuid4().hex[:8]}"
+    received: list[dict[str, Any]] = []
+    connected = threading.Event()
+
+    def listen() -> None:
+        with (
+            httpx.Client(base_url=platform.gateway_url, timeout=30) as client,
+            client.stream(
+                "GET", "/api/results/stream", params={"line_id": line_id}, headers=admin
+            ) as stream,
+        ):
+            event = ""
+            for text in stream.iter_lines():
+                if text == ": connected":
+                    connected.set()
+                if text.startswith("event: "):
+                    event = text.removeprefix("event: ")
+                if text.startswith("data: ") and event == "result":
+                    received.append(orjson.loads(text.removeprefix("data: ")))
+                    if len(received) == 2:
+                        return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert connected.wait(15)
+    good = [_result(line_id), _result(line_id)]
+    # Published straight into the stream, as a line bypassing the API could: nested deeper
+    # than orjson writes, and with values the database would refuse.
+    poison = [
+        _result(line_id, future=_nested(300)),
+        _result(line_id, program_revision=2**40),
+        _result(line_id, station="\x00"),
+    ]
+    subject = subjects.RESULTS_RECORDED
+    publish(
+        nats_settings, subject, json.dumps({"results": [poison[0], good[0], *poison[1:]]}).encode()
+    )
+    publish(nats_settings, subject, orjson.dumps({"results": [good[1]]}))
+    listener.join(15)
+    assert [r["result_id"] for r in received] == [r["result_id"] for r in good]

@@ -11,6 +11,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from loupe_catalog.results.rows import storable
 from loupe_shared.contracts import subjects
 from loupe_shared.kit.logging import get_logger
 
@@ -51,10 +52,14 @@ class LiveFeed:
             results = orjson.loads(msg.data)["results"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return
+        if not isinstance(results, list):
+            return
+        # Only what the ingest would store: a result beyond the bounds (published straight
+        # into the stream) could not even be written to the feed.
+        shown = [result for result in results if storable(result)]
         for listener in list(self.listeners):
-            for result in results:
-                if isinstance(result, dict):
-                    listener.offer(result)
+            for result in shown:
+                listener.offer(result)
 
     async def join(self, line_id: str | None, verdict: str | None) -> Listener | None:
         """A new listener, or None when the feed is full."""

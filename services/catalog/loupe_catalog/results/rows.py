@@ -200,6 +200,16 @@ def _row(result: Any) -> Row:
     )
 
 
+def storable(result: Any) -> bool:
+    """Whether one result (as orjson parsed it) passes the fast checks: true only for what
+    the contract accepts."""
+    try:
+        _row(result)
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
+        return False
+    return True
+
+
 def rows(data: bytes) -> list[Row]:
     """The rows of one `results.recorded` message; raises Malformed with the reason."""
     try:
