@@ -1,5 +1,6 @@
 """RFC 9457 problem details: every error answer is `application/problem+json`."""
 
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,6 +12,7 @@ from starlette.responses import JSONResponse
 from loupe_shared.kit.logging import get_logger
 
 PROBLEM_JSON = "application/problem+json"
+VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _log = get_logger("loupe.problems")
 
 _TITLES = {
@@ -107,11 +109,18 @@ def problem_response(
     }
     if request is not None:
         body["instance"] = request.url.path
-        request_id = request.scope.get("state", {}).get("request_id")
+        # A middleware outside the request-id one answers before the id is bound: then the
+        # caller's (the gateway's) X-Request-Id is the id.
+        request_id = request.scope.get("state", {}).get("request_id") or _incoming_id(request)
         if request_id:
             body["request_id"] = request_id
     body.update(jsonable_encoder(extra))
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _incoming_id(request: Request) -> str | None:
+    value = request.headers.get("x-request-id", "")
+    return value if VALID_REQUEST_ID.match(value) else None
 
 
 def _field_path(loc: tuple[Any, ...] | list[Any]) -> str:

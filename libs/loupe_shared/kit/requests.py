@@ -1,6 +1,5 @@
 """ASGI middleware: request id, access log and HTTP metrics for every request."""
 
-import re
 import time
 import uuid
 
@@ -11,10 +10,9 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loupe_shared.kit.logging import get_logger
-from loupe_shared.kit.problems import problem_response
+from loupe_shared.kit.problems import VALID_REQUEST_ID, problem_response
 
 REQUEST_ID_HEADER = "x-request-id"
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _log = get_logger("loupe.http")
 
 
@@ -57,7 +55,7 @@ class RequestContextMiddleware:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        request_id = incoming if _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
