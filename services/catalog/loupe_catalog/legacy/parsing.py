@@ -82,7 +82,8 @@ def _loads(text: bytes | str, where: str, code: str) -> Any:
     except orjson.JSONDecodeError as exc:
         if str(exc).startswith("depth limit exceeded"):
             raise _too_deep(where) from None
-        raise InputError(f"{where} is not JSON: {exc}", code) from None
+        prefix = "not JSON (truncated?)" if code == "not_json" else f"{where} is not JSON"
+        raise InputError(f"{prefix}: {exc}", code) from None
     return _check_depth(document, where)
 
 
