@@ -30,6 +30,8 @@ class StackSettings(BaseSettings):
     log_level: str = "info"
     # How long the gateway waits for a whole request, body included (Caddy duration).
     gateway_read_timeout: str = "10m"
+    # ... and the longest pause it accepts between two reads of a body.
+    gateway_read_idle_timeout: str = "30s"
     # Seconds each process gets to stop after its signal before it is killed.
     stop_timeout_s: float = 15.0
     start_timeout_s: float = 60.0

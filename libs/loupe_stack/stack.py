@@ -303,6 +303,7 @@ class Stack:
             "LOUPE_GATEWAY_BIND": "127.0.0.1",
             "LOUPE_CORS_ORIGINS": s.cors_origins,
             "LOUPE_GATEWAY_READ_TIMEOUT": s.gateway_read_timeout,
+            "LOUPE_GATEWAY_READ_IDLE_TIMEOUT": s.gateway_read_idle_timeout,
             **{
                 f"LOUPE_{svc.upper()}_UPSTREAM": f"127.0.0.1:{getattr(s, f'{svc}_port')}"
                 for svc in SERVICES

@@ -19,6 +19,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
 from schemathesis.generation.modes import GenerationMode
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -133,6 +134,7 @@ def test_the_api_conforms_to_its_document(
     schema = schemathesis.openapi.from_url(f"{gateway}/openapi/{service}.json")
     tally = Tally()
     for result in schema.get_all_operations():
+        assert isinstance(result, Ok), f"{service}: an operation's schema is invalid: {result}"
         operation = result.ok()
         if not operation.path.startswith("/api/"):
             continue  # /healthz, /readyz, /metrics: answered by each service, not the gateway
