@@ -58,8 +58,12 @@ async def test_invalid_results_are_refused_before_anything_is_sent(
             await client.publish(new_result(verdict="maybe"))
         with pytest.raises(ValidationError, match="result_id"):
             await client.publish({"line_id": "L1", "verdict": "pass"})
+        # Every part within its bounds (a defect's unknown fields up to 256 KiB), the result
+        # beyond the batch's.
+        box = {"x": 0, "y": 0, "width": 1, "height": 1}
+        defects = [{"bbox": box, "area": 1, "note": "x" * 200_000} for _ in range(10)]
         with pytest.raises(ValueError, match="batch_max_bytes"):
-            await client.publish(new_result(blob="x" * 2_000_000))
+            await client.publish(new_result(verdict="fail", defects=defects))
         with pytest.raises(TypeError):
             await client.publish(["not", "a", "result"])  # type: ignore[arg-type]
         await client.flush()
