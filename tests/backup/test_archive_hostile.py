@@ -192,3 +192,7 @@ def test_imported_archive_dry_run_warns(
     assert any(w.startswith("imported archive") for w in plan["warnings"]), plan
     assert plan["tables"]["programs"]["backup_rows"] >= 3
     assert plan["objects"] >= 6
+    # Tokens of an imported archive were issued elsewhere: put back only when asked for.
+    assert plan["tokens"]["in_backup"] >= 1
+    assert plan["tokens"]["restored"] is False
+    assert any("restore_tokens" in w for w in plan["warnings"]), plan

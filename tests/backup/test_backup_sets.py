@@ -96,6 +96,9 @@ def test_bad_requests_change_nothing(source: Installation) -> None:
                 }
             },
             {"include": {"results_since": "2026-11-10T00:00:00"}},
+            {"include": {"results_since": "0001-01-01T00:00:00+14:00"}},
+            {"include": {"results_until": "9999-12-31T23:59:59-14:00"}},
+            {"include": {"tokens": "sometimes"}},
             {"unknown": 1},
         ):
             answer = client.post("/api/backups", json=body, headers=source.admin)
@@ -109,6 +112,28 @@ def test_bad_requests_change_nothing(source: Installation) -> None:
             ).status_code
             == 422
         )
+        large = client.post(
+            "/api/backups",
+            content=b'{"kind": "full", "pad": "' + b"x" * 70_000 + b'"}',
+            headers={**source.admin, "Content-Type": "application/json"},
+        )
+        assert large.status_code == 413, large.text
+        assert large.headers["content-type"] == "application/problem+json"
+        assert large.json()["request_id"] == large.headers["x-request-id"]
+        never = client.post(
+            "/api/backup-schedules",
+            json={"name": "never", "cron": "0 0 30 2 *"},
+            headers=source.admin,
+        )
+        assert never.status_code == 422, never.text
+        assert "body:cron" in never.json()["detail"]
+        assert "never" in never.json()["detail"]
+        nul = client.post(
+            "/api/backup-schedules",
+            json={"name": "a\u0000b", "cron": "0 3 * * *"},
+            headers=source.admin,
+        )
+        assert nul.status_code == 422, nul.text
         missing = client.get("/api/backups/nope", headers=source.admin)
         assert missing.status_code == 404
         assert client.get("/api/backups/..%2Fx", headers=source.admin).status_code in (404, 422)

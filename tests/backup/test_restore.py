@@ -77,6 +77,7 @@ def test_round_trip_into_a_new_database_and_new_buckets(
     # No writer while the snapshot is compared (the catalog would append the audit record of
     # the backup itself).
     settle_images(source)
+    line = source.token(Role.LINE)  # issued by the source: comes back with the restore
     source.stop("catalog")
     try:
         done = backup(source)
@@ -99,6 +100,8 @@ def test_round_trip_into_a_new_database_and_new_buckets(
     assert plan["can_restore"] is True, plan
     assert plan["compatibility"] == "same"
     assert plan["objects_to_copy"] == len(images)
+    assert plan["tokens"]["restored"] is True
+    assert plan["tokens"]["in_backup"] >= 2
     assert plan["tables"]["programs"] == {"current_rows": 0, "backup_rows": len(rows["programs"])}
     assert target.rows()["programs"] == []  # the dry run changed nothing
 
@@ -124,6 +127,10 @@ def test_round_trip_into_a_new_database_and_new_buckets(
         ),
     )
     viewer = target.token(Role.VIEWER)
+    assert state["details"]["tokens_restored"] >= 2
+    with target.client("catalog") as catalog:
+        # The source's token works on the restored installation (its hash came back).
+        assert catalog.get("/api/programs", headers=line).status_code == 200
     with target.client("catalog") as catalog, target.client("images") as served:
         programs = catalog.get("/api/programs", headers=viewer).json()["items"]
         assert len(programs) == len(rows["programs"])

@@ -223,6 +223,18 @@ class TokenStore:
         self._cache.pop(token_id, None)
         return record
 
+    async def restore(self, record: TokenRecord) -> bool:
+        """Put back a token record from a backup. A token revoked here stays revoked (a
+        backup older than the revocation must not bring it back); answer whether it was
+        written."""
+        kv = await self._bucket_kv()
+        current = await self.get(record.id)
+        if current is not None and current.revoked_at is not None:
+            return False
+        await kv.put(record.id, record.model_dump_json().encode())
+        self._cache.pop(record.id, None)
+        return True
+
     async def authenticate(self, token: str) -> Principal | None:
         match = _TOKEN_RE.match(token)
         if match is None:

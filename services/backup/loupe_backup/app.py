@@ -3,6 +3,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI, Request
+from starlette.middleware import Middleware
 
 from loupe_backup.backups import endpoints as backup_endpoints
 from loupe_backup.backups.security import RateLimiter
@@ -70,5 +71,6 @@ def build(settings: BackupSettings) -> FastAPI:
     )
 
     s3.answer_unavailable_with_503(app, "backup")
-    app.add_middleware(JsonBodyLimit, max_bytes=settings.json_body_max_bytes)
+    # Innermost (inside the request-id middleware), so a 413 carries the request id.
+    app.user_middleware.append(Middleware(JsonBodyLimit, max_bytes=settings.json_body_max_bytes))
     return app

@@ -119,10 +119,12 @@ async def restore_backup(
     record = await completed(svc, backup_id)
     try:
         if body.dry_run:
-            return await svc.plan(record, body.mode)
+            return await svc.plan(record, body.mode, body.restore_tokens)
         if principal.role != "admin":
             raise Problem(403, f"Role '{principal.role}' may not restore (needs the admin role).")
-        restore = await svc.restore(record, body.mode, principal, body.restore_point)
+        restore = await svc.restore(
+            record, body.mode, principal, body.restore_point, body.restore_tokens
+        )
     except (CorruptManifest, UnsupportedFormat, InvalidManifest, RestoreRefused, Busy) as exc:
         raise Problem(409, str(exc)) from None
     await audit(

@@ -21,6 +21,7 @@ from loupe_shared.contracts.bounds import (
     check_json,
     check_timestamp,
 )
+from loupe_shared.kit.auth import TokenRecord
 
 Kind = Literal["full", "incremental", "restore-point", "imported"]
 # A manifest is a few levels deep; anything deeper is not one this code wrote.
@@ -51,6 +52,8 @@ class Include(BaseModel):
     results_since: Timestamp | None = None
     results_until: Timestamp | None = None
     audit: bool = True
+    # API tokens (their hashes): not part of "complete", a restore may leave them out.
+    tokens: bool = True
 
     @property
     def complete(self) -> bool:
@@ -129,6 +132,18 @@ class ObjectEntry(BaseModel):
     etag: Annotated[str, Field(pattern=r"^[\x20-\x7e]{0,200}$")] = ""
 
 
+class BackedToken(TokenRecord):
+    """A token record as a backup holds it: only the hash of its secret."""
+
+    id: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+    name: Annotated[NulFreeStr, Field(max_length=200)]
+    secret_sha256: Sha256
+    created_at: Timestamp
+    created_by: Annotated[NulFreeStr, Field(max_length=200)]
+    expires_at: Timestamp | None = None
+    revoked_at: Timestamp | None = None
+
+
 class Manifest(BaseModel):
     format_version: int = BACKUP_FORMAT_VERSION
     backup_id: BackupId
@@ -142,6 +157,7 @@ class Manifest(BaseModel):
     objects: list[ObjectEntry]
     # Source objects left out because their bytes no longer match their hash.
     source_problems: list[JsonObject] = Field(default_factory=list, max_length=100_000)
+    tokens: list[BackedToken] = Field(default_factory=list, max_length=100_000)
 
     @model_validator(mode="after")
     def _unique_tables(self) -> "Manifest":

@@ -13,6 +13,9 @@ class IncludeIn(BaseModel):
     images: bool = True
     results: bool = True
     audit: bool = True
+    # The API tokens (hashes only); without them every line must be given a new token
+    # after a disaster restore.
+    tokens: bool = True
     results_since: Timestamp | None = None
     results_until: Timestamp | None = None
 
@@ -47,3 +50,7 @@ class RestoreRequest(BaseModel):
     dry_run: bool = True
     # Take a backup of the current state first (replace mode only).
     restore_point: bool = True
+    # Put the set's API tokens back (hashes; a token revoked here stays revoked). Default:
+    # yes for sets made by this installation, no for imported archives (whose tokens some
+    # other installation issued) unless asked for.
+    restore_tokens: bool | None = None

@@ -16,21 +16,21 @@ from prometheus_client import CollectorRegistry, Counter
 
 from loupe_backup.backups import archive, compatibility, database, layout, objects
 from loupe_backup.backups.creator import BackupCreator, Copier, list_backup_blobs
-from loupe_backup.backups.manifest import Include, Kind, Manifest
+from loupe_backup.backups.manifest import BackedToken, Include, Kind, Manifest
 from loupe_backup.backups.progress import ProgressReporter
 from loupe_backup.backups.records import BackupRecord, Compatibility, RestoreRecord, now
 from loupe_backup.backups.restorer import Restorer, RestoreRefused, new_workdir
-from loupe_backup.backups.store import RecordStore
+from loupe_backup.backups.store import CorruptManifest, RecordStore
 from loupe_backup.backups.verifier import verify
 from loupe_backup.settings import BackupSettings
 from loupe_shared import __version__
 from loupe_shared.contracts import subjects
 from loupe_shared.contracts.backup import BACKUP_FORMAT_VERSION, MaintenanceNotice
 from loupe_shared.contracts.events import BackupFinished
-from loupe_shared.contracts.streams import MAINTENANCE_BUCKET
+from loupe_shared.contracts.streams import MAINTENANCE_BUCKET, TOKENS_BUCKET
 from loupe_shared.kit import db, maintenance
 from loupe_shared.kit.audit import publish_audit
-from loupe_shared.kit.auth import Principal
+from loupe_shared.kit.auth import Principal, TokenRecord, TokenStore
 from loupe_shared.kit.logging import get_logger
 
 _log = get_logger("backup.service")
@@ -85,6 +85,7 @@ class BackupService:
         self.copier = Copier(self.executor, settings.copy_concurrency)
         self.creator = BackupCreator(settings, s3, self.copier)
         self.restorer = Restorer(settings, s3, self.copier)
+        self.tokens = TokenStore(js, subjects.stream_name(TOKENS_BUCKET, settings.namespace))
         self.metrics = BackupMetrics(registry)
         self.jobs: dict[str, asyncio.Task[None]] = {}
         self.restore_task: asyncio.Task[None] | None = None
@@ -173,6 +174,11 @@ class BackupService:
                 found = await self.store.get(record.parent_id)
                 parent = await self.store.manifest(found) if found else None
             manifest = await self.creator.run(record, reporter, parent)
+            if record.include.tokens:
+                tokens = await self.tokens.list()
+                manifest = manifest.model_copy(
+                    update={"tokens": [BackedToken.model_validate(t.model_dump()) for t in tokens]}
+                )
             reporter.end_phase("manifest")
             record.manifest_sha256 = await self.store.put_manifest(manifest)
             reporter.end_phase("done")
@@ -380,7 +386,12 @@ class BackupService:
         async with self._collect_lock:
             if self.jobs or (self.restore_task and not self.restore_task.done()):
                 return 0
-            counts = await self.refcounts()
+            try:
+                counts = await self.refcounts()
+            except (CorruptManifest, ValueError) as exc:
+                # A set whose manifest cannot be read may use any blob: collect nothing.
+                _log.warning("backup.collection_skipped", error=str(exc))
+                return 0
             bucket = self.settings.backup_bucket
             present = await asyncio.to_thread(list_backup_blobs, self.s3, bucket)
             garbage = sorted(present - counts.keys())
@@ -393,11 +404,32 @@ class BackupService:
 
     # --- restores ----------------------------------------------------------------------------
 
-    async def plan(self, record: BackupRecord, mode: str) -> dict[str, Any]:
-        return await self.restorer.plan(await self.store.manifest(record), mode)
+    async def plan(
+        self, record: BackupRecord, mode: str, restore_tokens: bool | None = None
+    ) -> dict[str, Any]:
+        manifest = await self.store.manifest(record)
+        plan = await self.restorer.plan(manifest, mode)
+        tokens = _tokens_restored(manifest, restore_tokens)
+        plan["tokens"] = {"in_backup": len(manifest.tokens), "restored": tokens}
+        if manifest.tokens and not tokens and manifest.kind == "imported":
+            plan["warnings"].append(
+                f"the archive carries {len(manifest.tokens)} API tokens issued elsewhere; they "
+                "are put back only with restore_tokens: true"
+            )
+        elif not manifest.tokens:
+            plan["warnings"].append(
+                "the set holds no API tokens: tokens issued since are kept, lines whose tokens "
+                "are lost must be given new ones"
+            )
+        return plan
 
     async def restore(
-        self, record: BackupRecord, mode: str, principal: Principal, restore_point: bool
+        self,
+        record: BackupRecord,
+        mode: str,
+        principal: Principal,
+        restore_point: bool,
+        restore_tokens: bool | None = None,
     ) -> RestoreRecord:
         if self.restore_task is not None and not self.restore_task.done():
             raise Busy("another restore is running")
@@ -414,7 +446,13 @@ class BackupService:
         )
         await self.store.save_restore(restore)
         self.restore_task = asyncio.create_task(
-            self._restore(restore, manifest, restore_point and mode == "replace", principal),
+            self._restore(
+                restore,
+                manifest,
+                restore_point and mode == "replace",
+                principal,
+                _tokens_restored(manifest, restore_tokens),
+            ),
             name=f"restore-{restore.id}",
         )
         return restore
@@ -425,6 +463,7 @@ class BackupService:
         manifest: Manifest,
         take_restore_point: bool,
         principal: Principal,
+        restore_tokens: bool,
     ) -> None:
         added: list[str] = []
         renewer: asyncio.Task[None] | None = None
@@ -454,6 +493,13 @@ class BackupService:
                 await self.restorer.copy_objects(manifest.objects, added)
                 restore.objects_copied = len(added)
                 await self.restorer.load(manifest, paths, restore, phase)
+            if restore_tokens:
+                await phase("tokens")
+                restored = [
+                    await self.tokens.restore(TokenRecord.model_validate(t.model_dump()))
+                    for t in manifest.tokens
+                ]
+                restore.details["tokens_restored"] = sum(restored)
             restore.status = "completed"
             restore.phase = "done"
             self.metrics.restores.labels("completed").inc()
@@ -531,3 +577,9 @@ class BackupService:
         restore.details["fenced_instances"] = acked
         _log.info("restore.fenced", restore_id=restore.id, instances=acked)
         return renewer
+
+
+def _tokens_restored(manifest: Manifest, asked: bool | None) -> bool:
+    """Tokens come back by default from this installation's own sets, from an imported
+    archive only when asked for."""
+    return asked if asked is not None else manifest.kind != "imported"
