@@ -45,6 +45,9 @@ _RETRY_AFTER = {
 }
 
 
+_NO_CODE = (lambda: None).__code__
+
+
 def _calls(dependant: Dependant) -> Iterator[Any]:
     for sub in dependant.dependencies:
         yield sub.call
@@ -55,10 +58,15 @@ def statuses_of(route: Any, *, maintenance: bool) -> set[int]:
     """The error statuses `route` can answer, from its dependencies, method and parameters."""
     found = {400, 404, 405}  # any path: a malformed request, an unknown path or method
     calls = list(_calls(route.dependant))
-    if any(call is authenticate_request for call in calls):
+    # A dependency authenticates when it is the kit's, or calls it (`require`, a service's
+    # own permission check); it can answer 403 when it looks at the permissions.
+    names = {name for call in calls for name in getattr(call, "__code__", _NO_CODE).co_names}
+    if "authenticate_request" in names or authenticate_request in calls:
         found |= {401, 503}  # 503: tokens cannot be checked
-    if any(getattr(call, "__name__", "").startswith("require_") for call in calls):
-        found |= {401, 403, 503}
+    if "permissions" in names:
+        found.add(403)
+    if "rate_limiter" in names:
+        found.add(429)
     unsafe = bool(route.methods - _SAFE_METHODS)
     if unsafe and maintenance and route.path.startswith("/api/"):
         found.add(503)
