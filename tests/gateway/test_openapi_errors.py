@@ -1,6 +1,8 @@
 """Every service's OpenAPI states the error answers its routes give, as problem documents,
 so client generators see them."""
 
+from typing import Any
+
 import httpx
 import pytest
 
@@ -11,10 +13,11 @@ SERVICES = ("catalog", "images", "backup", "inspect")
 PROBLEM = "application/problem+json"
 
 
-def _document(gateway: httpx.Client, service: str) -> dict:
+def _document(gateway: httpx.Client, service: str) -> dict[str, Any]:
     answer = gateway.get(f"/openapi/{service}.json")
     assert answer.status_code == 200
-    return answer.json()
+    document: dict[str, Any] = answer.json()
+    return document
 
 
 @pytest.mark.parametrize("service", SERVICES)
