@@ -1,24 +1,87 @@
 """Durable JetStream pull consumers with one shape everywhere: fetch a batch, handle each
-message, acknowledge only after the handler succeeded; a message that cannot be parsed goes
-to the dead-letter subject with the reason (and is acknowledged so it never blocks the
-stream); any other failure is retried later."""
+message on its own, acknowledge only after the handler succeeded.
+
+Poison never holds the stream: a message that cannot be parsed goes to the dead-letter
+subject (`deadletter.<stream>`, kept by the DEADLETTER stream) with the reason at once; a
+message whose handler keeps failing for a reason of its own (the database refuses its
+values, a bug) is redelivered with a growing delay and set aside after `max_deliveries`.
+A passing failure — the database or the network away — never sets anything aside: the
+message waits (up to a hard cap of `HARD_MAX_DELIVERIES`, should it be the message that
+takes the dependency down). Every message set aside is logged and counted.
+"""
 
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
+import asyncpg
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 from loupe_shared.contracts import subjects
 from loupe_shared.kit.logging import get_logger
 
 _log = get_logger("loupe.consumers")
 Handler = Callable[[str, bytes], Awaitable[None]]
-MALFORMED = (ValidationError, json.JSONDecodeError, KeyError, ValueError)
+MALFORMED = (ValidationError, json.JSONDecodeError, KeyError, ValueError, UnicodeDecodeError)
+MAX_DELIVERIES = 5
+HARD_MAX_DELIVERIES = 200
+# SQLSTATE classes of failures that pass: connection, transaction rollback (serialisation,
+# deadlock), insufficient resources, object in use, operator intervention, system error.
+_PASSING_SQLSTATES = ("08", "40", "53", "55", "57", "58")
+
+
+def is_passing(exc: BaseException) -> bool:
+    """Whether `exc` says a dependency is away (retry later) rather than that the message
+    itself cannot be handled."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, asyncpg.DataError):
+            return False
+        if isinstance(
+            current,
+            OSError
+            | ConnectionError
+            | TimeoutError
+            | asyncpg.PostgresConnectionError
+            | asyncpg.InterfaceError
+            | DisconnectionError,
+        ):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str):
+            return sqlstate.startswith(_PASSING_SQLSTATES)
+        orig = getattr(current, "orig", None)
+        current = (
+            orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
+        )
+    return False
+
+
+def retry_delay(delivered: int) -> float:
+    """Seconds before the next delivery of a message that failed `delivered` times."""
+    return float(min(2 ** max(delivered, 1), 60))
+
+
+class DeadLetters:
+    """The count of messages set aside, by consumer and reason class."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.total = Counter(
+            "consumer_dead_lettered_total",
+            "Messages set aside on the dead-letter subject, by consumer and reason",
+            ["consumer", "reason"],
+            registry=registry if registry is not None else REGISTRY,
+        )
 
 
 async def consume(
@@ -30,12 +93,18 @@ async def consume(
     handler: Handler,
     namespace: str = "",
     batch: int = 100,
+    dead_letters: DeadLetters | None = None,
+    max_deliveries: int = MAX_DELIVERIES,
 ) -> None:
     """Run until cancelled; a lost stream or connection is retried, never fatal. `handler`
     gets the subject without the namespace."""
+    consumer = _Consumer(
+        js, stream, filter_subject, durable, handler, namespace, batch, dead_letters
+    )
+    consumer.max_deliveries = max(1, max_deliveries)
     while True:
         try:
-            await _consume(js, stream, filter_subject, durable, handler, namespace, batch)
+            await consumer.run()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -43,65 +112,110 @@ async def consume(
             await asyncio.sleep(1)
 
 
-async def _consume(
-    js: JetStreamContext,
-    stream: str,
-    filter_subject: str,
-    durable: str,
-    handler: Handler,
-    namespace: str,
-    batch: int,
-) -> None:
-    subscription = await js.pull_subscribe(
-        subjects.subject(filter_subject, namespace),
-        durable=durable,
-        stream=subjects.stream_name(stream, namespace),
-        config=ConsumerConfig(
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            max_deliver=50,
-            ack_wait=30,
-        ),
-    )
-    prefix = f"{namespace}." if namespace else ""
-    try:
-        while True:
-            try:
-                messages = await subscription.fetch(batch, timeout=2)
-            except TimeoutError:  # nats-py raises its own subclass or the builtin
-                continue
-            for message in messages:
+class _Consumer:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        stream: str,
+        filter_subject: str,
+        durable: str,
+        handler: Handler,
+        namespace: str,
+        batch: int,
+        dead_letters: DeadLetters | None,
+    ) -> None:
+        self.js = js
+        self.stream = stream
+        self.filter_subject = filter_subject
+        self.durable = durable
+        self.handler = handler
+        self.namespace = namespace
+        self.batch = batch
+        self.dead_letters = dead_letters
+        self.max_deliveries = MAX_DELIVERIES
+        self.prefix = f"{namespace}." if namespace else ""
+
+    async def run(self) -> None:
+        subscription = await self.js.pull_subscribe(
+            subjects.subject(self.filter_subject, self.namespace),
+            durable=self.durable,
+            stream=subjects.stream_name(self.stream, self.namespace),
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                # Counted here, so the last delivery is set aside rather than dropped.
+                max_deliver=-1,
+                ack_wait=30,
+            ),
+        )
+        try:
+            while True:
                 try:
-                    await handler(message.subject.removeprefix(prefix), message.data)
-                except MALFORMED as exc:
-                    _log.error(
-                        "consumer.malformed_message",
-                        durable=durable,
-                        subject=message.subject,
-                        error=str(exc),
-                    )
-                    await dead_letter(js, stream, namespace, message, str(exc))
-                    await message.ack()
+                    messages = await subscription.fetch(self.batch, timeout=2)
+                except TimeoutError:  # nats-py raises its own subclass or the builtin
                     continue
-                except Exception as exc:  # a dependency is down: leave it for redelivery
-                    _log.warning("consumer.handler_failed", durable=durable, error=str(exc))
-                    with suppress(Exception):
-                        await message.nak(delay=2)
-                    continue
-                await message.ack()
-    finally:
-        # Unsubscribed here, so draining the connection on shutdown has nothing to wait for.
-        with suppress(Exception):
-            await subscription.unsubscribe()
+                for message in messages:
+                    await self.handle(message)
+        finally:
+            # Unsubscribed here, so draining the connection on shutdown has nothing to wait for.
+            with suppress(Exception):
+                await subscription.unsubscribe()
+
+    async def handle(self, message: Msg) -> None:
+        delivered = message.metadata.num_delivered or 1
+        if delivered > HARD_MAX_DELIVERIES:
+            await self.set_aside(message, f"delivered {delivered} times", "redelivered")
+            return
+        try:
+            await self.handler(message.subject.removeprefix(self.prefix), message.data)
+        except asyncio.CancelledError:
+            raise
+        except MALFORMED as exc:
+            await self.set_aside(message, f"malformed: {exc}", "malformed")
+            return
+        except Exception as exc:
+            passing = is_passing(exc)
+            if not passing and delivered >= self.max_deliveries:
+                await self.set_aside(message, f"failed {delivered} times: {exc!r}"[:1000], "failed")
+                return
+            _log.warning(
+                "consumer.handler_failed",
+                durable=self.durable,
+                delivered=delivered,
+                passing=passing,
+                error=str(exc)[:500],
+            )
+            with suppress(Exception):
+                await message.nak(delay=retry_delay(delivered))
+            return
+        await message.ack()
+
+    async def set_aside(self, message: Msg, reason: str, kind: str) -> None:
+        _log.error(
+            "consumer.dead_lettered",
+            durable=self.durable,
+            subject=message.subject,
+            reason=reason[:500],
+        )
+        await dead_letter(self.js, self.stream, self.namespace, message, reason)
+        await message.ack()
+        if self.dead_letters is not None:
+            self.dead_letters.total.labels(self.durable, kind).inc()
 
 
 async def dead_letter(
     js: JetStreamContext, stream: str, namespace: str, message: Msg, reason: str
 ) -> None:
     """Set a message that can never be handled aside, with the reason, on
-    `deadletter.<stream>`; the caller then acknowledges it so it never blocks the stream."""
+    `deadletter.<stream>`; the caller then acknowledges it so it never blocks the stream.
+    The original subject and the delivery count travel as headers."""
+    delivered = message.metadata.num_delivered if message.metadata else None
     await js.publish(
         subjects.subject(f"{subjects.DEADLETTER}.{stream.lower()}", namespace),
         message.data,
-        headers={"Loupe-Reason": reason[:500], "Loupe-Subject": message.subject},
+        headers={
+            "Loupe-Reason": reason.replace("\r", " ").replace("\n", " ")[:500],
+            "Loupe-Subject": message.subject,
+            "Loupe-Delivered": str(delivered or 1),
+        },
     )

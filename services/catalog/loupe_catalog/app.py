@@ -74,6 +74,7 @@ def build(settings: CatalogSettings) -> FastAPI:
                         )
                     )
                 tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
+                dead_letters = consumers.DeadLetters(app.state.registry)
                 for name, stream, subject, durable, handler in (
                     (
                         "image-records",
@@ -91,6 +92,7 @@ def build(settings: CatalogSettings) -> FastAPI:
                         durable=durable,
                         handler=handler,
                         namespace=settings.namespace,
+                        dead_letters=dead_letters,
                     )
                     tasks.append(asyncio.create_task(consumer, name=name))
                 try:

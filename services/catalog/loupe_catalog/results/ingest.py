@@ -24,13 +24,16 @@ from loupe_catalog.results import partitions
 from loupe_catalog.results.rows import COLUMNS, Malformed, Row, rows
 from loupe_shared.contracts import subjects
 from loupe_shared.kit import db
-from loupe_shared.kit.consumers import dead_letter
+from loupe_shared.kit.consumers import dead_letter, is_passing
 from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.settings import DatabaseSettings
 
 _log = get_logger("catalog.results.ingest")
 DURABLE = "catalog-results-ingest"
 ACK_WAIT_S = 10
+# A message delivered this often without being stored (each ingester died on it) is set
+# aside; a database outage does not count, as nothing is fetched while it lasts.
+MAX_DELIVERIES = 20
 PARTITIONS_EVERY_S = 6 * 3600
 _COLUMNS = ", ".join(COLUMNS)
 _MOVE = (
@@ -63,7 +66,8 @@ class Ingester:
         )
         self.dead_lettered = Counter(
             "results_dead_lettered_total",
-            "Result messages set aside as malformed",
+            "Result messages set aside on deadletter.results, by reason",
+            ["reason"],
             registry=registry,
         )
         self.batch_seconds = Histogram(
@@ -126,22 +130,42 @@ class Ingester:
     async def handle(self, conn: asyncpg.Connection, messages: list[Msg]) -> None:
         started = time.perf_counter()
         batch: list[tuple[Msg, list[Row]]] = []
+        alone: list[tuple[Msg, list[Row]]] = []
         for message in messages:
+            delivered = message.metadata.num_delivered or 1
+            if delivered > MAX_DELIVERIES:
+                await self._set_aside(
+                    message, f"delivered {delivered} times without being stored", "redelivered"
+                )
+                continue
             try:
-                batch.append((message, rows(message.data)))
+                found = rows(message.data)
             except Malformed as exc:
-                await self._set_aside(message, str(exc))
+                await self._set_aside(message, str(exc), "malformed")
+                continue
+            except Exception as exc:  # a conversion the contract's checks did not foresee
+                await self._set_aside(message, f"cannot be converted: {exc!r}", "unconvertible")
+                continue
+            # A message delivered before without an outcome (its ingester died on it) is
+            # stored on its own, so it cannot hold the rest of the batch again.
+            (alone if delivered > 1 else batch).append((message, found))
         try:
             await self._store(conn, [row for _, found in batch for row in found])
-        except asyncpg.DataError:
-            # Some row PostgreSQL refuses (a NUL character, say): store message by message,
-            # setting aside only the ones refused.
-            for message, found in list(batch):
-                try:
-                    await self._store(conn, found)
-                except asyncpg.DataError as exc:
-                    await self._set_aside(message, f"refused by the database: {exc}")
-                    batch.remove((message, found))
+        except Exception as exc:
+            if is_passing(exc):
+                raise  # the database is away: everything is delivered again
+            alone = batch + alone
+            batch = []
+        for message, found in alone:
+            # Message by message, setting aside only the ones the database refuses.
+            try:
+                await self._store(conn, found)
+            except Exception as exc:
+                if is_passing(exc):
+                    raise
+                await self._set_aside(message, f"refused by the database: {exc}", "refused")
+                continue
+            batch.append((message, found))
         for message, _ in batch:
             await message.ack()
         self.batch_seconds.observe(time.perf_counter() - started)
@@ -157,8 +181,8 @@ class Ingester:
         self.duplicates.inc(len(found) - inserted)
         _log.debug("results.stored", rows=len(found), inserted=inserted)
 
-    async def _set_aside(self, message: Msg, reason: str) -> None:
-        _log.error("results.malformed_message", subject=message.subject, reason=reason[:300])
+    async def _set_aside(self, message: Msg, reason: str, kind: str) -> None:
+        _log.error("results.dead_lettered", subject=message.subject, kind=kind, reason=reason[:300])
         await dead_letter(self.js, "RESULTS", self.namespace, message, reason)
         await message.ack()
-        self.dead_lettered.inc()
+        self.dead_lettered.labels(kind).inc()
