@@ -73,6 +73,13 @@ def _huge_manifest() -> bytes:
     return info.tobuf(format=tarfile.PAX_FORMAT) + b"{" + b" " * 4096
 
 
+def _huge_extended_header() -> bytes:
+    """A PAX header that says it is 1 GB (tar readers read those whole)."""
+    info = tarfile.TarInfo("././@PaxHeader")
+    info.type, info.size = tarfile.XHDTYPE, 1024**3
+    return info.tobuf(format=tarfile.USTAR_FORMAT) + b"0" * 4096
+
+
 def _table(name: str) -> Callable[[dict[str, Any]], None]:
     def edit(manifest: dict[str, Any]) -> None:
         manifest["tables"][0]["table"] = name
@@ -111,6 +118,7 @@ CASES: dict[str, tuple[Callable[[Members], bytes], str]] = {
     "data file named ../x": (lambda m: _edited(m, _data_file), "data file"),
     "object key with ..": (lambda m: _edited(m, _object_key), "objects.0.key"),
     "huge manifest": (lambda m: _huge_manifest(), "above the limit"),
+    "huge extended header": (lambda m: _huge_extended_header(), "extended tar header"),
     "deeply nested manifest": (_deep, "nested"),
     "unknown table": (lambda m: _edited(m, _table("no_such_table")), "not a table"),
     "member above the cap": (

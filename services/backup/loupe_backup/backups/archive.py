@@ -106,12 +106,50 @@ def _member_problem(member: tarfile.TarInfo) -> str | None:
     return None
 
 
+# Extended headers (PAX records, GNU long names) are read whole by `tarfile`; ours are a few
+# hundred bytes.
+_HEADER_MAX_BYTES = 64 * 1024
+_EXTENDED = frozenset(b"xgLK")
+
+
+def _size(field: bytes) -> int | None:
+    """A header's size field: octal text, or base-256 when its first bit is set."""
+    if field[0] & 0x80:
+        return int.from_bytes(field[1:], "big")
+    try:
+        return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+    except ValueError:
+        return None
+
+
+def _check_headers(path: Path) -> None:
+    """Walk the raw 512-byte headers and refuse an extended header above its cap before
+    `tarfile` would read it into memory."""
+    with path.open("rb") as source:
+        offset = 0
+        while True:
+            source.seek(offset)
+            block = source.read(_BLOCK)
+            if len(block) < _BLOCK or block == b"\0" * _BLOCK:
+                return
+            size = _size(block[124:136])
+            if size is None:
+                return  # tarfile reports it
+            if block[156] in _EXTENDED and size > _HEADER_MAX_BYTES:
+                raise ArchiveRefused(
+                    f"an extended tar header is {size} bytes, above the limit of "
+                    f"{_HEADER_MAX_BYTES}"
+                )
+            offset += _BLOCK + size + (-size % _BLOCK)
+
+
 def check(
     path: Path, live_tables: set[str], *, manifest_max_bytes: int, member_max_bytes: int
 ) -> Manifest:
     """Read the whole archive at `path` and answer its manifest; raise `ArchiveRefused` with
     every problem found when anything differs from what the manifest says, or the manifest
     from what this code writes."""
+    _check_headers(path)
     try:
         with tarfile.open(path, mode="r:") as tar:
             first = tar.next()
