@@ -40,6 +40,8 @@ class Writer:
                     self.answers.append(
                         (name, answer.status_code, answer.headers.get("retry-after"))
                     )
+                if answer.status_code == 503:
+                    self.stop.wait(0.02)  # pacing while refused, not a readiness wait
 
     def count(self, status: int) -> int:
         with self.lock:

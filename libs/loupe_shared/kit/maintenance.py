@@ -325,6 +325,8 @@ class MaintenanceMiddleware:
 
         async def watched_send(message: Message) -> None:
             if message["type"] == "lifespan.startup.complete":
+                # Background writers (event consumers) ask `app.state.maintenance.notice()`.
+                app.state.maintenance = self.guard
                 self.guard.start(app)
             await send(message)
 
