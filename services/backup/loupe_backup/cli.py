@@ -157,12 +157,14 @@ def import_archive(client: httpx.Client, args: argparse.Namespace) -> int:
 
 
 def restore(client: httpx.Client, args: argparse.Namespace) -> int:
-    body = {"mode": args.mode, "dry_run": True}
+    body: dict[str, Any] = {"mode": args.mode, "dry_run": True}
+    if args.tokens is not None:
+        body["restore_tokens"] = args.tokens == "yes"
     plan = _check(client.post(f"/api/backups/{args.id}/restore", json=body))
     print(json.dumps(plan, indent=1))
     if not args.yes or not plan["can_restore"]:
         return 0 if plan["can_restore"] else 1
-    body = {"mode": args.mode, "dry_run": False, "restore_point": not args.no_restore_point}
+    body |= {"dry_run": False, "restore_point": not args.no_restore_point}
     started = _check(client.post(f"/api/backups/{args.id}/restore", json=body))
     state = wait_restore(client, args.id, started["id"])
     print(json.dumps(state, indent=1))
@@ -214,6 +216,11 @@ def parser() -> argparse.ArgumentParser:
     back.add_argument("--mode", choices=("replace", "empty"), default="replace")
     back.add_argument("--yes", action="store_true", help="restore after the dry run")
     back.add_argument("--no-restore-point", action="store_true")
+    back.add_argument(
+        "--tokens",
+        choices=("yes", "no"),
+        help="put the set's API tokens back (default: yes for own sets, no for imported ones)",
+    )
     back.set_defaults(run=restore)
     return top
 
