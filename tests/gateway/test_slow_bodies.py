@@ -1,9 +1,8 @@
-"""A client trickling a request body (pausing between bytes) is cut off by the gateway in
-bounded time, and an ordinary request through the same gateway still passes."""
+"""The gateway's read timeouts are configurable and an ordinary request passes a gateway with
+short ones. Caddy's body timeouts do not cut a body reverse_proxy streams to a service (seen
+with Caddy 2.11), so the services bound slow bodies themselves — a pause between two chunks
+or a whole body too slow is a 408 (tests/kit/test_problems.py)."""
 
-import select
-import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,11 +16,6 @@ from tests.conftest import auth
 
 pytestmark = pytest.mark.e2e
 IDLE_TIMEOUT_S = 1.0
-# One byte, then a pause longer than the idle timeout: the client's pace, not a wait for
-# readiness. A 1,000-byte body at this pace would take 25 minutes; the gateway must end it
-# long before the bound.
-PAUSE_S = 1.5
-GIVE_UP_AFTER_S = 20.0
 
 
 @pytest.fixture(scope="module")
@@ -42,48 +36,6 @@ def strict_gateway(platform: Stack, tmp_path_factory: pytest.TempPathFactory) ->
         yield url
     finally:
         process.stop()
-
-
-def _trickle(port: int, path: str, token: str) -> bytes:
-    """Send headers promising a body, then one byte at a time; answers what the gateway
-    sent back before it closed the connection (empty when it just closed)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n"
-            "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
-        )
-        sock.sendall(head.encode())
-        answer = b""
-        give_up = time.monotonic() + GIVE_UP_AFTER_S
-        while time.monotonic() < give_up:
-            readable, _, _ = select.select([sock], [], [], PAUSE_S)
-            if readable:
-                try:
-                    chunk = sock.recv(65536)
-                except ConnectionResetError:
-                    return answer
-                if not chunk:
-                    return answer
-                answer += chunk
-                continue
-            try:
-                sock.sendall(b" ")
-            except (BrokenPipeError, ConnectionResetError):
-                return answer
-        raise AssertionError(f"the gateway still read the body after {GIVE_UP_AFTER_S} s")
-
-
-@pytest.mark.xfail(
-    reason="Caddy's read_body/read_body_idle timeouts do not cut a body reverse_proxy streams "
-    "to a service (seen with Caddy 2.11); the cut-off needs another layer",
-    strict=False,
-)
-def test_a_trickled_body_is_cut_off(strict_gateway: str, admin_token: str) -> None:
-    port = int(strict_gateway.rsplit(":", 1)[1])
-    answer = _trickle(port, "/api/programs", admin_token)
-    if answer:  # an answer, if any, is an error: the body never arrived whole
-        status = int(answer.split(b" ", 2)[1])
-        assert status in (400, 408, 502, 503, 504), answer[:300]
 
 
 def test_ordinary_requests_pass_the_strict_gateway(strict_gateway: str, admin_token: str) -> None:

@@ -1,13 +1,17 @@
 """Errors are problem documents: the field path of a validation error, the request id, and
 no internals on an unexpected failure."""
 
+import asyncio
 import json
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field
+from starlette.types import Message
 
 from loupe_shared.kit.problems import Problem, install_problem_handlers
 from loupe_shared.kit.requests import HttpMetrics, RequestContextMiddleware
@@ -114,3 +118,61 @@ async def test_json_nested_too_deep_is_a_422_problem(client: httpx.AsyncClient, 
     assert answer.status_code == 422, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
     assert "nested too deeply" in answer.json()["detail"]
+
+
+async def _post_slowly(app: FastAPI, path: str, chunks: list[bytes], pause_s: float) -> Any:
+    """Drive the app as a server would for a client sending `chunks` with `pause_s` between
+    them (the client's pace); answers the status and the body of the answer."""
+    sent: list[Message] = []
+    queue = list(chunks)
+
+    async def receive() -> Message:
+        if not queue:
+            await asyncio.Event().wait()  # the client sends nothing more
+        chunk = queue.pop(0)
+        if chunk != chunks[0]:
+            await asyncio.sleep(pause_s)
+        return {"type": "http.request", "body": chunk, "more_body": bool(queue)}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "scheme": "http",
+        "server": ("test", 80),
+        "client": ("test", 1234),
+        "headers": [(b"content-type", b"application/json")],
+        "app": app,
+    }
+    await asyncio.wait_for(app(scope, receive, send), timeout=10)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], json.loads(body)
+
+
+async def test_a_body_that_stops_arriving_is_a_408_problem() -> None:
+    app = _app()
+    app.state.settings = SimpleNamespace(body_idle_timeout_s=0.2, body_timeout_s=5.0)
+    status, problem = await _post_slowly(app, "/configs", [b'{"tools": ', b"[]}"], pause_s=1.0)
+    assert status == 408
+    assert "stopped arriving" in problem["detail"]
+    assert problem["request_id"]
+    # The same body at a pace within the bound is read and answered.
+    status, answer = await _post_slowly(app, "/configs", [b'{"tools": ', b"[]}"], pause_s=0.05)
+    assert (status, answer) == (200, {"tools": 0})
+
+
+async def test_a_body_trickled_past_the_whole_body_bound_is_a_408_problem() -> None:
+    app = _app()
+    app.state.settings = SimpleNamespace(body_idle_timeout_s=1.0, body_timeout_s=0.5)
+    chunks = [b'{"tools": '] + [b" "] * 20 + [b"[]}"]
+    status, problem = await _post_slowly(app, "/raw", chunks, pause_s=0.1)
+    assert status == 408, problem

@@ -1,11 +1,13 @@
 """ASGI middleware: request id, access log and HTTP metrics for every request."""
 
+import asyncio
 import time
 import uuid
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,6 +22,55 @@ def request_id(request: Request) -> str | None:
     """The id the request-id middleware gave this request."""
     value: str | None = request.scope["state"].get("request_id")
     return value
+
+
+BODY_IDLE_TIMEOUT_S = 30.0
+BODY_TIMEOUT_S = 600.0
+
+
+BODY_TIMEOUT_DETAIL = (
+    "The request body stopped arriving (or came too slowly); nothing was done. "
+    "Send the whole body again."
+)
+
+
+class BodyTimeout(HTTPException):
+    """The client stopped sending its request body (or sends it too slowly). An HTTP
+    exception, so a framework reading the body answers it as the 408 it is."""
+
+    def __init__(self) -> None:
+        super().__init__(408, BODY_TIMEOUT_DETAIL, headers={"Connection": "close"})
+
+
+def _body_limits(scope: Scope) -> tuple[float, float]:
+    settings = getattr(getattr(scope.get("app"), "state", None), "settings", None)
+    return (
+        float(getattr(settings, "body_idle_timeout_s", BODY_IDLE_TIMEOUT_S)),
+        float(getattr(settings, "body_timeout_s", BODY_TIMEOUT_S)),
+    )
+
+
+def timed_receive(scope: Scope, receive: Receive) -> Receive:
+    """`receive` with bounds on a slow body: each chunk must come within the idle timeout
+    and the whole body within the body timeout (the gateway streams bodies through)."""
+    idle_s, whole_s = _body_limits(scope)
+    deadline = time.monotonic() + whole_s
+    done = False
+
+    async def receive_timed() -> Message:
+        nonlocal done
+        if done:
+            return await receive()
+        left = deadline - time.monotonic()
+        try:
+            message = await asyncio.wait_for(receive(), timeout=max(0.0, min(idle_s, left)))
+        except TimeoutError:
+            raise BodyTimeout from None
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            done = True
+        return message
+
+    return receive_timed
 
 
 class HttpMetrics:
@@ -78,7 +129,15 @@ class RequestContextMiddleware:
             await send_with_id(message)
 
         try:
-            await self.app(scope, receive, send_tracked)
+            await self.app(scope, timed_receive(scope, receive), send_tracked)
+        except BodyTimeout:
+            _log.warning("request.body_timeout", method=scope["method"], path=scope["path"])
+            if started_response:
+                raise
+            response = problem_response(
+                Request(scope), 408, BODY_TIMEOUT_DETAIL, headers={"Connection": "close"}
+            )
+            await response(scope, receive, send_with_id)
         except Exception:
             # Answered here rather than by Starlette's outermost error handler, so the line
             # with the traceback and the 500 answer both carry the request id.

@@ -14,6 +14,10 @@ class ServiceSettings(BaseSettings):
     log_level: str = "info"
     # Seconds a draining server waits for in-flight requests on shutdown.
     shutdown_timeout_s: float = 10.0
+    # A request body must keep coming: a pause longer than this between two of its chunks,
+    # or a whole body taking longer than `body_timeout_s`, is answered 408.
+    body_idle_timeout_s: float = 30.0
+    body_timeout_s: float = 600.0
 
 
 class DatabaseSettings(BaseSettings):
