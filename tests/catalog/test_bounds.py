@@ -365,3 +365,17 @@ def test_values_at_the_bounds_are_stored_and_read_back(
                 "/api/programs", params={"sort": sort, "limit": 1, "cursor": cursor}, headers=admin
             )
             assert following.status_code == 200, following.text
+
+
+def test_a_legacy_config_is_bounded_after_its_upgrade_not_before(
+    gateway: httpx.Client, admin: dict[str, str]
+) -> None:
+    # What the upgrade drops (a large field the old frontend kept) is not held to the bounds
+    # of a stored config; what it keeps is.
+    tag = uuid.uuid4().hex[:8]
+    export = [{"id": f"big-{tag}", "name": f"big {tag}", "config": {"preview": "p" * 400_000}}]
+    answer = gateway.post(
+        "/api/migrations/legacy", params={"dry_run": "true"}, json=export, headers=admin
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["items"][0]["outcome"] == "imported", answer.json()["items"]

@@ -25,7 +25,6 @@ from loupe_catalog.programs import repository
 from loupe_catalog.programs.diff import config_changes
 from loupe_catalog.programs.schemas import ProgramCreate, ProgramWrite
 from loupe_shared.contracts import subjects
-from loupe_shared.contracts.bounds import check_json
 from loupe_shared.contracts.events import ProgramArchived, ProgramRevised
 from loupe_shared.kit.auth import Principal
 from loupe_shared.kit.problems import Problem
@@ -76,10 +75,6 @@ def _config_problem(errors: list[dict[str, str]]) -> Problem:
 
 def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
     """Upgrade an older config shape, validate it, and answer the normalised current shape."""
-    try:
-        check_json(raw)
-    except ValueError as exc:
-        raise _config_problem([{"field": "body:config", "message": str(exc)}]) from None
     try:
         upgraded, _ = config_schema.upgrade(raw)
     except config_schema.ConfigUpgradeError as exc:
