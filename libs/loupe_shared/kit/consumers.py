@@ -12,8 +12,9 @@ takes the dependency down). Every message set aside is logged and counted.
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
-from contextlib import suppress
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from typing import Protocol
 
 import asyncpg
 from nats.aio.msg import Msg
@@ -34,6 +35,40 @@ HARD_MAX_DELIVERIES = 200
 # SQLSTATE classes of failures that pass: connection, transaction rollback (serialisation,
 # deadlock), insufficient resources, object in use, operator intervention, system error.
 _PASSING_SQLSTATES = ("08", "40", "53", "55", "57", "58")
+
+
+class WriteFence(Protocol):
+    """The service's maintenance guard (`app.state.maintenance`): while a restore's notice
+    is up, a background writer starts nothing new, and the restore waits for what it has
+    admitted before it takes its restore point."""
+
+    def notice(self) -> object | None: ...
+
+    def blind(self) -> bool: ...
+
+    def admit(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+FENCE_POLL_S = 0.2
+
+
+@asynccontextmanager
+async def fenced(fence: WriteFence | None) -> AsyncIterator[None]:
+    """Admitted as one write of the service: waits while a restore's notice is up. The check
+    and the admission happen with no await between them, so the guard either sees this
+    write under way or this writer sees the notice."""
+    if fence is None:
+        yield
+        return
+    while fence.notice() is not None or fence.blind():  # noqa: ASYNC110 - a notice read from NATS
+        await asyncio.sleep(FENCE_POLL_S)
+    fence.admit()
+    try:
+        yield
+    finally:
+        fence.release()
 
 
 def is_passing(exc: BaseException) -> bool:
@@ -95,6 +130,7 @@ async def consume(
     batch: int = 100,
     dead_letters: DeadLetters | None = None,
     max_deliveries: int = MAX_DELIVERIES,
+    fence: WriteFence | None = None,
 ) -> None:
     """Run until cancelled; a lost stream or connection is retried, never fatal. `handler`
     gets the subject without the namespace."""
@@ -102,6 +138,7 @@ async def consume(
         js, stream, filter_subject, durable, handler, namespace, batch, dead_letters
     )
     consumer.max_deliveries = max(1, max_deliveries)
+    consumer.fence = fence
     while True:
         try:
             await consumer.run()
@@ -133,6 +170,7 @@ class _Consumer:
         self.batch = batch
         self.dead_letters = dead_letters
         self.max_deliveries = MAX_DELIVERIES
+        self.fence: WriteFence | None = None
         self.prefix = f"{namespace}." if namespace else ""
 
     async def run(self) -> None:
@@ -150,12 +188,13 @@ class _Consumer:
         )
         try:
             while True:
-                try:
-                    messages = await subscription.fetch(self.batch, timeout=2)
-                except TimeoutError:  # nats-py raises its own subclass or the builtin
-                    continue
-                for message in messages:
-                    await self.handle(message)
+                async with fenced(self.fence):
+                    try:
+                        messages = await subscription.fetch(self.batch, timeout=2)
+                    except TimeoutError:  # nats-py raises its own subclass or the builtin
+                        continue
+                    for message in messages:
+                        await self.handle(message)
         finally:
             # Unsubscribed here, so draining the connection on shutdown has nothing to wait for.
             with suppress(Exception):

@@ -322,11 +322,12 @@ class MaintenanceMiddleware:
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         app = scope["app"]
+        # Background writers (event consumers, the result ingest) started by the service's
+        # lifespan hold back through `app.state.maintenance` (see kit.consumers.fenced).
+        app.state.maintenance = self.guard
 
         async def watched_send(message: Message) -> None:
             if message["type"] == "lifespan.startup.complete":
-                # Background writers (event consumers) ask `app.state.maintenance.notice()`.
-                app.state.maintenance = self.guard
                 self.guard.start(app)
             await send(message)
 

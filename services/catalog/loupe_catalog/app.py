@@ -57,6 +57,8 @@ def build(settings: CatalogSettings) -> FastAPI:
                     app.state.nats, app.state.js, engine, settings.namespace
                 )
                 app.state.live_feed = LiveFeed(app.state.nats, settings.namespace)
+                # Background writers hold back while a restore runs (see kit.maintenance).
+                fence = getattr(app.state, "maintenance", None)
                 if settings.ingest_enabled:
                     ingester = Ingester(
                         settings,
@@ -64,6 +66,7 @@ def build(settings: CatalogSettings) -> FastAPI:
                         namespace=settings.namespace,
                         registry=app.state.registry,
                         fetch_messages=settings.ingest_fetch_messages,
+                        fence=fence,
                     )
                     tasks.append(asyncio.create_task(ingester.run(), name="results-ingest"))
                 if settings.retention_interval_s > 0:
@@ -93,6 +96,7 @@ def build(settings: CatalogSettings) -> FastAPI:
                         handler=handler,
                         namespace=settings.namespace,
                         dead_letters=dead_letters,
+                        fence=fence,
                     )
                     tasks.append(asyncio.create_task(consumer, name=name))
                 try:

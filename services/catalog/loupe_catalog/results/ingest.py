@@ -24,7 +24,7 @@ from loupe_catalog.results import partitions
 from loupe_catalog.results.rows import COLUMNS, Malformed, Row, rows
 from loupe_shared.contracts import subjects
 from loupe_shared.kit import db
-from loupe_shared.kit.consumers import dead_letter, is_passing
+from loupe_shared.kit.consumers import WriteFence, dead_letter, fenced, is_passing
 from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.settings import DatabaseSettings
 
@@ -51,8 +51,10 @@ class Ingester:
         namespace: str,
         registry: CollectorRegistry,
         fetch_messages: int = 100,
+        fence: WriteFence | None = None,
     ) -> None:
         self.database = database
+        self.fence = fence
         self.js = js
         self.namespace = namespace
         self.fetch_messages = fetch_messages
@@ -115,11 +117,14 @@ class Ingester:
                 if time.monotonic() - partitions_at > PARTITIONS_EVERY_S:
                     await partitions.ensure(conn)
                     partitions_at = time.monotonic()
-                try:
-                    messages = await subscription.fetch(self.fetch_messages, timeout=1)
-                except TimeoutError:  # nats-py raises its own subclass or the builtin
-                    continue
-                await self.handle(conn, messages)
+                # Fenced: a restore takes its restore point only once no batch is under way,
+                # and none starts until it is over (the stream keeps what arrives meanwhile).
+                async with fenced(self.fence):
+                    try:
+                        messages = await subscription.fetch(self.fetch_messages, timeout=1)
+                    except TimeoutError:  # nats-py raises its own subclass or the builtin
+                        continue
+                    await self.handle(conn, messages)
         finally:
             if subscription is not None:
                 with suppress(Exception):
