@@ -159,7 +159,7 @@ def test_a_malformed_message_is_set_aside_and_never_blocks_the_stream(
             sub = await nc.jetstream().pull_subscribe(
                 f"{subjects.DEADLETTER}.results", stream="DEADLETTER"
             )
-            found = []
+            found: list[tuple[str, str]] = []
             while True:  # every dead letter of the session's stream (other tests add theirs)
                 try:
                     batch = await sub.fetch(500, timeout=1)
