@@ -8,6 +8,7 @@ import uuid
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from loupe_shared.contracts.bounds import PositiveInt32
 from loupe_shared.contracts.results import SHA256, InspectionResult
 
 
@@ -48,7 +49,7 @@ class EvaluationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     program_id: uuid.UUID
-    program_revision: int = Field(ge=1)
+    program_revision: PositiveInt32
     capture_sha256: str = Field(pattern=SHA256)
 
 
