@@ -5,7 +5,7 @@ Every body, query, path and cursor model uses these instead of bare `int`, `str`
 (or cannot give back) is a 422 naming the field — never a 500 later, on some read path.
 
 - integers: PostgreSQL `integer` / `bigint` widths;
-- text: PostgreSQL `text` and `jsonb` refuse NUL (U+0000);
+- text: PostgreSQL `text` and `jsonb` refuse NUL (U+0000) and lone surrogates;
 - timestamps: must carry a zone, are normalised to UTC and lie in a window that leaves room
   for arithmetic (a month's partition bounds, a retention cut-off) inside Python's years
   1-9999;
@@ -43,6 +43,16 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False, ge=-FLOAT_ABS_MAX, le=
 NonNegativeFloat = Annotated[float, Field(allow_inf_nan=False, ge=0, le=FLOAT_ABS_MAX)]
 
 
+def no_surrogate(value: str) -> str:
+    # A JSON body parsed by the standard library turns a `\ud800` escape into a lone
+    # surrogate: not Unicode text, and PostgreSQL (through asyncpg's UTF-8) refuses it.
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text (no lone surrogate such as \\ud800)") from None
+    return value
+
+
 def no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain the NUL character (U+0000)")
@@ -51,7 +61,8 @@ def no_nul(value: str) -> str:
 
 # NUL-free text; add the length at the use site: `Annotated[NulFreeStr, Field(max_length=200)]`
 # (or `Query(max_length=200)` for a query parameter).
-NulFreeStr = Annotated[str, AfterValidator(no_nul)]
+# (Lone surrogates are refused too: PostgreSQL cannot hold them either.)
+NulFreeStr = Annotated[str, AfterValidator(no_nul), AfterValidator(no_surrogate)]
 
 
 def check_timestamp(value: datetime) -> datetime:
@@ -99,12 +110,12 @@ def check_json(
             for key, child in item.items():
                 if not isinstance(key, str):
                     raise ValueError("has a key that is not a string")
-                no_nul(key)
+                no_surrogate(no_nul(key))
                 stack.append((child, depth + 1))
         elif isinstance(item, list):
             stack.extend((child, depth + 1) for child in item)
         elif isinstance(item, str):
-            no_nul(item)
+            no_surrogate(no_nul(item))
         elif isinstance(item, bool) or item is None:
             continue
         elif isinstance(item, int):
@@ -131,16 +142,6 @@ def _json(value: Any) -> Any:
 # Free-form JSON kept in a `jsonb` column.
 JsonValue = Annotated[Any, AfterValidator(_json)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_json)]
-
-
-def no_surrogate(value: str) -> str:
-    # A JSON body parsed by the standard library turns a `\ud800` escape into a lone
-    # surrogate: not Unicode text, and PostgreSQL (through asyncpg's UTF-8) refuses it.
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text (no lone surrogate such as \\ud800)") from None
-    return value
 
 
 # Text PostgreSQL can hold: NUL-free and valid Unicode. Add the length at the use site, as for
