@@ -7,7 +7,10 @@ message whose handler keeps failing for a reason of its own (the database refuse
 values, a bug) is redelivered with a growing delay and set aside after `max_deliveries`.
 A passing failure — the database or the network away — never sets anything aside: the
 message waits (up to a hard cap of `HARD_MAX_DELIVERIES`, should it be the message that
-takes the dependency down). Every message set aside is logged and counted.
+takes the dependency down). A handler that does not return within `HANDLER_TIMEOUT_S`
+counts as a passing failure. Every message set aside is logged (`consumer.dead_lettered`) and
+counted (`consumer_dead_lettered_total{consumer,reason}`); every consumer of every service,
+the result ingest and the inspection workers included, sets aside through `DeadLetters`.
 """
 
 import asyncio
@@ -15,9 +18,11 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Protocol
+from weakref import WeakKeyDictionary
 
 import asyncpg
 from nats.aio.msg import Msg
+from nats.errors import NotJSMessageError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
@@ -32,6 +37,9 @@ Handler = Callable[[str, bytes], Awaitable[None]]
 MALFORMED = (ValidationError, json.JSONDecodeError, KeyError, ValueError, UnicodeDecodeError)
 MAX_DELIVERIES = 5
 HARD_MAX_DELIVERIES = 200
+# Below the consumers' ack wait (30 s), so a hung handler is retried rather than the
+# message delivered twice at once.
+HANDLER_TIMEOUT_S = 25.0
 # SQLSTATE classes of failures that pass: connection, transaction rollback (serialisation,
 # deadlock), insufficient resources, object in use, operator intervention, system error.
 _PASSING_SQLSTATES = ("08", "40", "53", "55", "57", "58")
@@ -71,13 +79,23 @@ async def fenced(fence: WriteFence | None) -> AsyncIterator[None]:
         fence.release()
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it wraps: SQLAlchemy's `orig`, then the cause or context."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not s for s in seen):
+        seen.append(current)
+        orig = getattr(current, "orig", None)
+        current = (
+            orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
+        )
+    return seen
+
+
 def is_passing(exc: BaseException) -> bool:
     """Whether `exc` says a dependency is away (retry later) rather than that the message
     itself cannot be handled."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in _chain(exc):
         if isinstance(current, asyncpg.DataError):
             return False
         if isinstance(
@@ -95,10 +113,21 @@ def is_passing(exc: BaseException) -> bool:
         sqlstate = getattr(current, "sqlstate", None)
         if isinstance(sqlstate, str):
             return sqlstate.startswith(_PASSING_SQLSTATES)
-        orig = getattr(current, "orig", None)
-        current = (
-            orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
-        )
+    return False
+
+
+def is_refused(exc: BaseException) -> bool:
+    """Whether `exc` says the message's values can never be stored: a data exception of
+    PostgreSQL (SQLSTATE class 22: out of range, bad encoding, NUL in text), a value the
+    driver cannot encode, an arithmetic overflow. Such a message is set aside at once."""
+    for current in _chain(exc):
+        if is_passing(current) and not isinstance(current, asyncpg.DataError):
+            return False
+        if isinstance(current, asyncpg.DataError | OverflowError | UnicodeEncodeError):
+            return True
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str):
+            return sqlstate.startswith("22")
     return False
 
 
@@ -107,16 +136,66 @@ def retry_delay(delivered: int) -> float:
     return float(min(2 ** max(delivered, 1), 60))
 
 
+def _delivered(message: Msg) -> int:
+    try:
+        return message.metadata.num_delivered or 1
+    except NotJSMessageError:  # published to a core subscription: delivered once
+        return 1
+
+
+def _header_text(text: str, limit: int = 500) -> str:
+    """`text` as a header value NATS carries intact: printable ASCII, one line."""
+    escaped = text.encode("ascii", "backslashreplace").decode("ascii")
+    return "".join(c if " " <= c <= "~" else " " for c in escaped)[:limit]
+
+
 class DeadLetters:
-    """The count of messages set aside, by consumer and reason class."""
+    """Sets messages aside: the dead letter with its reason, the acknowledgement, the event
+    log line and the count by consumer and reason class. One per metrics registry: use
+    `DeadLetters.of(registry)` wherever a service needs it."""
+
+    _by_registry: "WeakKeyDictionary[CollectorRegistry, DeadLetters]" = WeakKeyDictionary()
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        registry = registry if registry is not None else REGISTRY
         self.total = Counter(
             "consumer_dead_lettered_total",
             "Messages set aside on the dead-letter subject, by consumer and reason",
             ["consumer", "reason"],
-            registry=registry if registry is not None else REGISTRY,
+            registry=registry,
         )
+        DeadLetters._by_registry[registry] = self
+
+    @classmethod
+    def of(cls, registry: CollectorRegistry | None = None) -> "DeadLetters":
+        found = cls._by_registry.get(registry if registry is not None else REGISTRY)
+        return found if found is not None else cls(registry)
+
+    async def set_aside(
+        self,
+        js: JetStreamContext,
+        message: Msg,
+        *,
+        stream: str,
+        namespace: str,
+        consumer: str,
+        reason: str,
+        kind: str,
+    ) -> None:
+        """Publish `message` to `deadletter.<stream>` with `reason`, then acknowledge it.
+        `kind` is the reason's class, the metric's label: malformed, unconvertible,
+        refused, failed, redelivered."""
+        _log.error(
+            "consumer.dead_lettered",
+            consumer=consumer,
+            subject=message.subject,
+            kind=kind,
+            delivered=_delivered(message),
+            reason=reason[:500],
+        )
+        await dead_letter(js, stream, namespace, message, reason)
+        await message.ack()
+        self.total.labels(consumer, kind).inc()
 
 
 async def consume(
@@ -131,14 +210,23 @@ async def consume(
     dead_letters: DeadLetters | None = None,
     max_deliveries: int = MAX_DELIVERIES,
     fence: WriteFence | None = None,
+    handler_timeout_s: float = HANDLER_TIMEOUT_S,
 ) -> None:
     """Run until cancelled; a lost stream or connection is retried, never fatal. `handler`
     gets the subject without the namespace."""
     consumer = _Consumer(
-        js, stream, filter_subject, durable, handler, namespace, batch, dead_letters
+        js,
+        stream,
+        filter_subject,
+        durable,
+        handler,
+        namespace,
+        batch,
+        dead_letters if dead_letters is not None else DeadLetters.of(),
     )
     consumer.max_deliveries = max(1, max_deliveries)
     consumer.fence = fence
+    consumer.handler_timeout_s = handler_timeout_s
     while True:
         try:
             await consumer.run()
@@ -159,7 +247,7 @@ class _Consumer:
         handler: Handler,
         namespace: str,
         batch: int,
-        dead_letters: DeadLetters | None,
+        dead_letters: DeadLetters,
     ) -> None:
         self.js = js
         self.stream = stream
@@ -170,6 +258,7 @@ class _Consumer:
         self.batch = batch
         self.dead_letters = dead_letters
         self.max_deliveries = MAX_DELIVERIES
+        self.handler_timeout_s = HANDLER_TIMEOUT_S
         self.fence: WriteFence | None = None
         self.prefix = f"{namespace}." if namespace else ""
 
@@ -201,18 +290,22 @@ class _Consumer:
                 await subscription.unsubscribe()
 
     async def handle(self, message: Msg) -> None:
-        delivered = message.metadata.num_delivered or 1
+        delivered = _delivered(message)
         if delivered > HARD_MAX_DELIVERIES:
             await self.set_aside(message, f"delivered {delivered} times", "redelivered")
             return
         try:
-            await self.handler(message.subject.removeprefix(self.prefix), message.data)
+            async with asyncio.timeout(self.handler_timeout_s):
+                await self.handler(message.subject.removeprefix(self.prefix), message.data)
         except asyncio.CancelledError:
             raise
         except MALFORMED as exc:
-            await self.set_aside(message, f"malformed: {exc}", "malformed")
+            await self.set_aside(message, f"malformed: {exc}"[:1000], "malformed")
             return
         except Exception as exc:
+            if is_refused(exc):
+                await self.set_aside(message, f"refused: {exc!r}"[:1000], "refused")
+                return
             passing = is_passing(exc)
             if not passing and delivered >= self.max_deliveries:
                 await self.set_aside(message, f"failed {delivered} times: {exc!r}"[:1000], "failed")
@@ -222,7 +315,7 @@ class _Consumer:
                 durable=self.durable,
                 delivered=delivered,
                 passing=passing,
-                error=str(exc)[:500],
+                error=repr(exc)[:500],
             )
             with suppress(Exception):
                 await message.nak(delay=retry_delay(delivered))
@@ -230,16 +323,15 @@ class _Consumer:
         await message.ack()
 
     async def set_aside(self, message: Msg, reason: str, kind: str) -> None:
-        _log.error(
-            "consumer.dead_lettered",
-            durable=self.durable,
-            subject=message.subject,
-            reason=reason[:500],
+        await self.dead_letters.set_aside(
+            self.js,
+            message,
+            stream=self.stream,
+            namespace=self.namespace,
+            consumer=self.durable,
+            reason=reason,
+            kind=kind,
         )
-        await dead_letter(self.js, self.stream, self.namespace, message, reason)
-        await message.ack()
-        if self.dead_letters is not None:
-            self.dead_letters.total.labels(self.durable, kind).inc()
 
 
 async def dead_letter(
@@ -248,13 +340,12 @@ async def dead_letter(
     """Set a message that can never be handled aside, with the reason, on
     `deadletter.<stream>`; the caller then acknowledges it so it never blocks the stream.
     The original subject and the delivery count travel as headers."""
-    delivered = message.metadata.num_delivered if message.metadata else None
     await js.publish(
         subjects.subject(f"{subjects.DEADLETTER}.{stream.lower()}", namespace),
         message.data,
         headers={
-            "Loupe-Reason": reason.replace("\r", " ").replace("\n", " ")[:500],
-            "Loupe-Subject": message.subject,
-            "Loupe-Delivered": str(delivered or 1),
+            "Loupe-Reason": _header_text(reason),
+            "Loupe-Subject": _header_text(message.subject, 300),
+            "Loupe-Delivered": str(_delivered(message)),
         },
     )

@@ -77,7 +77,7 @@ def build(settings: CatalogSettings) -> FastAPI:
                         )
                     )
                 tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
-                dead_letters = consumers.DeadLetters(app.state.registry)
+                dead_letters = consumers.DeadLetters.of(app.state.registry)
                 for name, stream, subject, durable, handler in (
                     (
                         "image-records",

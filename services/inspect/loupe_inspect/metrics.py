@@ -1,5 +1,7 @@
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from loupe_shared.kit.consumers import DeadLetters
+
 
 class WorkerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -17,11 +19,8 @@ class WorkerMetrics:
             "Requests left for redelivery (a dependency down)",
             registry=registry,
         )
-        self.dead_lettered = Counter(
-            "inspect_dead_lettered_total",
-            "Requests set aside on the dead-letter subject",
-            registry=registry,
-        )
+        # Requests set aside, by reason: consumer_dead_lettered_total{consumer,reason}.
+        self.dead_letters = DeadLetters.of(registry)
         self.in_flight = Gauge("inspect_in_flight", "Requests being inspected", registry=registry)
         self.master_cache_bytes = Gauge(
             "inspect_master_cache_bytes", "Bytes held by the master image cache", registry=registry

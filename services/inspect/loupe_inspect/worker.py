@@ -8,7 +8,9 @@ with a published result, except:
 - a passing failure (catalog or object store down, a bug) is delivered again after a delay,
   and after `max_deliveries` it gets an `error` result and goes to the dead-letter subject.
 A request delivered more often than that (a worker died on it each time) is set aside before
-it is tried again, so one poison message cannot take the workers down one by one."""
+it is tried again, so one poison message cannot take the workers down one by one. Dead
+letters go through the kit (`consumer_dead_lettered_total{consumer,reason}`, the
+`consumer.dead_lettered` log line)."""
 
 import asyncio
 from contextlib import suppress
@@ -23,7 +25,7 @@ from loupe_inspect.metrics import WorkerMetrics
 from loupe_shared.contracts import subjects
 from loupe_shared.contracts.inspect import InspectedResult
 from loupe_shared.contracts.results import RESULT_SCHEMA_VERSION, InspectionRequest
-from loupe_shared.kit.consumers import dead_letter
+from loupe_shared.kit.consumers import is_passing
 from loupe_shared.kit.logging import get_logger
 
 _log = get_logger("inspect.worker")
@@ -123,15 +125,17 @@ class Worker:
             request = InspectionRequest.model_validate_json(message.data)
         except ValidationError as exc:
             reason = f"not an inspection request: {exc.errors()[0].get('msg', exc)}"
-            _log.error("inspect.malformed_request", reason=reason)
-            await self._set_aside(message, reason)
+            await self._set_aside(message, reason, "malformed")
+            return
+        except Exception as exc:  # anything the model's parser did not foresee
+            await self._set_aside(message, f"not an inspection request: {exc!r}", "malformed")
             return
         log = _log.bind(request_id=str(request.request_id), delivered=delivered)
         if delivered > self.max_deliveries:
             reason = (
                 f"delivered {delivered} times without an outcome (a worker may have died on it)"
             )
-            await self._give_up(message, request, reason)
+            await self._give_up(message, request, reason, "redelivered")
             return
         try:
             result = await self.inspector.handle(request)
@@ -140,7 +144,9 @@ class Worker:
             raise
         except Exception as exc:
             if delivered >= self.max_deliveries:
-                await self._give_up(message, request, f"gave up after {delivered} attempts: {exc}")
+                await self._give_up(
+                    message, request, f"gave up after {delivered} attempts: {exc}", "failed"
+                )
                 return
             log.warning("inspect.retry_later", error=str(exc))
             self.metrics.retries.inc()
@@ -156,17 +162,33 @@ class Worker:
             processing_ms=result.processing_ms,
         )
 
-    async def _give_up(self, message: Msg, request: InspectionRequest, reason: str) -> None:
+    async def _give_up(
+        self, message: Msg, request: InspectionRequest, reason: str, kind: str
+    ) -> None:
+        """An `error` result for the line, then the dead letter. A request whose error result
+        cannot be made or published (for a reason of its own, not NATS away) is set aside
+        all the same, so it cannot come back forever."""
         _log.error("inspect.gave_up", request_id=str(request.request_id), reason=reason)
-        result = self.inspector.error(request, reason)
-        await self.publish(result)
-        self.metrics.results.labels("error").inc()
-        await self._set_aside(message, reason)
+        try:
+            await self.publish(self.inspector.error(request, reason))
+        except Exception as exc:
+            if is_passing(exc):
+                raise
+            reason = f"{reason}; no error result: {exc!r}"
+        else:
+            self.metrics.results.labels("error").inc()
+        await self._set_aside(message, reason, kind)
 
-    async def _set_aside(self, message: Msg, reason: str) -> None:
-        await dead_letter(self.js, STREAM, self.namespace, message, reason)
-        self.metrics.dead_lettered.inc()
-        await message.ack()
+    async def _set_aside(self, message: Msg, reason: str, kind: str) -> None:
+        await self.metrics.dead_letters.set_aside(
+            self.js,
+            message,
+            stream=STREAM,
+            namespace=self.namespace,
+            consumer=self.durable,
+            reason=reason,
+            kind=kind,
+        )
 
     async def publish(self, result: InspectedResult) -> None:
         """Publish one result as a batch (the worker's own fields kept)."""

@@ -5,14 +5,24 @@ batch of messages; their results are COPYed into a session-local staging table a
 with `INSERT ... ON CONFLICT DO NOTHING` in one transaction; the messages are acknowledged
 only after the commit. A crash before the commit leaves them unacknowledged (redelivered
 after `ACK_WAIT_S`); a crash after the commit and before the acknowledgements redelivers
-rows that are already there, which the insert skips. A message that breaks the contract, or
-whose rows PostgreSQL refuses, goes to `deadletter.results` with the reason and never blocks
-the stream.
+rows that are already there, which the insert skips.
+
+Poison never holds the stream. A message that breaks the contract, or cannot be converted
+(whatever the exception), is set aside on `deadletter.results` with the reason before the
+batch is stored. When the database refuses a batch for a reason of the data (anything but
+an outage), the batch is halved until the refused messages stand alone; only they are set
+aside, the rest commit. When the database is away, nothing is set aside: the messages of
+the batch still unsettled are delivered again after a delay, and a message delivered more
+than `max_deliveries` times without being stored is set aside before it is tried again (so
+one that takes the connection down with it, or kills its ingester, ends there). A message
+delivered before is stored on its own, so it cannot hold the rest of a batch again.
 """
 
 import asyncio
 import time
+from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 
 import asyncpg
 from nats.aio.msg import Msg
@@ -24,7 +34,13 @@ from loupe_catalog.results import partitions
 from loupe_catalog.results.rows import COLUMNS, Malformed, Row, rows
 from loupe_shared.contracts import subjects
 from loupe_shared.kit import db
-from loupe_shared.kit.consumers import WriteFence, dead_letter, fenced, is_passing
+from loupe_shared.kit.consumers import (
+    DeadLetters,
+    WriteFence,
+    fenced,
+    is_passing,
+    retry_delay,
+)
 from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.settings import DatabaseSettings
 
@@ -52,8 +68,12 @@ class Ingester:
         registry: CollectorRegistry,
         fetch_messages: int = 100,
         fence: WriteFence | None = None,
+        max_deliveries: int = MAX_DELIVERIES,
+        convert: Callable[[bytes], list[Row]] = rows,
     ) -> None:
         self.database = database
+        self.max_deliveries = max(1, max_deliveries)
+        self.convert = convert
         self.fence = fence
         self.js = js
         self.namespace = namespace
@@ -66,12 +86,7 @@ class Ingester:
             "Results received again and skipped (already stored)",
             registry=registry,
         )
-        self.dead_lettered = Counter(
-            "results_dead_lettered_total",
-            "Result messages set aside on deadletter.results, by reason",
-            ["reason"],
-            registry=registry,
-        )
+        self.dead_letters = DeadLetters.of(registry)
         self.batch_seconds = Histogram(
             "results_ingest_batch_seconds", "Time to store one fetched batch", registry=registry
         )
@@ -134,46 +149,61 @@ class Ingester:
 
     async def handle(self, conn: asyncpg.Connection, messages: list[Msg]) -> None:
         started = time.perf_counter()
-        batch: list[tuple[Msg, list[Row]]] = []
-        alone: list[tuple[Msg, list[Row]]] = []
+        fresh: list[_Pending] = []
+        again: list[_Pending] = []
         for message in messages:
-            delivered = message.metadata.num_delivered or 1
-            if delivered > MAX_DELIVERIES:
+            delivered = _delivered(message)
+            if delivered > self.max_deliveries:
                 await self._set_aside(
                     message, f"delivered {delivered} times without being stored", "redelivered"
                 )
                 continue
             try:
-                found = rows(message.data)
+                found = self.convert(message.data)
             except Malformed as exc:
                 await self._set_aside(message, str(exc), "malformed")
                 continue
             except Exception as exc:  # a conversion the contract's checks did not foresee
                 await self._set_aside(message, f"cannot be converted: {exc!r}", "unconvertible")
                 continue
-            # A message delivered before without an outcome (its ingester died on it) is
-            # stored on its own, so it cannot hold the rest of the batch again.
-            (alone if delivered > 1 else batch).append((message, found))
+            (again if delivered > 1 else fresh).append(_Pending(message, found))
         try:
-            await self._store(conn, [row for _, found in batch for row in found])
+            await self._isolate(conn, fresh)
+            for one in again:
+                await self._isolate(conn, [one])
+        except BaseException:
+            # Passing (or cancelled): whatever is not settled comes back after a delay,
+            # counting one delivery, and nothing is set aside.
+            for pending in fresh + again:
+                if not pending.settled:
+                    with suppress(Exception):
+                        await pending.message.nak(delay=retry_delay(_delivered(pending.message)))
+            raise
+        self.batch_seconds.observe(time.perf_counter() - started)
+
+    async def _isolate(self, conn: asyncpg.Connection, group: list["_Pending"]) -> None:
+        """Store `group` in one transaction; if the database refuses it, halve it until the
+        refused messages stand alone and set only those aside. A passing failure raises."""
+        if not group:
+            return
+        try:
+            await self._store(conn, [row for pending in group for row in pending.rows])
         except Exception as exc:
             if is_passing(exc):
-                raise  # the database is away: everything is delivered again
-            alone = batch + alone
-            batch = []
-        for message, found in alone:
-            # Message by message, setting aside only the ones the database refuses.
-            try:
-                await self._store(conn, found)
-            except Exception as exc:
-                if is_passing(exc):
-                    raise
-                await self._set_aside(message, f"refused by the database: {exc}", "refused")
-                continue
-            batch.append((message, found))
-        for message, _ in batch:
-            await message.ack()
-        self.batch_seconds.observe(time.perf_counter() - started)
+                raise
+            if len(group) == 1:
+                await self._set_aside(
+                    group[0].message, f"refused by the database: {exc!r}", "refused"
+                )
+                group[0].settled = True
+                return
+            middle = len(group) // 2
+            await self._isolate(conn, group[:middle])
+            await self._isolate(conn, group[middle:])
+            return
+        for pending in group:
+            await pending.message.ack()
+            pending.settled = True
 
     async def _store(self, conn: asyncpg.Connection, found: list[Row]) -> None:
         if not found:
@@ -187,7 +217,23 @@ class Ingester:
         _log.debug("results.stored", rows=len(found), inserted=inserted)
 
     async def _set_aside(self, message: Msg, reason: str, kind: str) -> None:
-        _log.error("results.dead_lettered", subject=message.subject, kind=kind, reason=reason[:300])
-        await dead_letter(self.js, "RESULTS", self.namespace, message, reason)
-        await message.ack()
-        self.dead_lettered.labels(kind).inc()
+        await self.dead_letters.set_aside(
+            self.js,
+            message,
+            stream="RESULTS",
+            namespace=self.namespace,
+            consumer=DURABLE,
+            reason=reason,
+            kind=kind,
+        )
+
+
+@dataclass
+class _Pending:
+    message: Msg
+    rows: list[Row]
+    settled: bool = False
+
+
+def _delivered(message: Msg) -> int:
+    return message.metadata.num_delivered or 1
