@@ -131,9 +131,10 @@ def is_refused(exc: BaseException) -> bool:
     return False
 
 
-def retry_delay(delivered: int) -> float:
-    """Seconds before the next delivery of a message that failed `delivered` times."""
-    return float(min(2 ** max(delivered, 1), 60))
+def retry_delay(delivered: int, first_s: float = 2.0) -> float:
+    """Seconds before the next delivery of a message that failed `delivered` times: doubling
+    from `first_s`, at most a minute."""
+    return float(min(first_s * 2 ** (max(delivered, 1) - 1), 60.0))
 
 
 def _delivered(message: Msg) -> int:
@@ -211,9 +212,11 @@ async def consume(
     max_deliveries: int = MAX_DELIVERIES,
     fence: WriteFence | None = None,
     handler_timeout_s: float = HANDLER_TIMEOUT_S,
+    retry_first_s: float = 2.0,
 ) -> None:
     """Run until cancelled; a lost stream or connection is retried, never fatal. `handler`
-    gets the subject without the namespace."""
+    gets the subject without the namespace. A failed message comes back after
+    `retry_first_s`, then twice as long each time (at most a minute)."""
     consumer = _Consumer(
         js,
         stream,
@@ -227,6 +230,7 @@ async def consume(
     consumer.max_deliveries = max(1, max_deliveries)
     consumer.fence = fence
     consumer.handler_timeout_s = handler_timeout_s
+    consumer.retry_first_s = retry_first_s
     while True:
         try:
             await consumer.run()
@@ -259,6 +263,7 @@ class _Consumer:
         self.dead_letters = dead_letters
         self.max_deliveries = MAX_DELIVERIES
         self.handler_timeout_s = HANDLER_TIMEOUT_S
+        self.retry_first_s = 2.0
         self.fence: WriteFence | None = None
         self.prefix = f"{namespace}." if namespace else ""
 
@@ -318,7 +323,7 @@ class _Consumer:
                 error=repr(exc)[:500],
             )
             with suppress(Exception):
-                await message.nak(delay=retry_delay(delivered))
+                await message.nak(delay=retry_delay(delivered, self.retry_first_s))
             return
         await message.ack()
 
