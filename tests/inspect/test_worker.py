@@ -3,6 +3,7 @@ each request once, results carry the revision and flow into the catalog's ingest
 messages end as `error` results or dead letters without stalling the consumer."""
 
 import json
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -124,13 +125,32 @@ def test_poison_messages_end_as_errors_or_dead_letters_and_never_stall(
         "capture not stored": rig.request(p["program_id"], unstored),
         "undecodable capture": rig.request(p["program_id"], junk),
     }
-    rig.publish_raw(workers.namespace, b"{not json")
-    rig.publish_raw(workers.namespace, b'{"request_id": "nope"}')
+    nested: Any = "leaf"
+    for _ in range(500):
+        nested = {"n": nested}
+    # Straight into the stream, past every check a client would make.
+    raw = [
+        b"{not json",
+        b'{"request_id": "nope"}',
+        json.dumps(rig.request(p["program_id"], p["good"], program_revision=2**31)).encode(),
+        json.dumps(
+            rig.request(p["program_id"], p["good"], captured_at="0001-01-01T00:00:00+05:00")
+        ).encode(),
+        json.dumps(rig.request(p["program_id"], p["good"], station="s\x001")).encode(),
+        json.dumps(rig.request(p["program_id"], p["good"], vendor=nested)).encode(),
+    ]
+    started = time.monotonic()
+    for body in raw:
+        rig.publish_raw(workers.namespace, body)
     rig.publish_requests(workers.namespace, list(cases.values()))
     last = rig.request(p["program_id"], p["good"])
     rig.publish_requests(workers.namespace, [last])
 
     results = {r["request_id"]: r for r in results_for(rig, workers.namespace, len(cases) + 1)}
+    print(
+        f"inspection poison published → the request after it answered: "
+        f"{time.monotonic() - started:.2f} s"
+    )
     assert results[last["request_id"]]["verdict"] == "pass"
     reasons = {
         "no such program": "does not exist",
@@ -144,8 +164,11 @@ def test_poison_messages_end_as_errors_or_dead_letters_and_never_stall(
         assert reasons[name] in result["reason"], (name, result["reason"])
         assert result["defects"] == []
     dead = rig.dead_letters(workers.namespace)
-    assert sorted(body for _, body in dead) == sorted([b"{not json", b'{"request_id": "nope"}'])
+    assert sorted(body for _, body in dead) == sorted(raw)
     assert all("not an inspection request" in headers["Loupe-Reason"] for headers, _ in dead)
+    assert workers.metric(
+        'consumer_dead_lettered_total{consumer="inspect-workers",reason="malformed"}', 0
+    ) == len(raw)
 
 
 def test_a_request_failing_for_a_passing_reason_is_retried_then_dead_lettered(
@@ -167,6 +190,7 @@ def test_a_request_failing_for_a_passing_reason_is_retried_then_dead_lettered(
     assert uuid.UUID(request["request_id"]).hex in body.decode().replace("-", "")
     assert "gave up after 3 attempts" in headers["Loupe-Reason"]
     assert workers.metric("inspect_retries_total", 0) == 2
+    assert workers.metric('consumer_dead_lettered_total{consumer="inspect-workers"', 0) == 1
 
 
 def test_a_slow_request_is_bounded_by_the_time_limit(
