@@ -30,10 +30,13 @@ REFUSALS = {
     "refuse-internal": "XX000",  # internal_error: a failure of its own, bounded redelivery
     "away-forever": "57P03",  # cannot_connect_now: passing, never set aside as refused
 }
+# A row with this text keeps its statement waiting 30 s: a handler that does not return.
+HANG = "hang"
 
 
 def refusing_trigger(table: str, column: str) -> str:
-    """SQL that makes `table` refuse the rows whose `column` holds a marker of REFUSALS."""
+    """SQL that makes `table` refuse the rows whose `column` holds a marker of REFUSALS,
+    and hang on HANG."""
     branches = "\n".join(
         f"  {'IF' if i == 0 else 'ELSIF'} NEW.{column} = '{marker}' THEN "
         f"RAISE EXCEPTION 'test refusal {marker}' USING ERRCODE = '{state}';"
@@ -43,6 +46,8 @@ def refusing_trigger(table: str, column: str) -> str:
 CREATE OR REPLACE FUNCTION refuse_poison_{table}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
 {branches}
+  ELSIF NEW.{column} = '{HANG}' THEN
+    PERFORM pg_sleep(30);
   END IF;
   RETURN NEW;
 END $$;

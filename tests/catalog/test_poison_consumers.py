@@ -27,6 +27,7 @@ from loupe_shared.kit.settings import NatsSettings
 from loupe_stack.stack import Stack
 from tests import poison
 from tests.catalog.helpers import random_sha
+from tests.support import CuttableProxy
 
 MAX_DELIVERIES = 3
 
@@ -186,3 +187,99 @@ def _nested(depth: int) -> Any:
     for _ in range(depth):
         value = {"n": value}
     return value
+
+
+def _consumer(
+    case: Case, ns: poison.Namespace, engine: AsyncEngine, registry: CollectorRegistry, **kw: Any
+) -> "asyncio.Task[None]":
+    return asyncio.create_task(
+        consume(
+            ns.js,
+            stream=case.stream,
+            filter_subject=case.filter_subject,
+            durable=case.durable,
+            handler=case.handler(engine),
+            namespace=ns.name,
+            batch=20,
+            dead_letters=DeadLetters(registry),
+            max_deliveries=MAX_DELIVERIES,
+            retry_first_s=0.2,
+            **kw,
+        )
+    )
+
+
+async def _recorded(case: Case, engine: AsyncEngine, marker: str, count: int) -> bool:
+    async with engine.connect() as c:
+        found = await c.scalar(text(case.count), {"marker": f"{marker}-%"})
+    return found == count
+
+
+def test_an_outage_sets_nothing_aside_and_a_hung_handler_does_not_hold_the_rest(
+    platform: Stack, scratch_database: str, nats_settings: NatsSettings
+) -> None:
+    """The database cut away while events arrive: they are retried, none is set aside, and
+    all are recorded once it is back. Then an event whose statement never returns: it is cut
+    at the handler's time limit and retried, and the events behind it are recorded."""
+    case = CASES["audit"]
+    marker = f"good-{uuid.uuid4().hex[:8]}"
+    settings = poison.migrated(platform, scratch_database)
+    e = platform.endpoints
+    proxy = CuttableProxy(e.pg_host, e.pg_port)
+
+    async def run() -> tuple[float, dict[str, float]]:
+        conn = await poison.database(settings)
+        await conn.execute(poison.refusing_trigger(case.table, case.column))
+        await conn.close()
+        engine = db.create_engine(settings.model_copy(update={"db_port": proxy.port}), "tests")
+        check = db.create_engine(settings, "poison-tests")
+        registry = CollectorRegistry()
+        async with poison.namespace(nats_settings, f"poison{uuid.uuid4().hex[:8]}") as ns:
+            task = _consumer(case, ns, engine, registry, handler_timeout_s=1.0)
+            subject = ns.subject(case.subject)
+            try:
+                await ns.js.publish(subject, case.event(f"{marker}-0"))
+                await poison.until("first", lambda: _recorded(case, check, marker, 1), 15)
+                proxy.cut()
+                first = await ns.js.publish(subject, case.event(f"{marker}-1"))
+                for i in range(2, 6):
+                    await ns.js.publish(subject, case.event(f"{marker}-{i}"))
+
+                async def tried() -> bool:
+                    info = await ns.js.consumer_info(
+                        subjects.stream_name(case.stream, ns.name), case.durable
+                    )
+                    return (info.num_redelivered or 0) > 0 and (
+                        info.ack_floor.stream_seq or 0
+                    ) < first.seq
+
+                await poison.until("retried during the outage", tried, 15)
+                assert await ns.dead_letters(case.stream) == []
+                proxy.restore()
+                await poison.until(
+                    "after the outage", lambda: _recorded(case, check, marker, 6), 30
+                )
+                assert await ns.dead_letters(case.stream) == []
+
+                await ns.js.publish(subject, case.event(poison.HANG))
+                started = time.monotonic()
+                for i in range(6, 9):
+                    await ns.js.publish(subject, case.event(f"{marker}-{i}"))
+                await poison.until(
+                    "behind the hung one", lambda: _recorded(case, check, marker, 9), 15
+                )
+                took = time.monotonic() - started
+                assert await ns.dead_letters(case.stream) == []
+                return took, poison.dead_lettered(registry, case.durable)
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                await engine.dispose()
+                await check.dispose()
+
+    try:
+        took, counted = asyncio.run(run())
+    finally:
+        proxy.close()
+    print(f"events behind a handler that hangs recorded after {took:.2f} s")
+    assert counted == {}

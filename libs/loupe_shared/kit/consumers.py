@@ -287,18 +287,31 @@ class _Consumer:
                         messages = await subscription.fetch(self.batch, timeout=2)
                     except TimeoutError:  # nats-py raises its own subclass or the builtin
                         continue
-                    for message in messages:
-                        await self.handle(message)
+                    await self.handle_batch(messages)
         finally:
             # Unsubscribed here, so draining the connection on shutdown has nothing to wait for.
             with suppress(Exception):
                 await subscription.unsubscribe()
 
-    async def handle(self, message: Msg) -> None:
+    async def handle_batch(self, messages: list[Msg]) -> None:
+        """Each message on its own. Two passing failures in a row say the dependency is away
+        rather than that one message upsets it: the rest of the batch is given back for
+        later instead of each waiting for its own failure."""
+        away = 0
+        for index, message in enumerate(messages):
+            away = away + 1 if await self.handle(message) else 0
+            if away >= 2:
+                for rest in messages[index + 1 :]:
+                    with suppress(Exception):
+                        await rest.nak(delay=retry_delay(_delivered(rest), self.retry_first_s))
+                return
+
+    async def handle(self, message: Msg) -> bool:
+        """Handle one message; answers whether it failed for a passing reason."""
         delivered = _delivered(message)
         if delivered > HARD_MAX_DELIVERIES:
             await self.set_aside(message, f"delivered {delivered} times", "redelivered")
-            return
+            return False
         try:
             async with asyncio.timeout(self.handler_timeout_s):
                 await self.handler(message.subject.removeprefix(self.prefix), message.data)
@@ -306,15 +319,15 @@ class _Consumer:
             raise
         except MALFORMED as exc:
             await self.set_aside(message, f"malformed: {exc}"[:1000], "malformed")
-            return
+            return False
         except Exception as exc:
             if is_refused(exc):
                 await self.set_aside(message, f"refused: {exc!r}"[:1000], "refused")
-                return
+                return False
             passing = is_passing(exc)
             if not passing and delivered >= self.max_deliveries:
                 await self.set_aside(message, f"failed {delivered} times: {exc!r}"[:1000], "failed")
-                return
+                return False
             _log.warning(
                 "consumer.handler_failed",
                 durable=self.durable,
@@ -324,8 +337,9 @@ class _Consumer:
             )
             with suppress(Exception):
                 await message.nak(delay=retry_delay(delivered, self.retry_first_s))
-            return
+            return passing
         await message.ack()
+        return False
 
     async def set_aside(self, message: Msg, reason: str, kind: str) -> None:
         await self.dead_letters.set_aside(
