@@ -135,9 +135,7 @@ def test_poison_is_set_aside_and_the_events_behind_it_are_recorded(
                     await ns.js.publish(subject, case.event(f"{marker}-{i}"))
 
                 async def recorded() -> bool:
-                    async with engine.connect() as c:
-                        found = await c.scalar(text(case.count), {"marker": f"{marker}-%"})
-                    return found == 5
+                    return await _recorded(case, engine, marker, 5)
 
                 await poison.until("the events behind the poison recorded", recorded, 15)
                 took = time.monotonic() - started
@@ -211,7 +209,7 @@ def _consumer(
 
 async def _recorded(case: Case, engine: AsyncEngine, marker: str, count: int) -> bool:
     async with engine.connect() as c:
-        found = await c.scalar(text(case.count), {"marker": f"{marker}-%"})
+        found: int | None = await c.scalar(text(case.count), {"marker": f"{marker}-%"})
     return found == count
 
 

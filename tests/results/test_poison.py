@@ -394,10 +394,13 @@ def test_whatever_the_database_or_the_driver_refuses_is_set_aside_alone(
         "lone surrogate": _one(line_id, part_id="SURR").replace(b'"SURR"', b'"\\ud800"'),
         "out of range (22003)": _one(line_id, station="refuse-range"),
         "check violated (23514)": _one(line_id, station="refuse-check"),
+        "a value the driver cannot encode": _one(line_id, processing_ms="twelve"),
         "good and poison in one message": json.dumps(
             {"results": [result(line_id), result(line_id, program_revision=2**40)]}
         ).encode(),
     }
+    # Says nothing about the values: delivered again, set aside after the bounded count.
+    failing = _one(line_id, station="refuse-internal")
     unconvertible = {name: b"raise:" + name.encode() for name in _RAISED}
     unconvertible["not JSON"] = b"\xff{not json"
     good = [result(line_id) for _ in range(4)]
@@ -409,14 +412,14 @@ def test_whatever_the_database_or_the_driver_refuses_is_set_aside_alone(
 
     async def run() -> tuple[float, list[tuple[dict[str, str], bytes]], dict[str, float]]:
         async with _ingester(platform, scratch_database, nats_settings) as rig:
-            bodies = [*refused.values(), *unconvertible.values()]
+            bodies = [*refused.values(), failing, *unconvertible.values()]
             bodies += [json.dumps({"results": [g]}).encode() for g in good + accepted]
             started = time.monotonic()
             await rig.publish(*bodies)
             wanted = {g["result_id"] for g in good + accepted}
             await poison.until("good results stored", lambda: _has(rig, line_id, wanted), 15)
             took = time.monotonic() - started
-            expected = len(refused) + len(unconvertible)
+            expected = len(refused) + 1 + len(unconvertible)
 
             async def all_dead() -> bool:
                 return len(await rig.ns.dead_letters("RESULTS")) >= expected
@@ -428,13 +431,20 @@ def test_whatever_the_database_or_the_driver_refuses_is_set_aside_alone(
     took, dead, counted = asyncio.run(run())
     print(f"poison reaching the database → good results of the same fetch stored: {took:.2f} s")
     bodies = {body: headers for headers, body in dead}
-    assert set(bodies) == {*refused.values(), *unconvertible.values()}
+    assert set(bodies) == {*refused.values(), failing, *unconvertible.values()}
     for body in refused.values():
         assert bodies[body]["Loupe-Reason"].startswith("refused by the database"), bodies[body]
+        assert bodies[body]["Loupe-Delivered"] == "1"
     for body in unconvertible.values():
         assert bodies[body]["Loupe-Reason"].startswith("cannot be converted"), bodies[body]
-    assert all(h["Loupe-Delivered"] == "1" for h in bodies.values())
-    assert counted == {"refused": len(refused), "unconvertible": len(unconvertible)}
+        assert bodies[body]["Loupe-Delivered"] == "1"
+    assert bodies[failing]["Loupe-Reason"].startswith("failed 3 times")
+    assert bodies[failing]["Loupe-Delivered"] == "3"
+    assert counted == {
+        "refused": len(refused),
+        "unconvertible": len(unconvertible),
+        "failed": 1,
+    }
 
 
 async def _has(rig: _Ingest, line_id: str, wanted: set[str]) -> bool:

@@ -41,8 +41,9 @@ HARD_MAX_DELIVERIES = 200
 # message delivered twice at once.
 HANDLER_TIMEOUT_S = 25.0
 # SQLSTATE classes of failures that pass: connection, transaction rollback (serialisation,
-# deadlock), insufficient resources, object in use, operator intervention, system error.
-_PASSING_SQLSTATES = ("08", "40", "53", "55", "57", "58")
+# deadlock), insufficient resources, object in use, operator intervention, system error; and
+# a server gone read-only (a standby during a failover).
+_PASSING_SQLSTATES = ("08", "40", "53", "55", "57", "58", "25006")
 
 
 class WriteFence(Protocol):
@@ -116,18 +117,23 @@ def is_passing(exc: BaseException) -> bool:
     return False
 
 
-def is_refused(exc: BaseException) -> bool:
+def is_refused(
+    exc: BaseException,
+    sqlstates: tuple[str, ...] = ("22",),
+    classes: tuple[type[BaseException], ...] = (OverflowError, UnicodeEncodeError),
+) -> bool:
     """Whether `exc` says the message's values can never be stored: a data exception of
-    PostgreSQL (SQLSTATE class 22: out of range, bad encoding, NUL in text), a value the
-    driver cannot encode, an arithmetic overflow. Such a message is set aside at once."""
+    PostgreSQL (SQLSTATE class 22: out of range, bad encoding, NUL in text, or the
+    `sqlstates` given), a value the driver cannot encode (`asyncpg.DataError`, `classes`).
+    Such a message is set aside at once."""
     for current in _chain(exc):
         if is_passing(current) and not isinstance(current, asyncpg.DataError):
             return False
-        if isinstance(current, asyncpg.DataError | OverflowError | UnicodeEncodeError):
+        if isinstance(current, (asyncpg.DataError, *classes)):
             return True
         sqlstate = getattr(current, "sqlstate", None)
         if isinstance(sqlstate, str):
-            return sqlstate.startswith("22")
+            return sqlstate.startswith(sqlstates)
     return False
 
 
@@ -299,7 +305,14 @@ class _Consumer:
         later instead of each waiting for its own failure."""
         away = 0
         for index, message in enumerate(messages):
-            away = away + 1 if await self.handle(message) else 0
+            try:
+                failed = await self.handle(message)
+            except Exception as exc:  # setting it aside failed (NATS away): later, not lost
+                _log.warning("consumer.handle_failed", durable=self.durable, error=repr(exc)[:500])
+                with suppress(Exception):
+                    await message.nak(delay=retry_delay(_delivered(message), self.retry_first_s))
+                failed = True
+            away = away + 1 if failed else 0
             if away >= 2:
                 for rest in messages[index + 1 :]:
                     with suppress(Exception):

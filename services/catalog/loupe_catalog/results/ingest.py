@@ -14,8 +14,9 @@ an outage), the batch is halved until the refused messages stand alone; only the
 aside, the rest commit. When the database is away, nothing is set aside: the messages of
 the batch still unsettled are delivered again after a delay, and a message delivered more
 than `max_deliveries` times without being stored is set aside before it is tried again (so
-one that takes the connection down with it, or kills its ingester, ends there). A message
-delivered before is stored on its own, so it cannot hold the rest of a batch again.
+one that takes the connection down with it, or kills its ingester, ends there). A refusal
+that says nothing about the values (an internal error, a permission) is retried the same
+way. A message delivered before is stored on its own, so it cannot hold a batch again.
 """
 
 import asyncio
@@ -39,6 +40,7 @@ from loupe_shared.kit.consumers import (
     WriteFence,
     fenced,
     is_passing,
+    is_refused,
     retry_delay,
 )
 from loupe_shared.kit.logging import get_logger
@@ -51,6 +53,10 @@ ACK_WAIT_S = 10
 # aside; a database outage does not count, as nothing is fetched while it lasts.
 MAX_DELIVERIES = 20
 PARTITIONS_EVERY_S = 6 * 3600
+# What says a message's own values are refused: a data exception, an integrity constraint
+# (a missing value, a check), and what the driver raises encoding a value it cannot send.
+_REFUSED_SQLSTATES = ("22", "23")
+_REFUSED_CLASSES = (OverflowError, UnicodeError, ValueError, TypeError)
 _COLUMNS = ", ".join(COLUMNS)
 _MOVE = (
     f"INSERT INTO results ({_COLUMNS}) SELECT {_COLUMNS} FROM results_staging "  # noqa: S608
@@ -69,10 +75,12 @@ class Ingester:
         fetch_messages: int = 100,
         fence: WriteFence | None = None,
         max_deliveries: int = MAX_DELIVERIES,
+        retry_first_s: float = 1.0,
         convert: Callable[[bytes], list[Row]] = rows,
     ) -> None:
         self.database = database
         self.max_deliveries = max(1, max_deliveries)
+        self.retry_first_s = retry_first_s
         self.convert = convert
         self.fence = fence
         self.js = js
@@ -169,21 +177,32 @@ class Ingester:
             (again if delivered > 1 else fresh).append(_Pending(message, found))
         try:
             await self._isolate(conn, fresh)
+            away: Exception | None = None
             for one in again:
-                await self._isolate(conn, [one])
-        except BaseException:
-            # Passing (or cancelled): whatever is not settled comes back after a delay,
-            # counting one delivery, and nothing is set aside.
+                # One by one; a passing failure of one leaves it for later and goes on with
+                # the rest, unless the connection went with it.
+                try:
+                    await self._isolate(conn, [one])
+                except Exception as exc:
+                    if not is_passing(exc) or conn.is_closed():
+                        raise
+                    away = exc
+            if away is not None:
+                raise away
+        finally:
+            # Whatever is not settled (the database away, a failure that says nothing about
+            # the message, a cancellation) comes back after a growing delay; nothing of it
+            # is set aside here.
             for pending in fresh + again:
                 if not pending.settled:
                     with suppress(Exception):
-                        await pending.message.nak(delay=retry_delay(_delivered(pending.message)))
-            raise
+                        delivered = _delivered(pending.message)
+                        await pending.message.nak(delay=retry_delay(delivered, self.retry_first_s))
         self.batch_seconds.observe(time.perf_counter() - started)
 
     async def _isolate(self, conn: asyncpg.Connection, group: list["_Pending"]) -> None:
         """Store `group` in one transaction; if the database refuses it, halve it until the
-        refused messages stand alone and set only those aside. A passing failure raises."""
+        refused messages stand alone. A passing failure raises."""
         if not group:
             return
         try:
@@ -192,10 +211,7 @@ class Ingester:
             if is_passing(exc):
                 raise
             if len(group) == 1:
-                await self._set_aside(
-                    group[0].message, f"refused by the database: {exc!r}", "refused"
-                )
-                group[0].settled = True
+                await self._refused(group[0], exc)
                 return
             middle = len(group) // 2
             await self._isolate(conn, group[:middle])
@@ -204,6 +220,22 @@ class Ingester:
         for pending in group:
             await pending.message.ack()
             pending.settled = True
+
+    async def _refused(self, pending: "_Pending", exc: Exception) -> None:
+        """One message the database would not take. Refused for its values (a data
+        exception, a constraint, a value the driver cannot encode): set aside at once.
+        Any other failure (an internal error, a permission, a bug) may not be the message's
+        own: it is delivered again, and set aside only after `max_deliveries`."""
+        message = pending.message
+        delivered = _delivered(message)
+        if is_refused(exc, _REFUSED_SQLSTATES, _REFUSED_CLASSES):
+            await self._set_aside(message, f"refused by the database: {exc!r}", "refused")
+        elif delivered >= self.max_deliveries:
+            await self._set_aside(message, f"failed {delivered} times: {exc!r}", "failed")
+        else:
+            _log.warning("results.store_failed", delivered=delivered, error=repr(exc)[:500])
+            return
+        pending.settled = True
 
     async def _store(self, conn: asyncpg.Connection, found: list[Row]) -> None:
         if not found:
