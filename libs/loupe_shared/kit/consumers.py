@@ -1,16 +1,18 @@
 """Durable JetStream pull consumers with one shape everywhere: fetch a batch, handle each
 message on its own, acknowledge only after the handler succeeded.
 
-Poison never holds the stream: a message that cannot be parsed goes to the dead-letter
-subject (`deadletter.<stream>`, kept by the DEADLETTER stream) with the reason at once; a
-message whose handler keeps failing for a reason of its own (the database refuses its
-values, a bug) is redelivered with a growing delay and set aside after `max_deliveries`.
-A passing failure — the database or the network away — never sets anything aside: the
-message waits (up to a hard cap of `HARD_MAX_DELIVERIES`, should it be the message that
-takes the dependency down). A handler that does not return within `HANDLER_TIMEOUT_S`
-counts as a passing failure. Every message set aside is logged (`consumer.dead_lettered`) and
-counted (`consumer_dead_lettered_total{consumer,reason}`); every consumer of every service,
-the result ingest and the inspection workers included, sets aside through `DeadLetters`.
+Poison never holds the stream: a message that cannot be parsed, or whose values the
+database refuses (a data exception), goes to the dead-letter subject (`deadletter.<stream>`,
+kept by the DEADLETTER stream) with the reason at once; a message whose handler keeps
+failing for another reason of its own (a constraint, a bug) is redelivered with a growing
+delay and set aside after `max_deliveries`. A passing failure — the database or the network
+away — never sets anything aside: the message waits (up to a hard cap of
+`HARD_MAX_DELIVERIES`, should it be the message that takes the dependency down), and after
+two in a row the rest of the batch is given back without being tried. A handler that does
+not return within `HANDLER_TIMEOUT_S` counts as a passing failure. Every message set aside
+is logged (`consumer.dead_lettered`) and counted (`consumer_dead_lettered_total{consumer,
+reason}`); every consumer of every service, the result ingest and the inspection workers
+included, sets aside through `DeadLetters`.
 """
 
 import asyncio
