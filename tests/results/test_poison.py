@@ -132,7 +132,8 @@ def test_poison_results_are_set_aside_and_never_hold_the_rest(
     assert all(d["Loupe-Reason"] for d in mine)
     eventually(
         "every poison counted",
-        lambda: _set_aside_count(platform, admin_token) - counted_before == len(poisons),
+        # At least: the platform's ingester is shared, others' poison may be counted too.
+        lambda: _set_aside_count(platform, admin_token) - counted_before >= len(poisons),
         timeout_s=5,
     )
     # Every read path still answers for everyone.
