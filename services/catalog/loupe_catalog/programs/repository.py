@@ -9,7 +9,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from loupe_catalog import pagination
-from loupe_catalog.tables import image_records, program_revisions, programs
+from loupe_catalog.tables import program_revisions, programs
 
 
 async def lock(session: AsyncSession, program_id: uuid.UUID) -> bool:
@@ -95,13 +95,6 @@ async def list_revisions(
     if before is not None:
         query = query.where(program_revisions.c.revision < before)
     return list((await session.execute(query)).mappings())
-
-
-async def image_known(session: AsyncSession, sha256: str) -> bool:
-    query = sa.select(image_records.c.sha256).where(
-        image_records.c.sha256 == sha256, image_records.c.deleted_at.is_(None)
-    )
-    return (await session.execute(query)).first() is not None
 
 
 def parse_sort_key(sort: str, raw: Any) -> Any:
