@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format bench install clean tokens
+.PHONY: run test lint format bench install clean tokens browser
 
 install: $(STAMP)
 
@@ -17,11 +17,16 @@ $(STAMP): pyproject.toml
 
 ## Start the whole platform on the embedded stack (Ctrl-C stops it).
 run: $(STAMP)
+	$(BIN)/python -m loupe_stack.console
 	$(BIN)/loupe run
 
-## Run the whole test suite against real servers.
-test: $(STAMP)
+## Run the whole test suite against real servers (and Debian's Chromium for the browser tests).
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Debian's Chromium, installed with apt-get where it is missing (Playwright never downloads one).
+browser:
+	@bash deploy/dev/install-chromium.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -36,4 +41,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .cache .test-artifacts

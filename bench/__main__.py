@@ -16,22 +16,26 @@ from tests.support import free_stack_ports
 
 from bench.backup import bench_backup
 from bench.catalog import bench_catalog
+from bench.client import bench_client
+from bench.console import bench_console
 from bench.images import bench_images
 from bench.inspect import bench_inspect
 from bench.legacy import bench_legacy
 from bench.results import bench_results
 from loupe_shared.kit.logging import configure_logging
 from loupe_stack.config import StackSettings
+from loupe_stack.processes import free_port
 from loupe_stack.stack import Stack
 
 Row = dict[str, object]
 
 
-def _settings(data_dir: Path) -> StackSettings:
+def _settings(data_dir: Path, frontend_port: int | None = None) -> StackSettings:
     ports = free_stack_ports()
-    return StackSettings.model_validate(
-        {"data_dir": data_dir, **{k.lower(): v for k, v in ports.items()}}
-    )
+    values: dict[str, object] = {"data_dir": data_dir, **{k.lower(): v for k, v in ports.items()}}
+    if frontend_port is not None:  # the client benchmark's page calls the gateway from there
+        values["cors_origins"] = f"http://127.0.0.1:{frontend_port}"
+    return StackSettings.model_validate(values)
 
 
 def bench_startup(data_dir: Path) -> list[Row]:
@@ -99,6 +103,8 @@ def main() -> int:
         "results",
         "inspect",
         "legacy",
+        "client",
+        "console",
         "backup",
     ]
     parser.add_argument("names", nargs="*", default=everything)
@@ -110,7 +116,8 @@ def main() -> int:
         if "startup" in args.names:
             rows += bench_startup(base / "startup")
         if set(everything[1:-1]) & set(args.names):
-            stack = Stack(_settings(base / "data"))
+            frontend_port = free_port()
+            stack = Stack(_settings(base / "data", frontend_port))
             stack.start()
             try:
                 if "gateway" in args.names:
@@ -125,6 +132,10 @@ def main() -> int:
                     rows += bench_inspect(stack, base / "inspect")
                 if "legacy" in args.names:
                     rows += bench_legacy(stack)
+                if "client" in args.names:
+                    rows += bench_client(stack, frontend_port)
+                if "console" in args.names:
+                    rows += bench_console(stack, base / "console")
             finally:
                 stack.stop()
         if "backup" in args.names:

@@ -25,12 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 from tests.support import free_stack_ports
 
+from bench import buckets
 from loupe_shared.kit.s3 import ensure_bucket_sync
 from loupe_stack.config import StackSettings
 from loupe_stack.processes import ManagedProcess, free_port, http_ok, wait_until
@@ -43,29 +43,12 @@ Row = dict[str, Any]
 
 
 def _s3(stack: Stack) -> Minio:
-    e = stack.endpoints
-    return Minio(
-        e.s3_endpoint, access_key=e.s3_access_key, secret_key=e.s3_secret_key, secure=False
-    )
-
-
-def _first_write(s3: Minio, bucket: str) -> None:
-    """A new bucket's first write allocates its volumes: done here, not in a measured round."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            s3.put_object(bucket, "bench/first-write", io.BytesIO(b"ready"), 5)
-            s3.remove_object(bucket, "bench/first-write")
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    return stack.endpoints.s3()
 
 
 def _new_bucket(s3: Minio, name: str) -> str:
     ensure_bucket_sync(s3, name)
-    _first_write(s3, name)
+    buckets.first_write(s3, name)
     return name
 
 
@@ -132,14 +115,7 @@ def _timed_backup(client: httpx.Client, kind: str) -> tuple[float, dict[str, Any
 
 def _sql(stack: Stack, statement: str) -> None:
     async def run() -> None:
-        e = stack.endpoints
-        conn = await asyncpg.connect(
-            host=e.pg_host,
-            port=e.pg_port,
-            user=e.pg_user,
-            password=e.pg_password,
-            database="postgres",
-        )
+        conn = await stack.endpoints.pg_connect("postgres")
         try:
             await conn.execute(statement)
         finally:
@@ -167,7 +143,7 @@ def bench_backup(stack: Stack) -> list[Row]:
     s3 = _s3(stack)
     images = stack.settings.images_bucket
     total = IMAGES * IMAGE_BYTES
-    _first_write(s3, images)
+    buckets.first_write(s3, images)
     keys = [f"blobs/{sha[:2]}/{sha}" for sha in _seed(s3, images)]
     scratch = _new_bucket(s3, f"bench-{uuid.uuid4().hex[:8]}")
     headers = {"Authorization": f"Bearer {stack.admin_token}"}

@@ -11,8 +11,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
-
 from bench import loadgen
 from loupe_stack.processes import free_port, http_ok, wait_until
 from loupe_stack.stack import Stack
@@ -53,14 +51,7 @@ def _config(i: int) -> str:
 
 
 async def seed(stack: Stack) -> list[uuid.UUID]:
-    e = stack.endpoints
-    conn = await asyncpg.connect(
-        host=e.pg_host,
-        port=e.pg_port,
-        user=e.pg_user,
-        password=e.pg_password,
-        database=e.pg_database,
-    )
+    conn = await stack.endpoints.pg_connect()
     try:
         ids = [uuid.uuid4() for _ in range(PROGRAMS)]
         now = datetime.now(UTC)
@@ -166,16 +157,9 @@ def bench_catalog(stack: Stack) -> list[dict[str, Any]]:
             ),
         ]
         for case, base_url, path_for, headers in cases:
-            for label in ("warm-up", case):
-                figures = asyncio.run(
-                    loadgen.run(
-                        path_for,
-                        base_url,
-                        headers,
-                        concurrency=CONCURRENCY,
-                        duration_s=DURATION_S if label == case else 2.0,
-                    )
-                )
+            figures = loadgen.measure(
+                path_for, base_url, headers, concurrency=CONCURRENCY, duration_s=DURATION_S
+            )
             rows.append({"bench": "catalog", "case": case, **figures})
     finally:
         baseline.terminate()

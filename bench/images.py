@@ -6,7 +6,6 @@
 3. 256 px thumbnail GETs through the gateway at concurrency 16, next to a bare S3 GET (a
    presigned URL, so the same load generator drives both) of the same objects."""
 
-import asyncio
 import io
 import queue
 import statistics
@@ -23,7 +22,7 @@ import httpx
 import numpy as np
 from minio import Minio
 
-from bench import loadgen
+from bench import buckets, loadgen
 from loupe_images.images import storage, thumbnails
 from loupe_stack.stack import Stack
 
@@ -168,27 +167,12 @@ def _naive_thumbnails(data: bytes) -> None:
     _encode_sizes(image)
 
 
-def _first_write(s3: Minio, bucket: str, timeout_s: float = 30.0) -> None:
-    """SeaweedFS grows a bucket's volumes on its first write (about a second); done here, with
-    retries, so neither that nor a transient error during it lands in a measured round."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            s3.put_object(bucket, "bench/first-write", io.BytesIO(b"ready"), 5)
-            s3.remove_object(bucket, "bench/first-write")
-            return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
 def _upload_rows(
     stack: Stack, s3: Minio, photos: list[bytes]
 ) -> tuple[list[dict[str, Any]], list[str]]:
     scratch = f"bench-scratch-{uuid.uuid4().hex[:8]}"
     s3.make_bucket(scratch)
-    _first_write(s3, scratch)
+    buckets.first_write(s3, scratch)
 
     def bare(i: int, data: bytes) -> None:
         key = f"bench/{uuid.uuid4().hex}-{i}"
@@ -341,24 +325,16 @@ def _get_rows(stack: Stack, s3: Minio, shas: list[str]) -> list[dict[str, Any]]:
     ]
     rows: list[dict[str, Any]] = []
     for case, base_url, path_for, headers in cases:
-        for label in ("warm-up", case):
-            figures = asyncio.run(
-                loadgen.run(
-                    path_for,
-                    base_url,
-                    headers,
-                    concurrency=GET_CONCURRENCY,
-                    duration_s=GET_DURATION_S if label == case else 2.0,
-                )
-            )
+        figures = loadgen.measure(
+            path_for, base_url, headers, concurrency=GET_CONCURRENCY, duration_s=GET_DURATION_S
+        )
         rows.append({"bench": "images", "case": case, "thumbnail_kb": thumbnail_kb, **figures})
     rows[1]["throughput_vs_baseline"] = round(rows[1]["req_per_s"] / rows[0]["req_per_s"], 2)
     return rows
 
 
 def bench_images(stack: Stack) -> list[dict[str, Any]]:
-    e = stack.endpoints
-    s3 = Minio(e.s3_endpoint, access_key=e.s3_access_key, secret_key=e.s3_secret_key, secure=False)
+    s3 = stack.endpoints.s3()
     photos = _photos(WARM_UPS + UPLOADS)
     rows, stored = _upload_rows(stack, s3, photos)
     rows += _thumbnail_rows(photos[WARM_UPS : WARM_UPS + THUMBNAIL_IMAGES])

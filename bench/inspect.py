@@ -348,13 +348,7 @@ def accuracy_rows(cases: int = ACCURACY_CASES) -> list[Row]:
 
 
 def bench_inspect(stack: Stack, work: Path) -> list[Row]:
-    e = stack.endpoints
-    settings = NatsSettings(
-        nats_url=e.nats_url,
-        nats_user=e.nats_user,
-        nats_password=e.nats_password,
-        namespace=NAMESPACE,
-    )
+    settings = stack.endpoints.nats(NAMESPACE)
     asyncio.run(_prepare_namespace(settings, stack.admin_token))
     work.mkdir(parents=True, exist_ok=True)
     return accuracy_rows() + _size_rows(stack, settings, work)

@@ -20,8 +20,8 @@ from typing import Any
 import cv2
 import httpx
 import numpy as np
-from minio import Minio
 
+from bench import buckets
 from loupe_stack.stack import Stack
 
 WIDTH, HEIGHT = 2450, 1840  # about 3 MB as a quality-95 JPEG of a noisy frame
@@ -85,20 +85,10 @@ def _apply(client: httpx.Client, programs: list[dict[str, Any]]) -> float:
 
 
 def _bare_puts(stack: Stack, images: list[bytes]) -> list[float]:
-    e = stack.endpoints
-    s3 = Minio(e.s3_endpoint, access_key=e.s3_access_key, secret_key=e.s3_secret_key, secure=False)
+    s3 = stack.endpoints.s3()
     bucket = f"bench-legacy-{uuid.uuid4().hex[:8]}"
     s3.make_bucket(bucket)
-    # SeaweedFS grows a bucket's volumes on its first write: not part of what is measured.
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            s3.put_object(bucket, "first-write", io.BytesIO(b"ready"), 5)
-            break
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    buckets.first_write(s3, bucket)
     samples = []
     for i, data in enumerate(images):
         started = time.perf_counter()

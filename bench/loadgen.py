@@ -72,3 +72,20 @@ async def run(
         "p50_ms": round(statistics.median(samples) * 1000, 2),
         "p99_ms": round(cuts[98] * 1000, 2),
     }
+
+
+def measure(
+    path_for: Callable[[], str],
+    base_url: str,
+    headers: dict[str, str],
+    *,
+    concurrency: int,
+    duration_s: float,
+    warm_up_s: float = 2.0,
+) -> dict[str, float]:
+    """`run` after a warm-up of `warm_up_s` whose figures are dropped."""
+    for seconds in (warm_up_s, duration_s):
+        figures = asyncio.run(
+            run(path_for, base_url, headers, concurrency=concurrency, duration_s=seconds)
+        )
+    return figures

@@ -70,13 +70,7 @@ def _result(i: int, line_id: str) -> dict[str, Any]:
 
 
 def _nats(stack: Stack, namespace: str = "") -> NatsSettings:
-    e = stack.endpoints
-    return NatsSettings(
-        nats_url=e.nats_url,
-        nats_user=e.nats_user,
-        nats_password=e.nats_password,
-        namespace=namespace,
-    )
+    return stack.endpoints.nats(namespace)
 
 
 def _line(stack: Stack, work: Path, namespace: str, line_id: str) -> LineSettings:
@@ -92,11 +86,7 @@ def _line(stack: Stack, work: Path, namespace: str, line_id: str) -> LineSetting
 
 
 async def _connect_pg(stack: Stack, database: str) -> asyncpg.Connection:
-    e = stack.endpoints
-    conn: asyncpg.Connection = await asyncpg.connect(
-        host=e.pg_host, port=e.pg_port, user=e.pg_user, password=e.pg_password, database=database
-    )
-    return conn
+    return await stack.endpoints.pg_connect(database)
 
 
 async def _publish_all(settings: NatsSettings, messages: list[bytes], window: int) -> float:

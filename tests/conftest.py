@@ -21,8 +21,27 @@ from loupe_shared.kit.nats import connect
 from loupe_shared.kit.settings import NatsSettings
 from loupe_stack.config import StackSettings
 from loupe_stack.endpoints import Endpoints
+from loupe_stack.processes import free_port
 from loupe_stack.stack import Stack
+from tests.databases import Databases
 from tests.support import free_stack_ports
+
+# Where every test is slow (process start-up, migrations, whole installations), `slow` is
+# given here by path, so `-m "not slow"` leaves them out without a marker in every file.
+# Paths are relative to this folder; a folder covers everything under it.
+SLOW_PATHS = ("backup", "images", "results/test_ingest_faults.py", "stack")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    slow = pytest.mark.slow
+    for item in items:
+        try:
+            where = item.path.relative_to(here).as_posix()
+        except ValueError:
+            continue
+        if any(where == p or where.startswith(p + "/") for p in SLOW_PATHS):
+            item.add_marker(slow)
 
 
 def _testcontainers(resources: ExitStack) -> Endpoints:
@@ -73,7 +92,13 @@ def _external() -> Endpoints:
 
 
 @pytest.fixture(scope="session")
-def platform() -> Iterator[Stack]:
+def frontend_port() -> int:
+    """The port the browser tests serve their pages on; its origin may call the gateway."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def platform(frontend_port: int) -> Iterator[Stack]:
     """Servers, migrations, buckets, streams, the four services and the gateway."""
     mode = os.environ.get("LOUPE_TEST_STACK", "embedded")
     base = Path(tempfile.mkdtemp(prefix="loupe-test-"))
@@ -82,7 +107,9 @@ def platform() -> Iterator[Stack]:
         {
             "data_dir": base / "data",
             **{name.lower(): port for name, port in ports.items()},
-            "cors_origins": "http://frontend.test http://localhost:5173",
+            "cors_origins": (
+                f"http://frontend.test http://localhost:5173 http://127.0.0.1:{frontend_port}"
+            ),
             "stop_timeout_s": 10,
         }
     )
@@ -106,6 +133,16 @@ def platform() -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="session")
+def databases(platform: Stack) -> Iterator[Databases]:
+    """Migrated databases for installations of the tests' own, copied from one template."""
+    made = Databases(platform)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture(scope="session")
 def admin_token(platform: Stack) -> str:
     return platform.admin_token
 
@@ -118,12 +155,7 @@ def gateway(platform: Stack) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="session")
 def nats_settings(platform: Stack) -> NatsSettings:
-    e = platform.endpoints
-    return NatsSettings(
-        nats_url=e.nats_url,
-        nats_user=e.nats_user,
-        nats_password=e.nats_password,
-    )
+    return platform.endpoints.nats()
 
 
 @pytest.fixture(scope="session")

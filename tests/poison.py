@@ -22,6 +22,7 @@ from loupe_shared.contracts import streams, subjects
 from loupe_shared.kit.nats import connect, ensure_streams
 from loupe_shared.kit.settings import DatabaseSettings, NatsSettings
 from loupe_stack.stack import Stack
+from tests.databases import Databases
 
 # Markers a text column can carry, and the SQLSTATE the trigger answers them with.
 REFUSALS = {
@@ -56,14 +57,22 @@ CREATE TRIGGER refuse_poison BEFORE INSERT OR UPDATE ON {table}
 """
 
 
-def migrated(platform: Stack, database: str) -> DatabaseSettings:
-    """Migrate `database` (the catalog's schema) and answer the settings that reach it."""
-    subprocess.run(
-        [sys.executable, "-m", "loupe_catalog", "migrate"],
-        env={**platform.service_env("catalog"), "CATALOG_DB_NAME": database},
-        check=True,
-        capture_output=True,
-    )
+def migrated(
+    platform: Stack, database: str, databases: Databases | None = None
+) -> DatabaseSettings:
+    """Bring `database` (new and empty) to the catalog's newest schema and answer the settings
+    that reach it. With `databases` (the session fixture) it becomes a copy of the migrated
+    template, made again under the same name; without, `loupe_catalog migrate` runs on it."""
+    if databases is not None:
+        databases.drop(database)
+        databases.create(database)
+    else:
+        subprocess.run(
+            [sys.executable, "-m", "loupe_catalog", "migrate"],
+            env={**platform.service_env("catalog"), "CATALOG_DB_NAME": database},
+            check=True,
+            capture_output=True,
+        )
     e = platform.endpoints
     return DatabaseSettings(
         db_host=e.pg_host,

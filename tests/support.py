@@ -10,7 +10,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import psutil
 
@@ -220,3 +222,15 @@ class CuttableProxy:
             with self._lock:
                 self._open.discard(source)
                 self._open.discard(sink)
+
+
+T = TypeVar("T")
+
+
+def off_loop(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run `call` on a thread of its own. Playwright's sync API keeps an event loop running on
+    the test's thread while a browser is open, so helpers that use `asyncio.run` (tokens,
+    publishing) must run elsewhere. Never a process start: a child started on a thread that
+    ends is killed with it (`PR_SET_PDEATHSIG` follows the thread)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(call, *args, **kwargs).result()

@@ -78,6 +78,8 @@ class _Message:
     payload: bytes
     items: int
     done: asyncio.Future[None]
+    # One future per result of the batch, settled with `done` (see `_OpenBatch`).
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
     # Sent to the network; otherwise bound for the spool.
     direct: bool = False
     ack: asyncio.Future[Any] | None = None
@@ -90,6 +92,10 @@ class _Message:
 class _OpenBatch:
     done: asyncio.Future[None]
     parts: list[bytes] = field(default_factory=list)
+    # What submit() answered each result: a plain future of its own, settled when the batch
+    # is (cheaper than shielding the batch's future per result, which cost as much as encoding
+    # the result); a caller giving up on one cancels only its own.
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
     size: int = len(_HEAD) + len(_TAIL)
 
 
@@ -281,7 +287,7 @@ class LineClient:
         (await the futures, or call flush()). Waits only when too many are pending."""
         body = self._encode_result(result)
         await self._reserve()
-        done = asyncio.shield(self._add(body))
+        done = self._add(body)
         if self._open is None:
             # A batch was just cut: let it leave even if the caller never waits.
             await asyncio.sleep(0)
@@ -342,11 +348,13 @@ class LineClient:
             self._linger = self._loop.call_later(self._linger_s, self._cut)
         batch.parts.append(body)
         batch.size += len(body) + 1
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        batch.waiters.append(waiter)
         self._unresolved += 1
         self._idle.clear()
         if len(batch.parts) >= self.settings.batch_max:
             self._cut()
-        return batch.done
+        return waiter
 
     def _cut(self) -> None:
         """Close the open batch: it becomes one message with a batch id of its own."""
@@ -358,7 +366,14 @@ class LineClient:
             return
         payload = b"".join((_HEAD, b",".join(batch.parts), _TAIL))
         self._outbox.put_nowait(
-            _Message(self._results_subject, uuid.uuid4().hex, payload, len(batch.parts), batch.done)
+            _Message(
+                self._results_subject,
+                uuid.uuid4().hex,
+                payload,
+                len(batch.parts),
+                batch.done,
+                batch.waiters,
+            )
         )
 
     # --- sending and settling, in pipeline order ---------------------------------------------
@@ -457,11 +472,12 @@ class LineClient:
 
     def _resolve(self, message: _Message, error: BaseException | None = None) -> None:
         self._slots.release()
-        if not message.done.done():
-            if error is None:
-                message.done.set_result(None)
-            else:
-                message.done.set_exception(error)
+        for done in (message.done, *message.waiters):
+            if not done.done():
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(error)
         self._unresolved -= message.items
         if self._unresolved < self._limit:
             self._room.set()
@@ -651,15 +667,34 @@ class LineClient:
         self._up()
 
     def _drop_unsent_publishes(self) -> None:
-        """nats-py keeps the commands it had not written when the link dropped and writes
-        them on the next link. Every publish among them belongs to a message whose ack was
-        just given up, which the spool replays in order; written late, it would land ahead of
-        an earlier message lost with the old link. So they go. (nats-py 2.16 internals: if
-        they change, this does nothing and only the order across an outage may suffer.)"""
-        pending = getattr(self._nc, "_pending", None)
-        if not isinstance(pending, list) or not hasattr(self._nc, "_pending_data_size"):
-            return
-        kept = [c for c in pending if not bytes(c[:5]).startswith((b"PUB ", b"HPUB "))]
-        if len(kept) != len(pending):
-            self._nc._pending = kept
-            self._nc._pending_data_size = sum(len(c) for c in kept)
+        # Every publish among the commands nats-py had not written when the link dropped
+        # belongs to a message whose ack was just given up, which the spool replays in order;
+        # written late on the next link, it would land ahead of an earlier message lost with
+        # the old link. So they go.
+        drop_unsent_publishes(self._nc)
+
+
+_PUBLISH_VERBS = (b"PUB ", b"HPUB ")
+
+
+def drop_unsent_publishes(nc: Client) -> int:
+    """Drop the publishes nats-py has queued but not yet written; keep every other command
+    (SUB, UNSUB, PING, PONG...), in order. Answers how many it dropped.
+
+    The seam into nats-py's internals, the only one this client has. It relies on what the
+    pinned nats-py 2.16 does: `Client._pending` is a list of bytes, one protocol command each,
+    that the flusher writes (and then empties) on the current link, and that a reconnect
+    writes on the new one; `Client._pending_data_size` is an int, the sum of their lengths,
+    which the outbound-buffer limit is checked against. If either is missing or of another
+    type this does nothing (only the order across an outage may suffer);
+    tests/line/test_nats_seam.py fails when the pinned nats-py changes either."""
+    pending = getattr(nc, "_pending", None)
+    size = getattr(nc, "_pending_data_size", None)
+    if not isinstance(pending, list) or not isinstance(size, int):
+        return 0
+    kept = [c for c in pending if not bytes(c[:5]).startswith(_PUBLISH_VERBS)]
+    dropped = len(pending) - len(kept)
+    if dropped:
+        nc._pending = kept
+        nc._pending_data_size = sum(len(c) for c in kept)
+    return dropped

@@ -53,9 +53,12 @@ def cmd_run(_: argparse.Namespace) -> int:
     except _Stop:
         err.print("stopped before the platform was ready")
         return 130
+    built = (settings.console_dir / "index.html").is_file()
+    unbuilt = "" if built else "  (not built: python -m loupe_stack.console builds it)"
     console.print(
         "\n[bold green]Loupe is ready.[/bold green]\n"
         f"  gateway      {stack.gateway_url}\n"
+        f"  console      {stack.console_url}{unbuilt}\n"
         f"  API docs     {stack.gateway_url}/docs\n"
         f"  admin token  {stack.admin_token}\n"
         f"  data folder  {stack.data_dir}\n"

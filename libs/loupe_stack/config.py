@@ -5,6 +5,8 @@ from pathlib import Path
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES = ("catalog", "images", "backup", "inspect")
+# The console's built files in a checkout (`python -m loupe_stack.console` builds them).
+CONSOLE_DIST = Path(__file__).resolve().parents[2] / "console" / "dist"
 
 
 class StackSettings(BaseSettings):
@@ -32,6 +34,8 @@ class StackSettings(BaseSettings):
     gateway_read_timeout: str = "10m"
     # ... and the longest pause it accepts between two reads of a body.
     gateway_read_idle_timeout: str = "30s"
+    # The folder the gateway serves at /console/ (the console's `npm run build` output).
+    console_dir: Path = CONSOLE_DIST
     # Seconds each process gets to stop after its signal before it is killed.
     stop_timeout_s: float = 15.0
     start_timeout_s: float = 60.0

@@ -2,6 +2,11 @@
 
 from dataclasses import dataclass
 
+import asyncpg
+from minio import Minio
+
+from loupe_shared.kit.settings import NatsSettings
+
 
 @dataclass(frozen=True)
 class Endpoints:
@@ -50,3 +55,35 @@ class Endpoints:
             **(extra or {}),
         }
         return {prefix + key: value for key, value in values.items()}
+
+    def s3(self) -> Minio:
+        """A client of the S3 server."""
+        return Minio(
+            self.s3_endpoint,
+            access_key=self.s3_access_key,
+            secret_key=self.s3_secret_key,
+            secure=False,
+        )
+
+    def nats(self, namespace: str = "") -> NatsSettings:
+        """Settings that reach the NATS server, in `namespace`."""
+        return NatsSettings(
+            nats_url=self.nats_url,
+            nats_user=self.nats_user,
+            nats_password=self.nats_password,
+            namespace=namespace,
+        )
+
+    async def pg_connect(
+        self, database: str | None = None, timeout_s: float = 60
+    ) -> asyncpg.Connection:
+        """A connection to PostgreSQL, to `database` (the installation's by default)."""
+        conn: asyncpg.Connection = await asyncpg.connect(
+            host=self.pg_host,
+            port=self.pg_port,
+            user=self.pg_user,
+            password=self.pg_password,
+            database=database or self.pg_database,
+            timeout=timeout_s,
+        )
+        return conn

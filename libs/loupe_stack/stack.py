@@ -7,7 +7,6 @@ import sys
 import time
 from collections.abc import Callable
 
-import asyncpg
 import urllib3
 from minio import Minio
 
@@ -33,13 +32,7 @@ def _quiet(_: str) -> None:
 
 
 async def _create_database(endpoints: Endpoints) -> None:
-    conn = await asyncpg.connect(
-        host=endpoints.pg_host,
-        port=endpoints.pg_port,
-        user=endpoints.pg_user,
-        password=endpoints.pg_password,
-        database="postgres",
-    )
+    conn = await endpoints.pg_connect("postgres")
     try:
         exists = await conn.fetchval(
             "SELECT 1 FROM pg_database WHERE datname = $1", endpoints.pg_database
@@ -52,14 +45,7 @@ async def _create_database(endpoints: Endpoints) -> None:
 
 def _pg_accepts(endpoints: Endpoints) -> bool:
     async def probe() -> bool:
-        conn = await asyncpg.connect(
-            host=endpoints.pg_host,
-            port=endpoints.pg_port,
-            user=endpoints.pg_user,
-            password=endpoints.pg_password,
-            database="postgres",
-            timeout=2,
-        )
+        conn = await endpoints.pg_connect("postgres", timeout_s=2)
         await conn.close()
         return True
 
@@ -127,6 +113,10 @@ class Stack:
     @property
     def gateway_url(self) -> str:
         return f"http://127.0.0.1:{self.settings.gateway_port}"
+
+    @property
+    def console_url(self) -> str:
+        return f"{self.gateway_url}/console/"
 
     def service_url(self, service: str) -> str:
         return f"http://127.0.0.1:{getattr(self.settings, f'{service}_port')}"
@@ -238,6 +228,12 @@ class Stack:
                 log_level=self.settings.log_level,
                 extra={
                     **({"IMAGES_URL": self.service_url("images")} if service == "catalog" else {}),
+                    # The object store's capacity and free space, from SeaweedFS's master.
+                    **(
+                        {"STORE_ADMIN_URL": f"http://127.0.0.1:{self.settings.weed_master_port}"}
+                        if service == "images" and not self.external
+                        else {}
+                    ),
                     **(
                         {
                             "CATALOG_URL": self.service_url("catalog"),
@@ -304,6 +300,7 @@ class Stack:
             "LOUPE_CORS_ORIGINS": s.cors_origins,
             "LOUPE_GATEWAY_READ_TIMEOUT": s.gateway_read_timeout,
             "LOUPE_GATEWAY_READ_IDLE_TIMEOUT": s.gateway_read_idle_timeout,
+            "LOUPE_CONSOLE_DIR": str(s.console_dir.resolve()),
             **{
                 f"LOUPE_{svc.upper()}_UPSTREAM": f"127.0.0.1:{getattr(s, f'{svc}_port')}"
                 for svc in SERVICES

@@ -5,28 +5,28 @@ restoring never touches the session's platform."""
 import asyncio
 import hashlib
 import json
-import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import cv2
 import httpx
 import numpy as np
+import psycopg
 import pytest
-from minio import Minio
 
 from loupe_shared.kit.auth import Role
 from loupe_shared.kit.nats import connect
-from loupe_shared.kit.settings import NatsSettings
 from loupe_stack.bootstrap import bootstrap
 from loupe_stack.processes import ManagedProcess, free_port, http_ok, wait_until
 from loupe_stack.stack import Stack
-from tests.catalog.conftest import _drop_bucket, sql
+from tests.catalog.conftest import _drop_bucket
 from tests.catalog.helpers import new_program
 from tests.conftest import TokenMaker, auth
+from tests.databases import Databases, sql
 from tests.support import eventually
 
 
@@ -39,20 +39,22 @@ def png(seed: int, size: int = 48) -> bytes:
 
 
 class Installation:
-    """One Loupe installation on the session's servers: database `database` (made and
-    migrated here unless given), namespace, images bucket and backup bucket."""
+    """One Loupe installation on the session's servers: database `database` (a migrated copy
+    of the session's template), namespace, images bucket and backup bucket."""
 
     def __init__(
         self,
         platform: Stack,
         admin_token: str,
         log_dir: Path,
+        databases: Databases,
         *,
         backup_bucket: str | None = None,
     ) -> None:
         self.platform = platform
+        self.databases = databases
         self.namespace = f"b{uuid.uuid4().hex[:8]}"
-        self.database = f"t_{uuid.uuid4().hex[:12]}"
+        self.database = databases.create()
         self.log_dir = log_dir
         log_dir.mkdir(parents=True, exist_ok=True)
         setup = platform.setup_settings(self.namespace)
@@ -60,26 +62,11 @@ class Installation:
         self.backup_bucket = backup_bucket or setup.backup_bucket
         self.owns_backup_bucket = backup_bucket is None
         asyncio.run(bootstrap(setup, admin_token=admin_token))
-        sql(platform, "postgres", f'CREATE DATABASE "{self.database}"')
         self.admin = auth(admin_token)
         self.ports = {name: free_port() for name in ("catalog", "images", "backup")}
         self.processes: dict[str, ManagedProcess] = {}
-        e = platform.endpoints
-        self.s3 = Minio(
-            e.s3_endpoint, access_key=e.s3_access_key, secret_key=e.s3_secret_key, secure=False
-        )
-        self.nats = NatsSettings(
-            nats_url=e.nats_url,
-            nats_user=e.nats_user,
-            nats_password=e.nats_password,
-            namespace=self.namespace,
-        )
-        subprocess.run(
-            [sys.executable, "-m", "loupe_catalog", "migrate"],
-            env=self.env("catalog"),
-            check=True,
-            capture_output=True,
-        )
+        self.s3 = platform.endpoints.s3()
+        self.nats = platform.endpoints.nats(self.namespace)
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -179,7 +166,7 @@ class Installation:
     def close(self) -> None:
         for name in list(self.processes):
             self.stop(name)
-        sql(self.platform, "postgres", f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        self.databases.drop(self.database)
         buckets = [self.images_bucket] + ([self.backup_bucket] if self.owns_backup_bucket else [])
         for bucket in buckets:
             _drop_bucket(self.s3, bucket)
@@ -304,12 +291,17 @@ def wait_backup(client: httpx.Client, inst: Installation, backup_id: str) -> dic
     return state
 
 
+MakeInstallation = Callable[..., Installation]
+
+
 @pytest.fixture
-def make_installation(platform: Stack, admin_token: str, tmp_path: Path) -> Iterator[Any]:
+def make_installation(
+    platform: Stack, admin_token: str, databases: Databases, tmp_path: Path
+) -> Iterator[MakeInstallation]:
     made: list[Installation] = []
 
     def make(**kwargs: Any) -> Installation:
-        inst = Installation(platform, admin_token, tmp_path / f"i{len(made)}", **kwargs)
+        inst = Installation(platform, admin_token, tmp_path / f"i{len(made)}", databases, **kwargs)
         made.append(inst)
         return inst
 
@@ -322,10 +314,13 @@ def make_installation(platform: Stack, admin_token: str, tmp_path: Path) -> Iter
 
 @pytest.fixture(scope="session")
 def source(
-    platform: Stack, admin_token: str, tmp_path_factory: pytest.TempPathFactory
+    platform: Stack,
+    admin_token: str,
+    databases: Databases,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Installation]:
     """A populated installation shared by the backup tests (which only add to it)."""
-    inst = Installation(platform, admin_token, tmp_path_factory.mktemp("source"))
+    inst = Installation(platform, admin_token, tmp_path_factory.mktemp("source"), databases)
     try:
         inst.start("images")
         inst.start("catalog")
@@ -349,3 +344,73 @@ def settle_images(inst: Installation) -> None:
         return bool(records == blobs and unthumbnailed == 0)
 
     eventually("image records settled", landed, timeout_s=30)
+
+
+# --- restores -------------------------------------------------------------------------------
+
+PREFIXES = ("blobs/", "thumbnails/", "status/")
+
+
+def stored_objects(inst: Installation) -> dict[str, Any]:
+    """The images bucket's blobs, thumbnails and status objects (see `Installation.objects`)."""
+    return {k: v for k, v in inst.objects().items() if k.startswith(PREFIXES)}
+
+
+def start_restore(inst: Installation, backup_id: str, **body: Any) -> httpx.Response:
+    with inst.client("backup") as client:
+        return client.post(
+            f"/api/backups/{backup_id}/restore",
+            json={"dry_run": False, **body},
+            headers=inst.admin,
+        )
+
+
+def restore_state(inst: Installation, backup_id: str, restore_id: str) -> dict[str, Any]:
+    with inst.client("backup") as client:
+        answer = client.get(f"/api/backups/{backup_id}/restores/{restore_id}", headers=inst.admin)
+    assert answer.status_code == 200, answer.text
+    state: dict[str, Any] = answer.json()
+    return state
+
+
+def finished_restore(inst: Installation, backup_id: str, restore_id: str) -> dict[str, Any]:
+    state: dict[str, Any] = {}
+
+    def done() -> bool:
+        state.update(restore_state(inst, backup_id, restore_id))
+        return bool(state["status"] != "running")
+
+    eventually("restore finished", done, timeout_s=60)
+    return state
+
+
+# --- snapshots held up ----------------------------------------------------------------------
+
+
+@contextmanager
+def table_locked(inst: Installation, table: str) -> Iterator[None]:
+    """Hold an exclusive lock on `table` (so a snapshot waits on it) until the block ends."""
+    e = inst.platform.endpoints
+    with psycopg.connect(
+        host=e.pg_host,
+        port=e.pg_port,
+        user=e.pg_user,
+        password=e.pg_password,
+        dbname=inst.database,
+    ) as conn:
+        conn.execute(f'LOCK TABLE "{table}" IN ACCESS EXCLUSIVE MODE')
+        try:
+            yield
+        finally:
+            conn.rollback()
+
+
+SNAPSHOT_WAITING = (
+    "FROM pg_stat_activity WHERE application_name = 'loupe-backup' "
+    "AND wait_event_type = 'Lock' AND datname = '{}'"
+)
+
+
+def waiting_on_lock(inst: Installation) -> bool:
+    """Whether a backup's snapshot of `inst` waits on a lock."""
+    return bool(inst.sql(f"SELECT count(*) {SNAPSHOT_WAITING.format(inst.database)}")[0][0])

@@ -6,8 +6,17 @@ import tarfile
 from pathlib import Path
 
 from loupe_shared.kit.auth import Role
-from tests.backup.conftest import Installation, backup, png, settle_images, upload
-from tests.backup.test_restore import MakeInstallation, _finished, _objects, _restore
+from tests.backup.conftest import (
+    Installation,
+    MakeInstallation,
+    backup,
+    finished_restore,
+    png,
+    settle_images,
+    start_restore,
+    stored_objects,
+    upload,
+)
 from tests.support import eventually
 
 
@@ -48,7 +57,7 @@ def test_archive_round_trip_into_new_buckets_and_tampering_refused(
     source.stop("catalog")
     try:
         done = backup(source)
-        rows, images = source.rows(), _objects(source)
+        rows, images = source.rows(), stored_objects(source)
     finally:
         source.start("catalog")
     archive = tmp_path / "set.tar"
@@ -82,11 +91,11 @@ def test_archive_round_trip_into_new_buckets_and_tampering_refused(
     with target.client("backup") as client:
         report = client.post(f"/api/backups/{imported['id']}/verify", headers=target.admin)
         assert report.json()["ok"] is True, report.text
-    started = _restore(target, imported["id"], mode="empty")
+    started = start_restore(target, imported["id"], mode="empty")
     assert started.status_code == 202, started.text
-    assert _finished(target, imported["id"], started.json()["id"])["status"] == "completed"
+    assert finished_restore(target, imported["id"], started.json()["id"])["status"] == "completed"
     assert target.rows() == rows
-    assert _objects(target) == images
+    assert stored_objects(target) == images
 
 
 def test_delete_collects_blobs_no_other_set_uses(source: Installation) -> None:

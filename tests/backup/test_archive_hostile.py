@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from loupe_shared.kit.auth import Role
-from tests.backup.conftest import Installation, backup
-from tests.backup.test_restore import MakeInstallation
+from tests.backup.conftest import Installation, MakeInstallation, backup
 from tests.support import eventually
 
 MANIFEST = "loupe-backup/manifest.json"

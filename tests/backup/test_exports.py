@@ -6,8 +6,7 @@ import hashlib
 from typing import Any
 
 from loupe_shared.kit.auth import Role
-from tests.backup.conftest import Installation
-from tests.backup.test_restore import MakeInstallation
+from tests.backup.conftest import Installation, MakeInstallation
 
 
 def _export(inst: Installation, token: dict[str, str], query: str = "") -> Any:

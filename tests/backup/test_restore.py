@@ -10,28 +10,26 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from loupe_shared.kit.auth import Role
 from loupe_stack.stack import Stack
 from tests.backup.conftest import (
     Installation,
+    MakeInstallation,
     backup,
+    finished_restore,
     png,
     populate,
+    restore_state,
     settle,
     settle_images,
+    start_restore,
+    stored_objects,
     upload,
 )
+from tests.databases import Databases
 from tests.support import eventually
-
-MakeInstallation = Callable[..., Installation]
-PREFIXES = ("blobs/", "thumbnails/", "status/")
-
-
-def _objects(inst: Installation) -> dict[str, Any]:
-    return {k: v for k, v in inst.objects().items() if k.startswith(PREFIXES)}
 
 
 def _audited_restore(rows: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -41,34 +39,6 @@ def _audited_restore(rows: dict[str, list[str]]) -> dict[str, list[str]]:
         table: [r for r in found if not (table == "audit_log" and ",backup.restore" in r)]
         for table, found in rows.items()
     }
-
-
-def _restore(inst: Installation, backup_id: str, **body: Any) -> httpx.Response:
-    with inst.client("backup") as client:
-        return client.post(
-            f"/api/backups/{backup_id}/restore",
-            json={"dry_run": False, **body},
-            headers=inst.admin,
-        )
-
-
-def _restore_state(inst: Installation, backup_id: str, restore_id: str) -> dict[str, Any]:
-    with inst.client("backup") as client:
-        answer = client.get(f"/api/backups/{backup_id}/restores/{restore_id}", headers=inst.admin)
-    assert answer.status_code == 200, answer.text
-    state: dict[str, Any] = answer.json()
-    return state
-
-
-def _finished(inst: Installation, backup_id: str, restore_id: str) -> dict[str, Any]:
-    state: dict[str, Any] = {}
-
-    def done() -> bool:
-        state.update(_restore_state(inst, backup_id, restore_id))
-        return bool(state["status"] != "running")
-
-    eventually("restore finished", done, timeout_s=60)
-    return state
 
 
 def test_round_trip_into_a_new_database_and_new_buckets(
@@ -81,7 +51,7 @@ def test_round_trip_into_a_new_database_and_new_buckets(
     source.stop("catalog")
     try:
         done = backup(source)
-        rows, images = source.rows(), _objects(source)
+        rows, images = source.rows(), stored_objects(source)
     finally:
         source.start("catalog")
     assert done["status"] == "completed"
@@ -105,14 +75,14 @@ def test_round_trip_into_a_new_database_and_new_buckets(
     assert plan["tables"]["programs"] == {"current_rows": 0, "backup_rows": len(rows["programs"])}
     assert target.rows()["programs"] == []  # the dry run changed nothing
 
-    started = _restore(target, done["id"], mode="empty")
+    started = start_restore(target, done["id"], mode="empty")
     assert started.status_code == 202, started.text
-    state = _finished(target, done["id"], started.json()["id"])
+    state = finished_restore(target, done["id"], started.json()["id"])
     assert state["status"] == "completed", state
     assert state["restore_point_id"] is None  # nothing to keep in an empty installation
 
     assert target.rows() == rows
-    assert _objects(target) == images
+    assert stored_objects(target) == images
 
     # The restored installation works: its services start on it and serve the data.
     target.start("images")
@@ -144,6 +114,7 @@ def test_round_trip_into_a_new_database_and_new_buckets(
 def tenant(
     platform: Stack,
     admin_token: str,
+    databases: Databases,
     source: Installation,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Installation]:
@@ -152,6 +123,7 @@ def tenant(
         platform,
         admin_token,
         tmp_path_factory.mktemp("tenant"),
+        databases,
         backup_bucket=source.backup_bucket,
     )
     try:
@@ -171,15 +143,15 @@ def test_restore_killed_midway_leaves_the_installation_as_it_was(
     target = tenant
     target.stop("backup")
     target.start("backup", restore_hold_before_commit_s="60")
-    rows, images = target.rows(), _objects(target)
+    rows, images = target.rows(), stored_objects(target)
     engineer = target.token(Role.ENGINEER)
 
-    started = _restore(target, done["id"])
+    started = start_restore(target, done["id"])
     assert started.status_code == 202, started.text
     restore_id = started.json()["id"]
     eventually(
         "restore holding its transaction",
-        lambda: _restore_state(target, done["id"], restore_id)["phase"] == "holding",
+        lambda: restore_state(target, done["id"], restore_id)["phase"] == "holding",
         timeout_s=60,
     )
     # Maintenance: writes are refused with a clear message; reads that need no locked table
@@ -197,7 +169,7 @@ def test_restore_killed_midway_leaves_the_installation_as_it_was(
         )
         sha = next(k for k in images if k.startswith("blobs/")).rsplit("/", 1)[-1]
         assert served.get(f"/api/images/{sha}", headers=engineer).status_code == 200
-    restore_point = _restore_state(target, done["id"], restore_id)["restore_point_id"]
+    restore_point = restore_state(target, done["id"], restore_id)["restore_point_id"]
     assert restore_point
 
     target.kill("backup")
@@ -205,7 +177,7 @@ def test_restore_killed_midway_leaves_the_installation_as_it_was(
     after_rows = target.rows()
     assert _audited_restore(after_rows) == _audited_restore(rows)
     assert any(",backup.restore," in r for r in after_rows["audit_log"])
-    after = _objects(target)
+    after = stored_objects(target)
     assert {k: after[k] for k in images} == images  # every object as it was
     # Added blobs are unreferenced (collected by the images service's GC), never referenced.
     # Maintenance ends when its lease runs out, without the dead restore.
@@ -219,7 +191,7 @@ def test_restore_killed_midway_leaves_the_installation_as_it_was(
             timeout_s=20,
         )
     target.start("backup")
-    state = _restore_state(target, done["id"], restore_id)
+    state = restore_state(target, done["id"], restore_id)
     assert state["status"] == "failed"
     assert "interrupted" in state["error"]
     with target.client("backup") as client:
@@ -237,17 +209,17 @@ def test_failed_restore_rolls_back_and_replace_restore_succeeds(
     target.stop("backup")
     target.start("backup")
     settle(target, results=30, uploads=2)
-    rows, images = target.rows(), _objects(target)
+    rows, images = target.rows(), stored_objects(target)
     source.s3.remove_object(source.backup_bucket, f"blobs/{broken_blob[:2]}/{broken_blob}")
 
-    started = _restore(target, done["id"])
+    started = start_restore(target, done["id"])
     assert started.status_code == 202, started.text
-    state = _finished(target, done["id"], started.json()["id"])
+    state = finished_restore(target, done["id"], started.json()["id"])
     assert state["status"] == "failed"
     assert state["rolled_back"] is True
     assert broken_blob in state["error"]
     assert _audited_restore(target.rows()) == _audited_restore(rows)
-    assert _objects(target) == images  # the blobs it had added were removed again
+    assert stored_objects(target) == images  # the blobs it had added were removed again
     engineer = target.token(Role.ENGINEER)
     with target.client("catalog") as catalog:
         # No maintenance left behind: the withdrawn notice reaches the catalog within its
@@ -269,8 +241,8 @@ def test_failed_restore_rolls_back_and_replace_restore_succeeds(
         expected = source.rows()
     finally:
         source.start("catalog")
-    started = _restore(target, whole["id"], mode="replace")
-    state = _finished(target, whole["id"], started.json()["id"])
+    started = start_restore(target, whole["id"], mode="replace")
+    state = finished_restore(target, whole["id"], started.json()["id"])
     assert state["status"] == "completed", state
     assert _audited_restore(target.rows()) == _audited_restore(expected)
 
@@ -361,9 +333,9 @@ def test_older_format_restores_and_newer_ones_are_refused(
         assert plan["compatibility"] == "incompatible"
     assert target.rows()["programs"] == []
 
-    started = _restore(target, "older-format", mode="empty")
+    started = start_restore(target, "older-format", mode="empty")
     assert started.status_code == 202, started.text
-    state = _finished(target, "older-format", started.json()["id"])
+    state = finished_restore(target, "older-format", started.json()["id"])
     assert state["status"] == "completed", state
     assert target.rows() == rows
 
@@ -406,8 +378,8 @@ def test_older_schema_restores_forward_and_a_failed_health_check_rolls_back(
     assert plan["can_restore"] is True
     before = target.rows()
 
-    started = _restore(target, broken["id"], mode="empty")
-    state = _finished(target, broken["id"], started.json()["id"])
+    started = start_restore(target, broken["id"], mode="empty")
+    state = finished_restore(target, broken["id"], started.json()["id"])
     assert state["status"] == "failed"
     assert "have no blob" in state["error"]  # the health check, before the commit
     assert state["rolled_back"] is True
@@ -415,8 +387,8 @@ def test_older_schema_restores_forward_and_a_failed_health_check_rolls_back(
 
     old.sql("DELETE FROM image_records")
     fixed = backup(old)
-    started = _restore(target, fixed["id"], mode="empty")
-    state = _finished(target, fixed["id"], started.json()["id"])
+    started = start_restore(target, fixed["id"], mode="empty")
+    state = finished_restore(target, fixed["id"], started.json()["id"])
     assert state["status"] == "completed", state
     assert state["compatibility"] == "migratable"
     restored, backed = target.rows(), old.rows()

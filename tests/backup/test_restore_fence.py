@@ -12,8 +12,16 @@ from collections import Counter
 import httpx
 
 from loupe_shared.kit.auth import Role
-from tests.backup.conftest import Installation, backup, png, upload
-from tests.backup.test_restore import MakeInstallation, _finished, _restore, _restore_state
+from tests.backup.conftest import (
+    Installation,
+    MakeInstallation,
+    backup,
+    finished_restore,
+    png,
+    restore_state,
+    start_restore,
+    upload,
+)
 from tests.catalog.helpers import new_program
 from tests.support import eventually
 
@@ -76,12 +84,12 @@ def test_writes_through_a_restore_are_kept_or_refused(
         thread.start()
     try:
         eventually("writes answered", lambda: sum(w.count(201) for w in writers) >= 5)
-        started = _restore(inst, before["id"])
+        started = start_restore(inst, before["id"])
         assert started.status_code == 202, started.text
         restore_id = started.json()["id"]
         eventually(
             "restore holding its transaction",
-            lambda: _restore_state(inst, before["id"], restore_id)["phase"] == "holding",
+            lambda: restore_state(inst, before["id"], restore_id)["phase"] == "holding",
             timeout_s=60,
         )
         # Authentication before the maintenance answer.
@@ -95,7 +103,7 @@ def test_writes_through_a_restore_are_kept_or_refused(
                 headers={"Authorization": f"Bearer loupe_{'0' * 16}_{'x' * 40}"},
             )
             assert forged.status_code == 401
-        state = _finished(inst, before["id"], restore_id)
+        state = finished_restore(inst, before["id"], restore_id)
         assert state["status"] == "completed", state
         ended = sum(w.count(201) for w in writers)
         eventually("writes accepted again", lambda: sum(w.count(201) for w in writers) >= ended + 3)

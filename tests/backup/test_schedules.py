@@ -10,8 +10,13 @@ import pytest
 from loupe_backup.schedules.cron import Cron, CronError
 from loupe_backup.schedules.retention import Retention, kept
 from loupe_shared.kit.auth import Role
-from tests.backup.conftest import Installation, events
-from tests.backup.test_verify_and_failures import _SNAPSHOT_WAITING, _waiting_on_lock, table_locked
+from tests.backup.conftest import (
+    SNAPSHOT_WAITING,
+    Installation,
+    events,
+    table_locked,
+    waiting_on_lock,
+)
 from tests.support import eventually
 
 
@@ -94,8 +99,8 @@ def test_schedule_with_retention_and_a_failed_run(source: Installation) -> None:
     with table_locked(source, "results"):
         worker = threading.Thread(target=lambda: outcome.update(_run(source, schedule["id"])))
         worker.start()
-        eventually("the snapshot waits on the lock", lambda: _waiting_on_lock(source))
-        source.sql(f"SELECT pg_terminate_backend(pid) {_SNAPSHOT_WAITING.format(source.database)}")
+        eventually("the snapshot waits on the lock", lambda: waiting_on_lock(source))
+        source.sql(f"SELECT pg_terminate_backend(pid) {SNAPSHOT_WAITING.format(source.database)}")
         worker.join(60)
     assert outcome["last_status"] == "failed"
     assert outcome["failures"] == 1

@@ -2,13 +2,19 @@
 never listed as completed and leaves nothing a later backup trusts."""
 
 import io
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-import psycopg
 
 from loupe_shared.kit.auth import Role
-from tests.backup.conftest import Installation, backup, events, png, upload, wait_backup
+from tests.backup.conftest import (
+    SNAPSHOT_WAITING,
+    Installation,
+    backup,
+    events,
+    png,
+    table_locked,
+    upload,
+    wait_backup,
+    waiting_on_lock,
+)
 from tests.support import CuttableProxy, eventually
 
 
@@ -61,34 +67,6 @@ def test_verify_finds_flipped_byte_deleted_blob_truncated_file_and_extra(
     assert healed["ok"] is True, healed
 
 
-@contextmanager
-def table_locked(inst: Installation, table: str) -> Iterator[None]:
-    """Hold an exclusive lock on `table` (so a snapshot waits on it) until the block ends."""
-    e = inst.platform.endpoints
-    with psycopg.connect(
-        host=e.pg_host,
-        port=e.pg_port,
-        user=e.pg_user,
-        password=e.pg_password,
-        dbname=inst.database,
-    ) as conn:
-        conn.execute(f'LOCK TABLE "{table}" IN ACCESS EXCLUSIVE MODE')
-        try:
-            yield
-        finally:
-            conn.rollback()
-
-
-_SNAPSHOT_WAITING = (
-    "FROM pg_stat_activity WHERE application_name = 'loupe-backup' "
-    "AND wait_event_type = 'Lock' AND datname = '{}'"
-)
-
-
-def _waiting_on_lock(inst: Installation) -> bool:
-    return bool(inst.sql(f"SELECT count(*) {_SNAPSHOT_WAITING.format(inst.database)}")[0][0])
-
-
 def test_backup_killed_midway_is_failed_and_later_backups_are_sound(
     source: Installation,
 ) -> None:
@@ -97,7 +75,7 @@ def test_backup_killed_midway_is_failed_and_later_backups_are_sound(
             started = client.post("/api/backups", json={}, headers=source.admin)
             assert started.status_code == 202
             killed = started.json()["id"]
-            eventually("the snapshot waits on the lock", lambda: _waiting_on_lock(source))
+            eventually("the snapshot waits on the lock", lambda: waiting_on_lock(source))
             source.kill("backup")
         source.start("backup")
         state = client.get(f"/api/backups/{killed}", headers=source.admin).json()
@@ -121,8 +99,8 @@ def test_failed_backup_is_listed_failed_and_announced(source: Installation) -> N
     """The database connection of the snapshot is cut midway: the set fails, loudly."""
     with source.client("backup") as client, table_locked(source, "results"):
         started = client.post("/api/backups", json={}, headers=source.admin).json()
-        eventually("the snapshot waits on the lock", lambda: _waiting_on_lock(source))
-        source.sql(f"SELECT pg_terminate_backend(pid) {_SNAPSHOT_WAITING.format(source.database)}")
+        eventually("the snapshot waits on the lock", lambda: waiting_on_lock(source))
+        source.sql(f"SELECT pg_terminate_backend(pid) {SNAPSHOT_WAITING.format(source.database)}")
     with source.client("backup") as client:
         state = wait_backup(client, source, started["id"])
     assert state["status"] == "failed"
@@ -143,7 +121,7 @@ def test_object_store_cut_midway_fails_the_backup_and_later_ones_are_sound(
         with source.client("backup") as client:
             with table_locked(source, "results"):
                 started = client.post("/api/backups", json={}, headers=source.admin).json()
-                eventually("the snapshot waits on the lock", lambda: _waiting_on_lock(source))
+                eventually("the snapshot waits on the lock", lambda: waiting_on_lock(source))
                 proxy.cut()  # the copies after the snapshot find no object store
             # The failure is announced on NATS while its record cannot even be saved.
             eventually(

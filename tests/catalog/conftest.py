@@ -5,7 +5,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from minio import Minio
 from minio.deleteobjects import DeleteObject
@@ -13,26 +12,7 @@ from minio.deleteobjects import DeleteObject
 from loupe_stack.bootstrap import bootstrap
 from loupe_stack.processes import ManagedProcess, free_port, http_ok, wait_until
 from loupe_stack.stack import Stack
-
-
-def sql(platform: Stack, database: str, statement: str) -> list[asyncpg.Record]:
-    """Run one statement straight on the platform's PostgreSQL, outside any service."""
-
-    async def run() -> list[asyncpg.Record]:
-        e = platform.endpoints
-        conn = await asyncpg.connect(
-            host=e.pg_host,
-            port=e.pg_port,
-            user=e.pg_user,
-            password=e.pg_password,
-            database=database,
-        )
-        try:
-            return list(await conn.fetch(statement))
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
+from tests.databases import sql
 
 
 @pytest.fixture
@@ -99,7 +79,6 @@ def isolated_catalog(
         capture_output=True,
     )
     yield catalog
-    e = platform.endpoints
-    s3 = Minio(e.s3_endpoint, access_key=e.s3_access_key, secret_key=e.s3_secret_key, secure=False)
+    s3 = platform.endpoints.s3()
     for bucket in (settings.images_bucket, settings.backup_bucket):
         _drop_bucket(s3, bucket)

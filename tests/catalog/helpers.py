@@ -86,3 +86,10 @@ def new_program(name: str | None = None, **overrides: Any) -> dict[str, Any]:
         "config": config_v3(),
         **overrides,
     }
+
+
+def named(client: httpx.Client, headers: dict[str, str], name: str) -> list[dict[str, Any]]:
+    """The programs called exactly `name`."""
+    answer = client.get("/api/programs", params={"q": name, "limit": 200}, headers=headers)
+    assert answer.status_code == 200, answer.text
+    return [p for p in answer.json()["items"] if p["name"] == name]

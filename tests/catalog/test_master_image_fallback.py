@@ -8,7 +8,7 @@ import httpx
 from tests.catalog.conftest import IsolatedCatalog
 from tests.catalog.helpers import new_program, random_sha
 from tests.conftest import auth
-from tests.images.test_upload import make_image
+from tests.images.helpers import make_image
 
 
 def test_unknown_image_is_looked_up_in_the_images_service(

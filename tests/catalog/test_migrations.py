@@ -7,7 +7,7 @@ import sys
 from loupe_catalog import migrations
 from loupe_stack.processes import free_port
 from loupe_stack.stack import Stack
-from tests.catalog.conftest import sql
+from tests.databases import sql
 
 
 def _migrate(platform: Stack, database: str, *args: str) -> subprocess.CompletedProcess[str]:

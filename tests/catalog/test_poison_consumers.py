@@ -27,6 +27,7 @@ from loupe_shared.kit.settings import NatsSettings
 from loupe_stack.stack import Stack
 from tests import poison
 from tests.catalog.helpers import random_sha
+from tests.databases import Databases
 from tests.support import CuttableProxy
 
 MAX_DELIVERIES = 3
@@ -88,11 +89,15 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_poison_is_set_aside_and_the_events_behind_it_are_recorded(
-    name: str, platform: Stack, scratch_database: str, nats_settings: NatsSettings
+    name: str,
+    platform: Stack,
+    scratch_database: str,
+    nats_settings: NatsSettings,
+    databases: Databases,
 ) -> None:
     case = CASES[name]
     marker = f"good-{uuid.uuid4().hex[:8]}"
-    settings = poison.migrated(platform, scratch_database)
+    settings = poison.migrated(platform, scratch_database, databases)
     malformed = {
         "not JSON": b"\xff{not json",
         "wrong shape": json.dumps({"sha256": 5, "actor": []}).encode(),
@@ -112,20 +117,7 @@ def test_poison_is_set_aside_and_the_events_behind_it_are_recorded(
         engine = db.create_engine(settings, "poison-tests")
         registry = CollectorRegistry()
         async with poison.namespace(nats_settings, f"poison{uuid.uuid4().hex[:8]}") as ns:
-            task = asyncio.create_task(
-                consume(
-                    ns.js,
-                    stream=case.stream,
-                    filter_subject=case.filter_subject,
-                    durable=case.durable,
-                    handler=case.handler(engine),
-                    namespace=ns.name,
-                    batch=20,
-                    dead_letters=DeadLetters(registry),
-                    max_deliveries=MAX_DELIVERIES,
-                    retry_first_s=0.2,
-                )
-            )
+            task = _consumer(case, ns, engine, registry)
             try:
                 subject = ns.subject(case.subject)
                 started = time.monotonic()
@@ -214,14 +206,14 @@ async def _recorded(case: Case, engine: AsyncEngine, marker: str, count: int) ->
 
 
 def test_an_outage_sets_nothing_aside_and_a_hung_handler_does_not_hold_the_rest(
-    platform: Stack, scratch_database: str, nats_settings: NatsSettings
+    platform: Stack, scratch_database: str, nats_settings: NatsSettings, databases: Databases
 ) -> None:
     """The database cut away while events arrive: they are retried, none is set aside, and
     all are recorded once it is back. Then an event whose statement never returns: it is cut
     at the handler's time limit and retried, and the events behind it are recorded."""
     case = CASES["audit"]
     marker = f"good-{uuid.uuid4().hex[:8]}"
-    settings = poison.migrated(platform, scratch_database)
+    settings = poison.migrated(platform, scratch_database, databases)
     e = platform.endpoints
     proxy = CuttableProxy(e.pg_host, e.pg_port)
 

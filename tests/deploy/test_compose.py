@@ -34,6 +34,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
 }
 ONE_SHOT = ("migrate", "setup")
 GATEWAY = "caddy"
+GRAFANA = "grafana"
 SECRETS = (
     "LOUPE_PG_PASSWORD",
     "LOUPE_NATS_PASSWORD",
@@ -247,23 +248,29 @@ def test_catalog_reaches_images_service() -> None:
     assert url == f"http://images:{images_port}", f"CATALOG_IMAGES_URL is {url!r}"
 
 
-def test_only_the_gateway_publishes_a_port_on_loopback() -> None:
+def _published(port: Any) -> tuple[str, str]:
+    """(host address, container port) of a `ports` entry."""
+    if isinstance(port, dict):
+        return str(port.get("host_ip", "")), str(port["target"])
+    parts = str(port).split(":")
+    return (parts[0] if len(parts) == 3 else ""), parts[-1].split("/")[0]
+
+
+def test_only_the_gateway_and_grafana_publish_ports_on_loopback() -> None:
     published = [
         (service, port) for service, spec in _services().items() for port in spec.get("ports", [])
     ]
-    assert [service for service, _ in published] == [GATEWAY], (
-        f"only {GATEWAY} may publish a port, found {published}"
+    assert sorted(service for service, _ in published) == sorted([GATEWAY, GRAFANA]), (
+        f"only {GATEWAY} and {GRAFANA} may publish a port, found {published}"
     )
-    port = published[0][1]
-    if isinstance(port, dict):
-        host_ip, target = str(port.get("host_ip", "")), str(port["target"])
-    else:
-        parts = str(port).split(":")
-        host_ip = parts[0] if len(parts) == 3 else ""
-        target = parts[-1].split("/")[0]
-    assert host_ip == "127.0.0.1", f"published port {port!r} must be bound to 127.0.0.1"
-    gateway_port = _environment(GATEWAY).get("LOUPE_GATEWAY_PORT")
-    assert target == gateway_port, f"publishes {target}, gateway listens on {gateway_port}"
+    for service, port in published:
+        host_ip, target = _published(port)
+        assert host_ip == "127.0.0.1", f"{service}: port {port!r} must be bound to 127.0.0.1"
+        if service == GATEWAY:
+            gateway_port = _environment(GATEWAY).get("LOUPE_GATEWAY_PORT")
+            assert target == gateway_port, f"publishes {target}, gateway listens on {gateway_port}"
+        else:
+            assert target == "3000", f"{service} publishes {target}, Grafana listens on 3000"
 
 
 def test_secrets_have_no_defaults() -> None:

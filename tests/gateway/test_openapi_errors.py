@@ -64,3 +64,23 @@ def test_a_validation_error_is_answered_as_documented(
     body = answer.json()
     assert {"type", "title", "status", "detail", "request_id", "errors"} <= set(body)
     assert all({"field", "message"} <= set(e) for e in body["errors"])
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_success_answer_has_a_schema(gateway: httpx.Client, service: str) -> None:
+    """Client generators type a call by its success answer: every one has a media type with a
+    schema (JSON with properties or a reference, bytes as binary, an event stream's items)."""
+    document = _document(gateway, service)
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for status, answer in operation["responses"].items():
+                if status == "default" or not 200 <= int(status) < 300 or status == "204":
+                    continue
+                where = f"{service} {method.upper()} {path} {status}"
+                assert answer.get("content"), where
+                for media_type, content in answer["content"].items():
+                    schema = content.get("schema") or content.get("itemSchema")
+                    assert schema, f"{where} {media_type}"
+                    assert schema != {}, f"{where} {media_type}"
+                    if schema.get("type") == "object":
+                        assert "properties" in schema or "additionalProperties" in schema, where

@@ -6,8 +6,10 @@ It runs on a stack of its own (on the embedded stack): restore, garbage collecti
 retention runs with generated values would otherwise change the data other tests rely on.
 """
 
+import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,7 @@ SERVICES = ("catalog", "images", "backup", "inspect")
 # Examples per operation and generation mode: enough to reach every parameter's bounds and
 # types, few enough that the four services take a minute or two on two cores.
 EXAMPLES = int(os.environ.get("LOUPE_SCHEMATHESIS_EXAMPLES", "3"))
+STREAM_READ_S = 3.0
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -57,6 +60,7 @@ class Tally:
     requests: int = 0
     server_errors: list[str] = field(default_factory=list)
     nonconforming: list[str] = field(default_factory=list)
+    slowest: list[tuple[float, str]] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +95,16 @@ def _describe(case: Any, response: Any) -> str:
     )
 
 
+def _streams(operation: Any) -> bool:
+    """Whether an operation answers an event stream (a live feed that never ends by itself)."""
+    return "text/event-stream" in json.dumps(operation.definition.raw.get("responses", {}))
+
+
 def _fuzz(operation: Any, gateway: str, token: str, tally: Tally) -> None:
     headers = {"Authorization": f"Bearer {token}"}
+    # A live feed is read for STREAM_READ_S, then cut and checked on what arrived (its first
+    # events come at once); a whole request timeout on each would be a minute of waiting.
+    timeout = STREAM_READ_S if _streams(operation) else 30
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
         @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
@@ -105,7 +117,9 @@ def _fuzz(operation: Any, gateway: str, token: str, tally: Tally) -> None:
             suppress_health_check=list(HealthCheck),
         )
         def run(case: Any) -> None:
-            response = case.call(base_url=gateway, headers=headers, timeout=30)
+            started = time.monotonic()
+            response = case.call(base_url=gateway, headers=headers, timeout=timeout)
+            tally.slowest.append((time.monotonic() - started, _describe(case, response)[:200]))
             tally.requests += 1
             if response.status_code >= 500:
                 tally.server_errors.append(_describe(case, response))
@@ -148,6 +162,8 @@ def test_the_api_conforms_to_its_document(
             f"{tally.requests} requests, {len(tally.server_errors)} 5xx, "
             f"{len(tally.nonconforming)} nonconforming"
         )
+        for took, what in sorted(tally.slowest, reverse=True)[:3]:
+            print(f"  {took:6.2f} s  {what}")
         for line in tally.server_errors + tally.nonconforming:
             print(f"  {line}")
     assert tally.operations > 0

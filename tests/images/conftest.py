@@ -8,10 +8,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from minio import Minio
 
 from loupe_shared.kit.auth import Role
-from loupe_shared.kit.settings import NatsSettings
 from loupe_stack.processes import ManagedProcess, free_port, http_ok, wait_until
 from loupe_stack.stack import Stack
 from tests.catalog.conftest import (  # noqa: F401 (fixtures used here)
@@ -44,16 +42,8 @@ class IsolatedStore:
             "IMAGES_SCRUB_INTERVAL_S": "0",
         }
         self.processes: list[ManagedProcess] = []
-        e = platform.endpoints
-        self.s3 = Minio(
-            e.s3_endpoint, access_key=e.s3_access_key, secret_key=e.s3_secret_key, secure=False
-        )
-        self.nats = NatsSettings(
-            nats_url=e.nats_url,
-            nats_user=e.nats_user,
-            nats_password=e.nats_password,
-            namespace=self.namespace,
-        )
+        self.s3 = platform.endpoints.s3()
+        self.nats = platform.endpoints.nats(self.namespace)
 
     def token(self, role: Role) -> dict[str, str]:
         return auth(TokenMaker(self.nats)(role))

@@ -10,7 +10,7 @@ import httpx
 from loupe_stack.processes import free_port, http_ok, wait_until
 from loupe_stack.stack import Stack
 from tests.conftest import auth
-from tests.images.test_upload import make_image
+from tests.images.helpers import make_image
 
 
 def test_object_store_down_is_503_with_retry_after(

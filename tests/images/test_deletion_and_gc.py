@@ -3,62 +3,19 @@ a referenced image is refused (409) unless an admin forces it; the collector tak
 unreferenced blobs older than the grace period; and a collection racing program saves never
 deletes a blob a saved revision references."""
 
-import asyncio
 import hashlib
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
-import httpx
 
 from loupe_images.images import storage
 from loupe_shared.contracts import subjects
 from loupe_shared.kit import s3 as s3kit
 from loupe_shared.kit.auth import Role
-from loupe_shared.kit.nats import connect
-from tests.catalog.conftest import sql
 from tests.catalog.helpers import new_program
+from tests.databases import sql
 from tests.images.conftest import IsolatedStore
-from tests.images.test_upload import make_image
+from tests.images.helpers import events, make_image, record, upload
 from tests.support import eventually
-
-
-def _upload(client: httpx.Client, headers: dict[str, str], seed: int) -> str:
-    answer = client.post("/api/images", content=make_image(seed=seed), headers=headers)
-    assert answer.status_code == 201, answer.text
-    sha: str = answer.json()["sha256"]
-    return sha
-
-
-def _record(catalog: httpx.Client, headers: dict[str, str], sha: str) -> dict[str, Any] | None:
-    answer = catalog.get(f"/api/image-records/{sha}", headers=headers)
-    return answer.json() if answer.status_code == 200 else None
-
-
-def _events(store: IsolatedStore, subject: str) -> list[dict[str, Any]]:
-    async def read() -> list[dict[str, Any]]:
-        nc = await connect(store.nats, "tests")
-        try:
-            js = nc.jetstream()
-            sub = await js.pull_subscribe(
-                subjects.subject(subject, store.namespace),
-                stream=subjects.stream_name("IMAGES", store.namespace)
-                if subject.startswith("images.")
-                else subjects.stream_name("INTEGRITY", store.namespace),
-            )
-            found: list[dict[str, Any]] = []
-            try:
-                while True:
-                    batch = await sub.fetch(100, timeout=1)
-                    found += [json.loads(m.data) for m in batch]
-            except TimeoutError:  # nats-py raises its own subclass or the builtin
-                return found
-        finally:
-            # Not drain(): a pull subscription that timed out keeps drain() waiting.
-            await nc.close()
-
-    return asyncio.run(read())
 
 
 def test_delete_refused_while_referenced_unless_an_admin_forces(
@@ -69,8 +26,8 @@ def test_delete_refused_while_referenced_unless_an_admin_forces(
     store.start_images()
     engineer = store.token(Role.ENGINEER)
     with store.client() as images, store.client(store.catalog.url) as catalog:
-        free = _upload(images, engineer, seed=1)
-        used = _upload(images, engineer, seed=2)
+        free = upload(images, engineer, seed=1)
+        used = upload(images, engineer, seed=2)
         program = catalog.post(
             "/api/programs", json=new_program(master_image_sha256=used), headers=engineer
         )
@@ -82,11 +39,11 @@ def test_delete_refused_while_referenced_unless_an_admin_forces(
         left = list(storage.listing(store.s3, store.bucket, f"thumbnails/{free[:2]}/{free}/"))
         assert left == []
         assert not s3kit.exists(store.s3, store.bucket, storage.status_key(free))
-        eventually("record dropped", lambda: _record(catalog, engineer, free) is None)
+        eventually("record dropped", lambda: record(catalog, engineer, free) is None)
         again = images.post("/api/images", content=make_image(seed=1), headers=engineer)
         assert again.status_code == 201
         assert again.json()["duplicate"] is False
-        eventually("record back", lambda: _record(catalog, engineer, free) is not None)
+        eventually("record back", lambda: record(catalog, engineer, free) is not None)
 
         # Referenced: 409 naming the program, nothing removed.
         refused = images.delete(f"/api/images/{used}", headers=engineer)
@@ -107,7 +64,7 @@ def test_delete_refused_while_referenced_unless_an_admin_forces(
         # referencing it is told to upload the image first.
         eventually(
             "record marked deleted",
-            lambda: (_record(catalog, engineer, used) or {}).get("deleted_at") is not None,
+            lambda: (record(catalog, engineer, used) or {}).get("deleted_at") is not None,
         )
         save = catalog.post(
             "/api/programs", json=new_program(master_image_sha256=used), headers=engineer
@@ -121,7 +78,7 @@ def test_delete_refused_while_referenced_unless_an_admin_forces(
         viewer = store.token(Role.VIEWER)
         assert images.delete(f"/api/images/{free}", headers=viewer).status_code == 403
 
-    deleted = _events(store, subjects.IMAGES_DELETED)
+    deleted = events(store.nats, store.namespace, subjects.IMAGES_DELETED)
     assert [(e["sha256"], e["forced"]) for e in deleted] == [(free, False), (used, True)]
     audited = "SELECT action FROM audit_log WHERE target LIKE 'image:%' AND action LIKE '%delete'"
     database = store.catalog.env["CATALOG_DB_NAME"]
@@ -137,8 +94,8 @@ def test_collection_takes_only_old_unreferenced_blobs(isolated_store: IsolatedSt
     engineer = store.token(Role.ENGINEER)
     operator = store.token(Role.OPERATOR)
     with store.client() as images, store.client(store.catalog.url) as catalog:
-        kept = _upload(images, engineer, seed=3)
-        garbage = _upload(images, engineer, seed=4)
+        kept = upload(images, engineer, seed=3)
+        garbage = upload(images, engineer, seed=4)
         saved = catalog.post(
             "/api/programs", json=new_program(master_image_sha256=kept), headers=engineer
         )
@@ -163,7 +120,7 @@ def test_collection_takes_only_old_unreferenced_blobs(isolated_store: IsolatedSt
         assert done["collected_bytes"] > 0
         assert images.get(f"/api/images/{garbage}", headers=engineer).status_code == 404
         assert images.get(f"/api/images/{kept}", headers=engineer).status_code == 200
-        eventually("record dropped", lambda: _record(catalog, engineer, garbage) is None)
+        eventually("record dropped", lambda: record(catalog, engineer, garbage) is None)
 
         metrics = images.get("/metrics", headers=store.admin).text
         assert 'images_deleted_total{reason="gc"} 1.0' in metrics
@@ -178,8 +135,8 @@ def test_collection_finishes_a_deletion_stopped_midway(isolated_store: IsolatedS
     engineer = store.token(Role.ENGINEER)
     database = store.catalog.env["CATALOG_DB_NAME"]
     with store.client() as images, store.client(store.catalog.url) as catalog:
-        sha = _upload(images, engineer, seed=5)
-        eventually("record", lambda: _record(catalog, engineer, sha) is not None)
+        sha = upload(images, engineer, seed=5)
+        eventually("record", lambda: record(catalog, engineer, sha) is not None)
         # The claim as the catalog grants it, with the deleter gone before removing anything.
         claim = (
             "INSERT INTO image_tombstones (sha256, claimed_at, reason, claimed_by) "
@@ -210,10 +167,10 @@ def test_a_collection_racing_program_saves_never_deletes_a_referenced_blob(
     engineer = store.token(Role.ENGINEER)
     count = 40
     with store.client() as images, store.client(store.catalog.url) as catalog:
-        shas = [_upload(images, engineer, seed=100 + i) for i in range(count)]
+        shas = [upload(images, engineer, seed=100 + i) for i in range(count)]
         eventually(
             "records",
-            lambda: all(_record(catalog, engineer, sha) is not None for sha in shas),
+            lambda: all(record(catalog, engineer, sha) is not None for sha in shas),
             timeout_s=30,
         )
         start = threading.Barrier(3)

@@ -11,7 +11,7 @@ import pytest
 
 from loupe_shared.kit.auth import Role
 from tests.conftest import TokenMaker, auth
-from tests.images.test_upload import make_image, png_claiming
+from tests.images.helpers import make_image, png_claiming
 
 NUL = "\u0000"
 TOO_BIG = str(2**64)

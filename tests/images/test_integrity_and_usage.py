@@ -11,8 +11,7 @@ from loupe_shared.contracts import subjects
 from loupe_shared.kit import s3 as s3kit
 from loupe_shared.kit.auth import Role
 from tests.images.conftest import IsolatedStore
-from tests.images.test_deletion_and_gc import _events, _record
-from tests.images.test_upload import make_image
+from tests.images.helpers import events, make_image, record
 from tests.support import CuttableProxy, eventually
 
 
@@ -106,8 +105,8 @@ def test_scrub_quarantines_and_reports_corrupt_and_missing_objects(
         # 4 blobs + 8 thumbnails, less the missing blob.
         assert report["scrub"]["last_complete"]["objects"] == 11
 
-        events = _events(store, subjects.INTEGRITY_MISMATCH)
-        assert sorted((e["object"], e["problem"]) for e in events) == [
+        mismatches = events(store.nats, store.namespace, subjects.INTEGRITY_MISMATCH)
+        assert sorted((e["object"], e["problem"]) for e in mismatches) == [
             ("blob", "mismatch"),
             ("blob", "missing"),
             ("thumbnail-256", "mismatch"),
@@ -268,9 +267,11 @@ def test_object_store_outage_keeps_cached_thumbnails_and_leaves_nothing_half_wri
             assert len(healed.json()["thumbnails"]) == 2
             state = images.get(f"/api/images/{half_sha}/status", headers=engineer).json()
             assert state["state"] == "done"
-            eventually("announced", lambda: _record(catalog, engineer, half_sha) is not None)
+            eventually("announced", lambda: record(catalog, engineer, half_sha) is not None)
     finally:
         proxy.close()
-    stored = [event["sha256"] for event in _events(store, subjects.IMAGES_STORED)]
+    stored = [
+        event["sha256"] for event in events(store.nats, store.namespace, subjects.IMAGES_STORED)
+    ]
     assert missing in stored
     assert half_sha in stored

@@ -12,7 +12,7 @@ from minio import Minio
 from loupe_images.images import storage, thumbnails
 from loupe_stack.stack import Stack
 from tests.conftest import auth
-from tests.images.test_upload import make_image
+from tests.images.helpers import make_image
 
 
 @pytest.mark.parametrize(
@@ -40,10 +40,7 @@ def test_thumbnails_are_webp_by_longest_side() -> None:
 
 
 def _s3(platform: Stack) -> Minio:
-    e = platform.endpoints
-    return Minio(
-        e.s3_endpoint, access_key=e.s3_access_key, secret_key=e.s3_secret_key, secure=False
-    )
+    return platform.endpoints.s3()
 
 
 def test_upload_makes_thumbnails_and_a_missing_one_is_regenerated(

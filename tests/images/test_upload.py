@@ -2,41 +2,15 @@
 announced to the catalog."""
 
 import hashlib
-import struct
-import zlib
 from typing import Any
 
-import cv2
 import httpx
-import numpy as np
 import pytest
 
 from loupe_shared.kit.auth import Role
 from tests.conftest import TokenMaker, auth
+from tests.images.helpers import make_image, png_claiming
 from tests.support import eventually
-
-
-def make_image(
-    ext: str = ".png", seed: int | None = None, size: tuple[int, int] = (96, 128)
-) -> bytes:
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 255, size=(*size, 3), dtype=np.uint8)
-    ok, encoded = cv2.imencode(ext, pixels)
-    assert ok
-    return bytes(encoded.tobytes())
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A tiny PNG whose header declares a huge image (a decompression bomb's shape)."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = b"IHDR" + ihdr
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + struct.pack(">I", 13)
-        + chunk
-        + struct.pack(">I", zlib.crc32(chunk))
-        + b"\0" * 64
-    )
 
 
 @pytest.fixture(scope="module")

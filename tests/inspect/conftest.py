@@ -4,7 +4,6 @@ its inspection workers as real processes, in that namespace or in a namespace of
 
 import asyncio
 import json
-import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
@@ -16,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from minio import Minio
 
 from loupe_shared.contracts import subjects
 from loupe_shared.contracts.streams import STREAMS, TOKENS_BUCKET
@@ -27,8 +25,9 @@ from loupe_shared.kit.settings import NatsSettings
 from loupe_stack.bootstrap import bootstrap
 from loupe_stack.processes import ManagedProcess, free_port, http_ok, wait_until
 from loupe_stack.stack import Stack
-from tests.catalog.conftest import IsolatedCatalog, _drop_bucket, sql
+from tests.catalog.conftest import IsolatedCatalog, _drop_bucket
 from tests.conftest import TokenMaker, auth
+from tests.databases import Databases
 from tests.images.conftest import IsolatedStore
 from tests.inspect import synthetic
 
@@ -169,10 +168,7 @@ class Rig:
         self.admin_token = admin_token
         self.line_token = TokenMaker(store.nats)(Role.LINE)
         self.engineer = auth(TokenMaker(store.nats)(Role.ENGINEER))
-        e = platform.endpoints
-        self.nats_base = NatsSettings(
-            nats_url=e.nats_url, nats_user=e.nats_user, nats_password=e.nats_password
-        )
+        self.nats_base = platform.endpoints.nats()
 
     def nats(self, namespace: str | None = None) -> NatsSettings:
         return self.nats_base.model_copy(
@@ -204,10 +200,7 @@ class Rig:
         import io
 
         sha = hashlib.sha256(data).hexdigest()
-        e = self.platform.endpoints
-        s3 = Minio(
-            e.s3_endpoint, access_key=e.s3_access_key, secret_key=e.s3_secret_key, secure=False
-        )
+        s3 = self.platform.endpoints.s3()
         s3.put_object(self.bucket, f"blobs/{sha[:2]}/{sha}", io.BytesIO(data), len(data))
         return sha
 
@@ -266,29 +259,25 @@ class Rig:
 
 @pytest.fixture(scope="session")
 def rig(
-    platform: Stack, admin_token: str, tmp_path_factory: pytest.TempPathFactory
+    platform: Stack,
+    databases: Databases,
+    admin_token: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Rig]:
-    database = f"t_{uuid.uuid4().hex[:12]}"
+    database = databases.create()
     namespace = f"t{uuid.uuid4().hex[:8]}"
     log_dir = tmp_path_factory.mktemp("inspect-rig")
-    sql(platform, "postgres", f'CREATE DATABASE "{database}"')
     settings = platform.setup_settings(namespace)
     asyncio.run(bootstrap(settings, admin_token=admin_token))
     catalog = IsolatedCatalog(platform, database, namespace, log_dir)
     store = IsolatedStore(platform, catalog, admin_token, log_dir)
     try:
-        subprocess.run(
-            [sys.executable, "-m", "loupe_catalog", "migrate"],
-            env=catalog.env,
-            check=True,
-            capture_output=True,
-        )
         store.start_images()
         store.start_catalog()
         yield Rig(platform, store, admin_token)
     finally:
         store.stop()
-        sql(platform, "postgres", f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        databases.drop(database)
         for bucket in (settings.images_bucket, settings.backup_bucket):
             _drop_bucket(store.s3, bucket)
         asyncio.run(_drop_namespace(store.nats))

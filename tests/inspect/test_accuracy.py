@@ -32,7 +32,6 @@ def measure(seeds: range) -> dict[str, int]:
 
 def test_defects_found_and_false_rejects_meet_the_targets() -> None:
     counts = measure(synthetic.TEST_SEEDS[:CASES])
-    print(counts)
     assert counts["good"] >= CASES // 2 - 1
     assert counts["defects"] >= CASES // 2
     assert counts["found"] >= 0.99 * counts["defects"], counts

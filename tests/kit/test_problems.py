@@ -3,7 +3,7 @@ no internals on an unexpected failure."""
 
 import asyncio
 import json
-from types import SimpleNamespace
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -31,9 +31,14 @@ class Config(BaseModel):
     tools: list[Tool]
 
 
-def _app() -> FastAPI:
+def _app(body_idle_timeout_s: float = 30.0, body_timeout_s: float = 600.0) -> FastAPI:
     app = FastAPI()
-    app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(CollectorRegistry()))
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=HttpMetrics(CollectorRegistry()),
+        body_idle_timeout_s=body_idle_timeout_s,
+        body_timeout_s=body_timeout_s,
+    )
     install_problem_handlers(app)
 
     @app.post("/configs")
@@ -56,9 +61,10 @@ def _app() -> FastAPI:
 
 
 @pytest.fixture
-async def client() -> httpx.AsyncClient:
+async def client() -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=_app(), raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport, base_url="http://test")
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client
 
 
 async def test_validation_error_names_the_field_path(client: httpx.AsyncClient) -> None:
@@ -159,8 +165,7 @@ async def _post_slowly(app: FastAPI, path: str, chunks: list[bytes], pause_s: fl
 
 
 async def test_a_body_that_stops_arriving_is_a_408_problem() -> None:
-    app = _app()
-    app.state.settings = SimpleNamespace(body_idle_timeout_s=0.2, body_timeout_s=5.0)
+    app = _app(body_idle_timeout_s=0.2, body_timeout_s=5.0)
     status, problem = await _post_slowly(app, "/configs", [b'{"tools": ', b"[]}"], pause_s=1.0)
     assert status == 408
     assert "stopped arriving" in problem["detail"]
@@ -171,8 +176,7 @@ async def test_a_body_that_stops_arriving_is_a_408_problem() -> None:
 
 
 async def test_a_body_trickled_past_the_whole_body_bound_is_a_408_problem() -> None:
-    app = _app()
-    app.state.settings = SimpleNamespace(body_idle_timeout_s=1.0, body_timeout_s=0.5)
+    app = _app(body_idle_timeout_s=1.0, body_timeout_s=0.5)
     chunks = [b'{"tools": '] + [b" "] * 20 + [b"[]}"]
     status, problem = await _post_slowly(app, "/raw", chunks, pause_s=0.1)
     assert status == 408, problem

@@ -4,7 +4,6 @@ restore — answers 2xx. The ingest's hand-written fast path accepts exactly wha
 accepts."""
 
 import json
-import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +21,7 @@ from loupe_shared.kit.settings import NatsSettings
 from tests.backup.conftest import Installation, backup
 from tests.catalog.helpers import publish
 from tests.conftest import auth
+from tests.results.helpers import LiveReader
 from tests.support import eventually
 
 MakeInstallation = Callable[..., Installation]
@@ -393,30 +393,6 @@ def test_the_live_feed_skips_results_beyond_the_bounds_and_goes_on(
     platform: Any, nats_settings: NatsSettings, admin: dict[str, str]
 ) -> None:
     line_id = f"live-{uuid.uuid4().hex[:8]}"
-    received: list[dict[str, Any]] = []
-    connected = threading.Event()
-
-    def listen() -> None:
-        with (
-            httpx.Client(base_url=platform.gateway_url, timeout=30) as client,
-            client.stream(
-                "GET", "/api/results/stream", params={"line_id": line_id}, headers=admin
-            ) as stream,
-        ):
-            event = ""
-            for text in stream.iter_lines():
-                if text == ": connected":
-                    connected.set()
-                if text.startswith("event: "):
-                    event = text.removeprefix("event: ")
-                if text.startswith("data: ") and event == "result":
-                    received.append(orjson.loads(text.removeprefix("data: ")))
-                    if len(received) == 2:
-                        return
-
-    listener = threading.Thread(target=listen, daemon=True)
-    listener.start()
-    assert connected.wait(15)
     good = [_result(line_id), _result(line_id)]
     # Published straight into the stream, as a line bypassing the API could: nested deeper
     # than orjson writes, and with values the database would refuse.
@@ -426,9 +402,9 @@ def test_the_live_feed_skips_results_beyond_the_bounds_and_goes_on(
         _result(line_id, station="\x00"),
     ]
     subject = subjects.RESULTS_RECORDED
-    publish(
-        nats_settings, subject, json.dumps({"results": [poison[0], good[0], *poison[1:]]}).encode()
-    )
-    publish(nats_settings, subject, orjson.dumps({"results": [good[1]]}))
-    listener.join(15)
-    assert [r["result_id"] for r in received] == [r["result_id"] for r in good]
+    params = {"line_id": line_id}
+    with LiveReader(platform.gateway_url, admin, params, count=2) as reader:
+        body = json.dumps({"results": [poison[0], good[0], *poison[1:]]}).encode()
+        publish(nats_settings, subject, body)
+        publish(nats_settings, subject, orjson.dumps({"results": [good[1]]}))
+    assert [r["result_id"] for r in reader.received] == [r["result_id"] for r in good]

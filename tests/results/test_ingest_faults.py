@@ -19,7 +19,7 @@ from loupe_shared.kit.settings import NatsSettings
 from loupe_stack import servers
 from loupe_stack.processes import ManagedProcess, free_port, tcp_open, wait_until
 from loupe_stack.stack import Stack
-from tests.catalog.conftest import sql
+from tests.databases import sql
 from tests.support import CuttableProxy, eventually
 
 PASSWORD = "faulttests"

@@ -34,10 +34,8 @@ from loupe_stack.stack import Stack
 from tests import poison
 from tests.catalog.helpers import publish
 from tests.conftest import auth
-from tests.results.test_results_api import _listed, line, result, viewer
+from tests.results.helpers import listed, result
 from tests.support import CuttableProxy, eventually
-
-__all__ = ["line", "viewer"]
 
 
 def _poisons(line_id: str) -> list[tuple[str, bytes]]:
@@ -121,10 +119,10 @@ def test_poison_results_are_set_aside_and_never_hold_the_rest(
         publish(nats_settings, subjects.RESULTS_RECORDED, body)
     good = [result(line_id) for _ in range(3)]
     publish(nats_settings, subjects.RESULTS_RECORDED, orjson.dumps({"results": good}))
-    eventually("good results stored", lambda: len(_listed(gateway, viewer, line_id=line_id)) == 3)
+    eventually("good results stored", lambda: len(listed(gateway, viewer, line_id=line_id)) == 3)
     print(f"first poison published → next result stored: {time.monotonic() - started:.2f} s")
-    listed = {item["result_id"] for item in _listed(gateway, viewer, line_id=line_id)}
-    assert listed == {g["result_id"] for g in good}
+    stored = {item["result_id"] for item in listed(gateway, viewer, line_id=line_id)}
+    assert stored == {g["result_id"] for g in good}
 
     dead = _dead(nats_settings, f"{subjects.DEADLETTER}.results", since)
     mine = [d for d in dead if line_id in d["data"] or d["data"] in ("\ufffd{not json", "")]
@@ -167,7 +165,7 @@ def test_a_burst_of_poison_does_not_delay_a_later_result(
     publish(nats_settings, subjects.RESULTS_RECORDED, orjson.dumps({"results": [good]}))
     took = eventually(
         "the result after 300 poisons stored",
-        lambda: len(_listed(gateway, viewer, line_id=line_id)) == 1,
+        lambda: len(listed(gateway, viewer, line_id=line_id)) == 1,
         timeout_s=30,
     )
     print(

@@ -1,9 +1,7 @@
 """Results through the gateway: the HTTP path, durable ingest, queries, stats, live feed."""
 
 import asyncio
-import threading
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -11,46 +9,11 @@ import orjson
 import pytest
 
 from loupe_shared.contracts import subjects
-from loupe_shared.kit.auth import Role
 from loupe_shared.kit.nats import connect
 from loupe_shared.kit.settings import NatsSettings
 from tests.catalog.helpers import publish
-from tests.conftest import TokenMaker, auth
+from tests.results.helpers import LiveReader, listed, result
 from tests.support import eventually
-
-
-def result(line_id: str, verdict: str = "pass", **extra: Any) -> dict[str, Any]:
-    return {
-        "result_id": str(uuid.uuid4()),
-        "line_id": line_id,
-        "station": "s1",
-        "part_id": f"part-{uuid.uuid4().hex[:6]}",
-        "verdict": verdict,
-        "score": 0.97,
-        "defects": []
-        if verdict == "pass"
-        else [{"kind": "scratch", "bbox": {"x": 1, "y": 2, "width": 3, "height": 4}, "area": 12}],
-        "processing_ms": 12.5,
-        "captured_at": datetime.now(UTC).isoformat(),
-        **extra,
-    }
-
-
-@pytest.fixture(scope="module")
-def line(make_token: TokenMaker) -> dict[str, str]:
-    return auth(make_token(Role.LINE, "results-line"))
-
-
-@pytest.fixture(scope="module")
-def viewer(make_token: TokenMaker) -> dict[str, str]:
-    return auth(make_token(Role.VIEWER, "results-viewer"))
-
-
-def _listed(gateway: httpx.Client, headers: dict[str, str], **params: Any) -> list[dict[str, Any]]:
-    answer = gateway.get("/api/results", params=params, headers=headers)
-    assert answer.status_code == 200, answer.text
-    items: list[dict[str, Any]] = answer.json()["items"]
-    return items
 
 
 def test_http_batch_is_recorded_once_and_queryable(
@@ -65,9 +28,9 @@ def test_http_batch_is_recorded_once_and_queryable(
     assert sent.json()["accepted"] == 10
     # Sent again (a client retry): nothing is counted twice.
     assert gateway.post("/api/results", json={"results": batch}, headers=line).status_code == 202
-    eventually("ingested", lambda: len(_listed(gateway, viewer, line_id=line_id)) == 10)
+    eventually("ingested", lambda: len(listed(gateway, viewer, line_id=line_id)) == 10)
 
-    fails = _listed(gateway, viewer, line_id=line_id, verdict="fail")
+    fails = listed(gateway, viewer, line_id=line_id, verdict="fail")
     assert len(fails) == 4
     assert all(item["future_field"] == {"x": 1} for item in fails)  # unknown fields kept
     assert fails[0]["defects"][0]["bbox"] == {"x": 1, "y": 2, "width": 3, "height": 4}
@@ -140,7 +103,7 @@ def test_bad_results_are_refused_and_nothing_is_recorded(
     # The good result published after the bad ones arrives; none of the bad ones did.
     good = result(line_id)
     assert gateway.post("/api/results", json={"results": [good]}, headers=line).status_code == 202
-    eventually("ingested", lambda: len(_listed(gateway, viewer, line_id=line_id)) == 1)
+    eventually("ingested", lambda: len(listed(gateway, viewer, line_id=line_id)) == 1)
 
 
 def test_a_malformed_message_is_set_aside_and_never_blocks_the_stream(
@@ -151,7 +114,7 @@ def test_a_malformed_message_is_set_aside_and_never_blocks_the_stream(
     publish(nats_settings, subjects.RESULTS_RECORDED, b"not json")
     good = result(line_id)
     publish(nats_settings, subjects.RESULTS_RECORDED, orjson.dumps({"results": [good]}))
-    eventually("good one ingested", lambda: len(_listed(gateway, viewer, line_id=line_id)) == 1)
+    eventually("good one ingested", lambda: len(listed(gateway, viewer, line_id=line_id)) == 1)
 
     async def dead() -> list[tuple[str, str]]:
         nc = await connect(nats_settings, "tests")
@@ -183,41 +146,66 @@ def test_live_feed_streams_results_through_the_gateway(
     platform: Any, line: dict[str, str], viewer: dict[str, str]
 ) -> None:
     line_id = f"line-{uuid.uuid4().hex[:8]}"
-    received: list[dict[str, Any]] = []
-    connected = threading.Event()
-
-    def listen() -> None:
-        with (
-            httpx.Client(base_url=platform.gateway_url, timeout=30) as client,
-            client.stream(
-                "GET",
-                "/api/results/stream",
-                params={"line_id": line_id, "verdict": "fail"},
-                headers=viewer,
-            ) as stream,
-        ):
-            assert stream.headers["content-type"].startswith("text/event-stream")
-            event = ""
-            for text in stream.iter_lines():
-                if text == ": connected":
-                    connected.set()
-                if text.startswith("event: "):
-                    event = text.removeprefix("event: ")
-                if text.startswith("data: ") and event == "result":
-                    received.append(orjson.loads(text.removeprefix("data: ")))
-                    if len(received) == 2:
-                        return
-
-    listener = threading.Thread(target=listen, daemon=True)
-    listener.start()
-    assert connected.wait(15)
     batch = [
         result(line_id, "fail"),
         result(line_id, "pass"),
         result("other-line", "fail"),
         result(line_id, "fail"),
     ]
-    with httpx.Client(base_url=platform.gateway_url) as client:
-        assert client.post("/api/results", json={"results": batch}, headers=line).status_code == 202
-    listener.join(15)
-    assert [r["result_id"] for r in received] == [batch[0]["result_id"], batch[3]["result_id"]]
+    params = {"line_id": line_id, "verdict": "fail"}
+    with (
+        LiveReader(platform.gateway_url, viewer, params, count=2) as reader,
+        httpx.Client(base_url=platform.gateway_url) as client,
+    ):
+        answer = client.post("/api/results", json={"results": batch}, headers=line)
+        assert answer.status_code == 202
+    assert reader.content_type.startswith("text/event-stream")
+    assert [r["result_id"] for r in reader.received] == [
+        batch[0]["result_id"],
+        batch[3]["result_id"],
+    ]
+
+
+def test_a_reader_resuming_with_last_event_id_gets_what_it_missed_once(
+    platform: Any, gateway: httpx.Client, line: dict[str, str], viewer: dict[str, str]
+) -> None:
+    line_id = f"resume-{uuid.uuid4().hex[:8]}"
+    seen_then_missed = [result(line_id) for _ in range(3)]
+    sent = gateway.post("/api/results", json={"results": seen_then_missed}, headers=line)
+    assert sent.status_code == 202
+    eventually("stored", lambda: len(listed(gateway, viewer, line_id=line_id)) == 3)
+    live = [result(line_id) for _ in range(2)]
+    resume = {**viewer, "Last-Event-ID": seen_then_missed[0]["result_id"]}
+    with (
+        LiveReader(platform.gateway_url, resume, {"line_id": line_id}, count=4) as reader,
+        httpx.Client(base_url=platform.gateway_url) as client,
+    ):
+        answer = client.post("/api/results", json={"results": live}, headers=line)
+        assert answer.status_code == 202
+    assert [r["result_id"] for r in reader.received] == [
+        r["result_id"] for r in [*seen_then_missed[1:], *live]
+    ]
+
+
+@pytest.mark.parametrize("last_event_id", ["not-a-uuid", "00000000-0000-0000-0000-000000000000"])
+def test_an_unknown_last_event_id_just_goes_live(
+    platform: Any, line: dict[str, str], viewer: dict[str, str], last_event_id: str
+) -> None:
+    line_id = f"resume-{uuid.uuid4().hex[:8]}"
+    live = [result(line_id)]
+    headers = {**viewer, "Last-Event-ID": last_event_id}
+    with (
+        LiveReader(platform.gateway_url, headers, {"line_id": line_id}, count=1) as reader,
+        httpx.Client(base_url=platform.gateway_url) as client,
+    ):
+        assert client.post("/api/results", json={"results": live}, headers=line).status_code == 202
+    assert [r["result_id"] for r in reader.received] == [live[0]["result_id"]]
+
+
+def test_a_last_event_id_beyond_its_bound_is_a_422(
+    gateway: httpx.Client, viewer: dict[str, str]
+) -> None:
+    answer = gateway.get("/api/results/stream", headers={**viewer, "Last-Event-ID": "x" * 101})
+    assert answer.status_code == 422
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["errors"][0]["field"] == "header:last-event-id"

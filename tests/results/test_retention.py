@@ -10,10 +10,10 @@ import orjson
 
 from loupe_shared.contracts import subjects
 from loupe_shared.kit.auth import Role
-from tests.catalog.conftest import sql
 from tests.catalog.helpers import new_program, publish
+from tests.databases import sql
 from tests.images.conftest import IsolatedStore
-from tests.images.test_upload import make_image
+from tests.images.helpers import make_image
 from tests.support import eventually
 
 

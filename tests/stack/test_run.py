@@ -152,5 +152,6 @@ def test_make_run_is_what_the_readme_shows_first() -> None:
         "make test",
     ]
     makefile = (ROOT / "Makefile").read_text()
-    assert "\nrun: $(STAMP)\n\t$(BIN)/loupe run" in makefile
+    # `make run` builds the console (Node.js from the project's wheel), then runs the stack.
+    assert "\nrun: $(STAMP)\n\t$(BIN)/python -m loupe_stack.console\n\t$(BIN)/loupe run" in makefile
     assert (ROOT / ".ci" / "run").read_text().count("make test") == 1

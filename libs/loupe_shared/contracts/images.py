@@ -34,3 +34,23 @@ def content_type(head: bytes) -> str | None:
         if all(head[offset : offset + len(mark)] == mark for offset, mark in marks):
             return kind
     return None
+
+
+# --- The images bucket's key layout --------------------------------------------------------
+# The images service writes these keys; inspection workers read blobs from them and backup
+# exports and imports them. Content-addressed: sharded by the first two hex digits.
+
+
+def image_blob_key(sha256: str) -> str:
+    """Where an image's bytes live in the images bucket."""
+    return f"blobs/{sha256[:2]}/{sha256}"
+
+
+def thumbnail_key(sha256: str, size: int) -> str:
+    """Where the WebP thumbnail of an image, `size` pixels on its longest side, lives."""
+    return f"thumbnails/{sha256[:2]}/{sha256}/{size}.webp"
+
+
+def status_key(sha256: str) -> str:
+    """Where an image's thumbnail status (JSON, with the error text) lives."""
+    return f"status/{sha256[:2]}/{sha256}.json"

@@ -34,3 +34,5 @@ STREAMS: tuple[StreamSpec, ...] = (
 TOKENS_BUCKET = "LOUPE_TOKENS"
 # Maintenance notices (a restore in progress); read by every HTTP service.
 MAINTENANCE_BUCKET = "LOUPE_MAINTENANCE"
+# Idempotency keys of unsafe API requests and the answers they got; every HTTP service.
+IDEMPOTENCY_BUCKET = "LOUPE_IDEMPOTENCY"

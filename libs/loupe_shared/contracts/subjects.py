@@ -18,9 +18,17 @@ INTEGRITY_MISMATCH = "integrity.mismatch"
 AUDIT_RECORDED = "audit.recorded"
 DEADLETTER = "deadletter"
 # Requests between services (core NATS request/reply, answered by a queue group).
+# Claim images for deletion (granted unless a revision or result references them).
+# Served by: catalog, queue group "catalog" (`loupe_catalog/image_records/rpc.py`).
+# Called by: images, deleting on request and collecting garbage (`loupe_images/images/deletion.py`).
 RPC_IMAGE_CLAIMS = "rpc.catalog.image-claims"
+# Claims older than a while (deletions a crash interrupted), to be finished.
+# Served by: catalog, queue group "catalog" (`loupe_catalog/image_records/rpc.py`).
+# Called by: images, at the start of each garbage collection (`loupe_images/images/deletion.py`).
 RPC_IMAGE_TOMBSTONES = "rpc.catalog.image-tombstones"
 # Inspect one capture with one revision and answer the result (golden-set test runs).
+# Served by: inspect, every worker in queue group "inspect-evaluate" (`loupe_inspect/rpc.py`).
+# Called by: catalog, running a golden set (`loupe_catalog/golden/evaluator.py`).
 RPC_INSPECT_EVALUATE = "rpc.inspect.evaluate"
 
 

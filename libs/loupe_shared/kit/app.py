@@ -1,8 +1,9 @@
 """The application factory and runner every HTTP service uses."""
 
+import asyncio
 import gc
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import uvicorn
@@ -13,12 +14,19 @@ from starlette.responses import Response
 
 from loupe_shared import __version__
 from loupe_shared.kit.auth import CurrentPrincipal, Permission, require
+from loupe_shared.kit.etags import ETagMiddleware
 from loupe_shared.kit.health import Check, health_router
+from loupe_shared.kit.idempotency import IdempotencyMiddleware
 from loupe_shared.kit.maintenance import MaintenanceGuard, MaintenanceMiddleware
-from loupe_shared.kit.openapi import document_errors
+from loupe_shared.kit.openapi import binary, document_errors
 from loupe_shared.kit.problems import install_problem_handlers
-from loupe_shared.kit.requests import HttpMetrics, RequestContextMiddleware
+from loupe_shared.kit.requests import HttpMetrics, RequestContextMiddleware, request_id
+from loupe_shared.kit.scrape import Scrape
+from loupe_shared.kit.scrape import readiness as readiness_measure
 from loupe_shared.kit.settings import ServiceSettings
+from loupe_shared.kit.state import KitState, install
+from loupe_shared.kit.summary import Sampler, ServiceSummary, summary
+from loupe_shared.kit.tasks import cancel_and_wait
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -31,35 +39,68 @@ def create_app(
     lifespan: Lifespan,
     routers: Sequence[APIRouter],
     readiness: dict[str, Check],
+    settings: ServiceSettings,
     registry: CollectorRegistry | None = None,
+    maintenance_guard: bool = True,
 ) -> FastAPI:
     """A FastAPI app with problem+json errors, request ids, metrics, health and docs at
-    `/docs/<service>` (the gateway routes that path to the service)."""
+    `/docs/<service>` (the gateway routes that path to the service).
+
+    `maintenance_guard` puts the app behind the restore fence (writes answered 503 while a
+    restore runs, background writers held back, heartbeats and acknowledgements); the service
+    that runs restores passes False."""
     registry = registry or CollectorRegistry()
+    http_metrics = HttpMetrics(registry)
+    sampler = Sampler(http_metrics)
+
+    @asynccontextmanager
+    async def sampled(app: FastAPI) -> AsyncIterator[None]:
+        async with lifespan(app):
+            task = asyncio.create_task(sampler.run(), name="summary-sampler")
+            try:
+                yield
+            finally:
+                await cancel_and_wait([task])
+
     app = FastAPI(
         title=title,
         description=description,
         version=__version__,
-        lifespan=lifespan,
+        lifespan=sampled,
         docs_url=f"/docs/{service}",
         redoc_url=None,
         openapi_url=f"/openapi/{service}.json",
     )
-    app.state.service = service
-    app.state.registry = registry
-    if service != "backup":  # the service that restores is the one exempt from maintenance
+    install(app, KitState(service=service, registry=registry))
+    # Innermost first: a write's idempotency key is claimed only once the restore fence let
+    # it through; ETags are added to what the routes answered.
+    app.add_middleware(
+        IdempotencyMiddleware, crash_before_keep=settings.idempotency_crash_before_keep
+    )
+    app.add_middleware(ETagMiddleware)
+    if maintenance_guard:
         app.add_middleware(MaintenanceMiddleware, guard=MaintenanceGuard())
-    app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=http_metrics,
+        body_idle_timeout_s=settings.body_idle_timeout_s,
+        body_timeout_s=settings.body_timeout_s,
+    )
     install_problem_handlers(app)
     app.include_router(health_router(readiness))
+    scrape = Scrape.of(registry)
+    scrape.add("readiness", readiness_measure(readiness, registry))
 
     @app.get(
         "/metrics",
         tags=["health"],
         summary="Prometheus metrics (needs metrics:read)",
+        response_class=Response,
+        responses=binary(200, "The text exposition format", CONTENT_TYPE_LATEST),
         dependencies=[Depends(require(Permission.METRICS_READ))],
     )
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        await scrape.run(request)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get(f"/api/services/{service}", tags=["service"], summary="Who answers, and who asks")
@@ -67,7 +108,7 @@ def create_app(
         return {
             "service": service,
             "version": __version__,
-            "request_id": request.scope["state"]["request_id"],
+            "request_id": request_id(request),
             "caller": {
                 "token_id": principal.token_id,
                 "name": principal.name,
@@ -76,9 +117,26 @@ def create_app(
             },
         }
 
+    @app.get(
+        f"/api/services/{service}/summary",
+        tags=["service"],
+        response_model=ServiceSummary,
+        summary="Request rate, 5xx ratio and latency of the last 5 minutes; storage figures",
+        description=(
+            "Figures of the replica that answers, from its own metrics (no Prometheus "
+            "needed): requests answered over the last 5 minutes (probes, `/metrics` and "
+            "`/api/services/...` left out), their rate, the share answered with a 5xx, and "
+            "p50/p95/p99 estimated from `http_request_duration_seconds` buckets. `storage` "
+            "holds what this service measures of the image store: the catalog its stored "
+            "bytes by kind, the images service the store's capacity and free space."
+        ),
+    )
+    async def service_summary(request: Request, _: CurrentPrincipal) -> ServiceSummary:
+        return await summary(request, service, sampler, registry)
+
     for router in routers:
         app.include_router(router)
-    document_errors(app, maintenance=service != "backup")
+    document_errors(app, maintenance=maintenance_guard)
     return app
 
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.problems import Problem
+from loupe_shared.kit.state import kit_state
 
 _log = get_logger("loupe.auth")
 _TOKEN_RE = re.compile(r"^loupe_([0-9a-f]{16})_([A-Za-z0-9_\-]{32,64})$")
@@ -142,6 +143,11 @@ class TokenStore:
         self._cache_ttl_s = cache_ttl_s
         self._stale_grace_s = stale_grace_s
         self._lock = asyncio.Lock()
+
+    @property
+    def bucket(self) -> str:
+        """The key-value bucket the tokens live in (its namespace prefix names the others)."""
+        return self._bucket
 
     async def ensure_bucket(self) -> None:
         try:
@@ -278,9 +284,8 @@ async def authenticate_request(request: Request) -> Principal:
     token = _bearer(request)
     if token is None:
         raise Problem(401, "This endpoint needs a bearer token.", headers=_CHALLENGE)
-    store: TokenStore = request.app.state.tokens
     try:
-        principal = await store.authenticate(token)
+        principal = await kit_state(request.app).connected().tokens.authenticate(token)
     except TokenStoreUnavailable:
         raise Problem(503, "Tokens cannot be checked right now; try again shortly.") from None
     if principal is None:

@@ -33,6 +33,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 from loupe_shared.contracts import subjects
 from loupe_shared.kit.logging import get_logger
+from loupe_shared.kit.tasks import supervise
 
 _log = get_logger("loupe.consumers")
 Handler = Callable[[str, bytes], Awaitable[None]]
@@ -49,7 +50,7 @@ _PASSING_SQLSTATES = ("08", "40", "53", "55", "57", "58", "25006")
 
 
 class WriteFence(Protocol):
-    """The service's maintenance guard (`app.state.maintenance`): while a restore's notice
+    """The service's maintenance guard (`kit_state(app).maintenance`): while a restore's notice
     is up, a background writer starts nothing new, and the restore waits for what it has
     admitted before it takes its restore point."""
 
@@ -239,14 +240,7 @@ async def consume(
     consumer.fence = fence
     consumer.handler_timeout_s = handler_timeout_s
     consumer.retry_first_s = retry_first_s
-    while True:
-        try:
-            await consumer.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            _log.warning("consumer.restarting", durable=durable, error=str(exc))
-            await asyncio.sleep(1)
+    await supervise(consumer.run, event="consumer.restarting", durable=durable)
 
 
 class _Consumer:

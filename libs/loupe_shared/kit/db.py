@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from loupe_shared.kit.settings import DatabaseSettings
+from loupe_shared.kit.state import kit_state
 
 
 def create_engine(settings: DatabaseSettings, application_name: str) -> AsyncEngine:
@@ -37,8 +38,7 @@ async def ping(engine: AsyncEngine) -> None:
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
-    async with sessions() as session:
+    async with kit_state(request.app).database()() as session:
         try:
             yield session
             await session.commit()
@@ -95,8 +95,7 @@ async def create_read_pool(settings: DatabaseSettings, application_name: str) ->
 
 
 async def get_read_pool(request: Request) -> asyncpg.Pool:
-    pool: asyncpg.Pool = request.app.state.read_pool
-    return pool
+    return kit_state(request.app).reads()
 
 
 ReadPool = Annotated[asyncpg.Pool, Depends(get_read_pool)]

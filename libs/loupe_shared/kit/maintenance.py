@@ -23,7 +23,6 @@ import time
 import uuid
 from contextlib import suppress
 from datetime import UTC, datetime
-from typing import Any
 
 from fastapi import FastAPI
 from nats.js.client import JetStreamContext
@@ -44,6 +43,7 @@ from loupe_shared.contracts.streams import MAINTENANCE_BUCKET, TOKENS_BUCKET
 from loupe_shared.kit.auth import authenticate_request
 from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.problems import Problem, problem_response
+from loupe_shared.kit.state import kit_state
 
 _log = get_logger("loupe.maintenance")
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -187,13 +187,13 @@ class MaintenanceGuard:
             self._drained.set()
 
     async def _refresh(self, app: FastAPI) -> None:
-        js: JetStreamContext | None = getattr(app.state, "js", None)
-        tokens: Any = getattr(app.state, "tokens", None)
-        if js is None or tokens is None:
+        messaging = kit_state(app).messaging
+        if messaging is None:
             return
         try:
             self._notice = await asyncio.wait_for(
-                read_notice(js, bucket_for(tokens._bucket)), timeout=self._timeout_s
+                read_notice(messaging.js, bucket_for(messaging.tokens.bucket)),
+                timeout=self._timeout_s,
             )
         except Exception as exc:
             _log.warning("maintenance.unreadable", error=str(exc) or type(exc).__name__)
@@ -221,18 +221,17 @@ class MaintenanceGuard:
                 await asyncio.wait_for(kv.delete(self._key(app, LIVE_PREFIX)), self._timeout_s)
 
     async def _kv(self, app: FastAPI) -> KeyValue | None:
-        js: JetStreamContext | None = getattr(app.state, "js", None)
-        tokens: Any = getattr(app.state, "tokens", None)
-        if js is None or tokens is None:
+        messaging = kit_state(app).messaging
+        if messaging is None:
             return None
-        return await open_bucket(js, bucket_for(tokens._bucket))
+        return await open_bucket(messaging.js, bucket_for(messaging.tokens.bucket))
 
     def _key(self, app: FastAPI, prefix: str) -> str:
-        return f"{prefix}{app.state.service}.{self.instance}"
+        return f"{prefix}{kit_state(app).service}.{self.instance}"
 
     def _beat(self, app: FastAPI, restore_id: str | None = None) -> bytes:
         beat = InstanceBeat(
-            service=app.state.service,
+            service=kit_state(app).service,
             instance=self.instance,
             at=datetime.now(UTC),
             restore_id=restore_id,
@@ -323,8 +322,8 @@ class MaintenanceMiddleware:
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         app = scope["app"]
         # Background writers (event consumers, the result ingest) started by the service's
-        # lifespan hold back through `app.state.maintenance` (see kit.consumers.fenced).
-        app.state.maintenance = self.guard
+        # lifespan hold back through the kit state's guard (see kit.consumers.fenced).
+        kit_state(app).maintenance = self.guard
 
         async def watched_send(message: Message) -> None:
             if message["type"] == "lifespan.startup.complete":

@@ -45,6 +45,18 @@ _RETRY_AFTER = {
 }
 
 
+def binary(status: int, description: str, *media_types: str) -> dict[int | str, dict[str, Any]]:
+    """The `responses` entry of a route that answers bytes rather than JSON (an image, an
+    archive, metrics text), so its OpenAPI says which media types it sends."""
+    schema = {"type": "string", "format": "binary"}
+    return {
+        status: {
+            "description": description,
+            "content": {media_type: {"schema": schema} for media_type in media_types},
+        }
+    }
+
+
 _NO_CODE = (lambda: None).__code__
 
 
@@ -52,6 +64,13 @@ def _calls(dependant: Dependant) -> Iterator[Any]:
     for sub in dependant.dependencies:
         yield sub.call
         yield from _calls(sub)
+
+
+def _dependants(dependant: Dependant) -> Iterator[Dependant]:
+    """The route's dependant and every dependency's, at any depth."""
+    yield dependant
+    for sub in dependant.dependencies:
+        yield from _dependants(sub)
 
 
 def statuses_of(route: Any, *, maintenance: bool) -> set[int]:
@@ -70,17 +89,63 @@ def statuses_of(route: Any, *, maintenance: bool) -> set[int]:
     unsafe = bool(route.methods - _SAFE_METHODS)
     if unsafe and maintenance and route.path.startswith("/api/"):
         found.add(503)
-    headers = {param.alias.lower() for param in route.dependant.header_params}
+    if unsafe and route.path.startswith("/api/"):
+        found |= {409, 422, 503}  # Idempotency-Key: still running, reused, cannot be checked
+    # Parameters a dependency declares are validated like the route's own.
+    every = list(_dependants(route.dependant))
+    headers = {param.alias.lower() for d in every for param in d.header_params}
     if "if-match" in headers:
         found |= {412, 428}
-    if route.dependant.body_params or unsafe:
+    if any(d.body_params for d in every) or unsafe:
         found |= {413, 415, 422}
-    if route.dependant.query_params or route.dependant.path_params or headers:
+    if any(d.query_params or d.path_params for d in every) or headers:
         found.add(422)
     for declared in route.responses:
         if str(declared).isdigit() and int(declared) >= 400:
             found.add(int(declared))
     return found
+
+
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "A key of the caller's own (1 to 255 visible ASCII characters): the same key with the "
+        "same request within 24 h gets the first answer again (`Idempotent-Replayed: true`) "
+        "and runs nothing twice; with another request it is a 422, while the first still "
+        "runs a 409."
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+}
+_IF_NONE_MATCH = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": "ETags of the answer the caller holds: a match is answered 304, no body.",
+    "schema": {"type": "string"},
+}
+
+
+def _document_caching(method: str, operation: dict[str, Any]) -> None:
+    """The kit's middleware on every API route: idempotency keys on writes, ETags and
+    conditional reads on JSON GETs (`kit.idempotency`, `kit.etags`)."""
+    parameters = operation.setdefault("parameters", [])
+    names = {(p.get("in"), p.get("name", "").lower()) for p in parameters}
+    responses = operation["responses"]
+    if method in _SAFE_METHODS:
+        ok = responses.get("200", {}).get("content", {})
+        if method == "GET" and "application/json" in ok:
+            if ("header", "if-none-match") not in names:
+                parameters.append(_IF_NONE_MATCH)
+            responses.setdefault("304", {"description": "Not modified: If-None-Match matched"})
+            responses["200"].setdefault("headers", {})["ETag"] = {
+                "description": "The answer's entity tag (weak unless the resource has its own)",
+                "schema": {"type": "string"},
+            }
+        return
+    if ("header", "idempotency-key") not in names:
+        parameters.append(_IDEMPOTENCY_KEY)
 
 
 def _problem_response(status: int, schema: str) -> dict[str, Any]:
@@ -126,6 +191,8 @@ def document_errors(app: FastAPI, *, maintenance: bool) -> None:
                         responses[str(status)] = _problem_response(status, schema)
                     else:  # a route's own description stays; the body is a problem document
                         existing["content"] = _problem_response(status, schema)["content"]
+                if route.path_format.startswith("/api/"):
+                    _document_caching(method, operation)
                 responses["default"] = {
                     "description": "Any other error, as a problem document.",
                     "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},

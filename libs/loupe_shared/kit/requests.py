@@ -42,18 +42,9 @@ class BodyTimeout(HTTPException):
         super().__init__(408, BODY_TIMEOUT_DETAIL, headers={"Connection": "close"})
 
 
-def _body_limits(scope: Scope) -> tuple[float, float]:
-    settings = getattr(getattr(scope.get("app"), "state", None), "settings", None)
-    return (
-        float(getattr(settings, "body_idle_timeout_s", BODY_IDLE_TIMEOUT_S)),
-        float(getattr(settings, "body_timeout_s", BODY_TIMEOUT_S)),
-    )
-
-
-def timed_receive(scope: Scope, receive: Receive) -> Receive:
-    """`receive` with bounds on a slow body: each chunk must come within the idle timeout
-    and the whole body within the body timeout (the gateway streams bodies through)."""
-    idle_s, whole_s = _body_limits(scope)
+def timed_receive(receive: Receive, idle_s: float, whole_s: float) -> Receive:
+    """`receive` with bounds on a slow body: each chunk must come within `idle_s` and the
+    whole body within `whole_s` (the gateway streams bodies through)."""
     deadline = time.monotonic() + whole_s
     done = False
 
@@ -93,9 +84,17 @@ class RequestContextMiddleware:
     """Takes the caller's `X-Request-Id` (or makes one), binds it to every log line of the
     request, echoes it on the answer, logs one access line and records metrics."""
 
-    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: HttpMetrics,
+        body_idle_timeout_s: float = BODY_IDLE_TIMEOUT_S,
+        body_timeout_s: float = BODY_TIMEOUT_S,
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.body_idle_timeout_s = body_idle_timeout_s
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -129,7 +128,11 @@ class RequestContextMiddleware:
             await send_with_id(message)
 
         try:
-            await self.app(scope, timed_receive(scope, receive), send_tracked)
+            await self.app(
+                scope,
+                timed_receive(receive, self.body_idle_timeout_s, self.body_timeout_s),
+                send_tracked,
+            )
         except BodyTimeout:
             _log.warning("request.body_timeout", method=scope["method"], path=scope["path"])
             if started_response:

@@ -4,13 +4,19 @@ The SDK is synchronous: call it through `asyncio.to_thread` from async code.
 """
 
 import asyncio
+import hashlib
+import io
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import urllib3
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from minio import Minio
 from minio.error import S3Error
+from urllib3 import BaseHTTPResponse
 
+from loupe_shared.contracts.images import image_blob_key as image_blob_key
 from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.problems import problem_response
 from loupe_shared.kit.settings import S3Settings
@@ -42,10 +48,12 @@ UNAVAILABLE: tuple[type[Exception], ...] = (urllib3.exceptions.HTTPError, Connec
 MISSING = ("NoSuchKey", "NotFound", "NoSuchObject")
 
 
-def image_blob_key(sha256: str) -> str:
-    """Where an image's bytes live in the images bucket: the images service writes there,
-    inspection workers and backup exports read from there."""
-    return f"blobs/{sha256[:2]}/{sha256}"
+# The images bucket's layout is a contract (`loupe_shared.contracts.images`); the name stays
+# importable from here (the re-export above) until its last importers (inspect, backup
+# exports) move.
+
+CHUNK = 1024 * 1024
+T = TypeVar("T")
 
 
 def exists(s3: Minio, bucket: str, key: str) -> bool:
@@ -56,6 +64,70 @@ def exists(s3: Minio, bucket: str, key: str) -> bool:
             return False
         raise
     return True
+
+
+def read_object(
+    s3: Minio, bucket: str, key: str, consume: Callable[[BaseHTTPResponse], T]
+) -> T | None:
+    """`consume` applied to the object's GET response, which is then released; None when the
+    object is missing."""
+    try:
+        response = s3.get_object(bucket, key)
+    except S3Error as exc:
+        if exc.code in MISSING:
+            return None
+        raise
+    try:
+        return consume(response)
+    finally:
+        response.close()
+        response.release_conn()
+
+
+def get_bytes(s3: Minio, bucket: str, key: str) -> bytes | None:
+    """The object's bytes; None when it is missing."""
+    return read_object(s3, bucket, key, lambda response: bytes(response.read()))
+
+
+def hash_chunks(
+    response: BaseHTTPResponse, write: Callable[[bytes], object] | None = None
+) -> tuple[str, int]:
+    """The SHA-256 and length of a streamed response, each chunk also given to `write`."""
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in response.stream(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+        if write is not None:
+            write(chunk)
+    return digest.hexdigest(), size
+
+
+def hash_object(s3: Minio, bucket: str, key: str) -> tuple[str, int] | None:
+    """The SHA-256 and length of what is stored at `key`, read as a stream; None when it is
+    missing."""
+    return read_object(s3, bucket, key, hash_chunks)
+
+
+def put_bytes(
+    s3: Minio,
+    bucket: str,
+    key: str,
+    data: bytes,
+    content_type: str = "application/octet-stream",
+    metadata: dict[str, str] | None = None,
+) -> None:
+    """Store `data` at `key` in one PUT (an interrupted write leaves no partial multipart
+    upload behind), with user metadata."""
+    s3.put_object(
+        bucket,
+        key,
+        io.BytesIO(data),
+        len(data),
+        part_size=max(len(data), 5 * CHUNK),
+        content_type=content_type,
+        metadata=cast(Any, metadata or None),
+    )
 
 
 def remove(s3: Minio, bucket: str, key: str) -> None:

@@ -1,63 +1,72 @@
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from starlette.middleware import Middleware
 
 from loupe_backup.backups import endpoints as backup_endpoints
-from loupe_backup.backups.security import RateLimiter
+from loupe_backup.backups.ratelimit import RateLimiter
 from loupe_backup.backups.service import BackupService
 from loupe_backup.exports import endpoints as export_endpoints
 from loupe_backup.limits import JsonBodyLimit
 from loupe_backup.schedules import endpoints as schedule_endpoints
 from loupe_backup.schedules.scheduler import Scheduler
 from loupe_backup.settings import BackupSettings
+from loupe_backup.state import AppState, app_state, install
 from loupe_shared.kit import db, s3
 from loupe_shared.kit.app import create_app
 from loupe_shared.kit.runtime import check_nats, check_tokens, nats_and_tokens
+from loupe_shared.kit.state import kit_state
+from loupe_shared.kit.tasks import cancel_and_wait
 
 
 def build(settings: BackupSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = db.create_engine(settings, "loupe-backup")
-        app.state.engine = engine
-        app.state.s3 = s3.client(settings)
-        app.state.settings = settings
-        app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+        client = s3.client(settings)
         try:
-            async with nats_and_tokens(app, settings, "loupe-backup"):
-                await s3.ensure_bucket(app.state.s3, settings.backup_bucket)
-                backups = BackupService(settings, app.state.s3, app.state.js, app.state.registry)
+            async with nats_and_tokens(app, settings, "loupe-backup") as messaging:
+                await s3.ensure_bucket(client, settings.backup_bucket)
+                registry = kit_state(app).registry
+                backups = BackupService(settings, client, messaging.js, registry)
                 await backups.start()
-                app.state.backups = backups
                 scheduler = Scheduler(backups, settings.schedule_tick_s)
-                app.state.scheduler = scheduler
+                install(
+                    app,
+                    AppState(
+                        settings=settings,
+                        engine=engine,
+                        s3=client,
+                        rate_limiter=RateLimiter(settings.rate_limit_per_minute),
+                        backups=backups,
+                        scheduler=scheduler,
+                    ),
+                )
                 ticking = (
-                    asyncio.create_task(scheduler.loop(), name="backup-schedules")
+                    [asyncio.create_task(scheduler.loop(), name="backup-schedules")]
                     if settings.schedule_tick_s > 0
-                    else None
+                    else []
                 )
                 try:
                     yield
                 finally:
-                    if ticking is not None:
-                        ticking.cancel()
-                        with suppress(asyncio.CancelledError):
-                            await ticking
+                    await cancel_and_wait(ticking)
                     await backups.close()
         finally:
             await engine.dispose()
 
     async def check_database(request: Request) -> None:
-        await db.ping(request.app.state.engine)
+        await db.ping(app_state(request).engine)
 
     async def check_bucket(request: Request) -> None:
-        await s3.bucket_reachable(request.app.state.s3, settings.backup_bucket)
+        await s3.bucket_reachable(app_state(request).s3, settings.backup_bucket)
 
     app = create_app(
         service="backup",
+        settings=settings,
+        maintenance_guard=False,  # the service that runs restores is not fenced by them
         title="Loupe backup",
         description="Backups of catalog and images: create, verify, restore, schedules.",
         lifespan=lifespan,

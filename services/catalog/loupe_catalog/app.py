@@ -1,9 +1,11 @@
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from loupe_catalog import scrape_metrics
 from loupe_catalog.audit import endpoints as audit_endpoints
 from loupe_catalog.audit import tasks as audit_tasks
 from loupe_catalog.golden import endpoints as golden_endpoints
@@ -12,6 +14,7 @@ from loupe_catalog.image_records import rpc as image_record_rpc
 from loupe_catalog.image_records import tasks as image_record_tasks
 from loupe_catalog.images_client import ImagesClient
 from loupe_catalog.legacy import endpoints as legacy_endpoints
+from loupe_catalog.legacy.metrics import MigrationMetrics
 from loupe_catalog.outbox.relay import OutboxRelay
 from loupe_catalog.programs import endpoints as program_endpoints
 from loupe_catalog.results import endpoints as result_endpoints
@@ -22,10 +25,14 @@ from loupe_catalog.retention import service as retention_service
 from loupe_catalog.schema import endpoints as schema_endpoints
 from loupe_catalog.schema import service as schema_service
 from loupe_catalog.settings import CatalogSettings
+from loupe_catalog.state import CatalogState, catalog_state
+from loupe_catalog.tokens import endpoints as token_endpoints
 from loupe_shared.kit import consumers, db
 from loupe_shared.kit.app import create_app
 from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.runtime import check_nats, check_tokens, nats_and_tokens
+from loupe_shared.kit.state import kit_state
+from loupe_shared.kit.tasks import cancel_and_wait
 
 _log = get_logger("catalog.app")
 
@@ -35,36 +42,42 @@ def build(settings: CatalogSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = db.create_engine(settings, "loupe-catalog")
         images = ImagesClient(settings.images_url)
+        kit = kit_state(app)
         tasks: list[asyncio.Task[None]] = []
         try:
             await schema_service.ensure_compatible(engine)
-            app.state.engine = engine
-            app.state.sessions = db.session_factory(engine)
-            app.state.read_pool = await db.create_read_pool(settings, "loupe-catalog")
-            app.state.images = images
-            app.state.settings = settings
-            async with nats_and_tokens(app, settings, "loupe-catalog"):
+            sessions = db.session_factory(engine)
+            kit.sessions = sessions
+            kit.read_pool = await db.create_read_pool(settings, "loupe-catalog")
+            async with nats_and_tokens(app, settings, "loupe-catalog") as messaging:
+                nc, js = messaging.nats, messaging.js
+                CatalogState(
+                    settings=settings,
+                    engine=engine,
+                    sessions=sessions,
+                    images=images,
+                    nats=nc,
+                    js=js,
+                    live_feed=LiveFeed(nc, settings.namespace),
+                ).install(app)
                 relay = OutboxRelay(
                     engine,
-                    app.state.js,
+                    js,
                     namespace=settings.namespace,
-                    registry=app.state.registry,
+                    registry=kit.registry,
                     idle_s=settings.outbox_idle_s,
                     crash_after_publish=settings.outbox_crash_after_publish,
                 )
-                app.state.relay = relay
-                await image_record_rpc.serve(
-                    app.state.nats, app.state.js, engine, settings.namespace
-                )
-                app.state.live_feed = LiveFeed(app.state.nats, settings.namespace)
+                relay.wake_after_commit(sessions)
+                await image_record_rpc.serve(nc, js, engine, settings.namespace)
                 # Background writers hold back while a restore runs (see kit.maintenance).
-                fence = getattr(app.state, "maintenance", None)
+                fence = kit.maintenance
                 if settings.ingest_enabled:
                     ingester = Ingester(
                         settings,
-                        app.state.js,
+                        js,
                         namespace=settings.namespace,
-                        registry=app.state.registry,
+                        registry=kit.registry,
                         fetch_messages=settings.ingest_fetch_messages,
                         fence=fence,
                     )
@@ -72,12 +85,12 @@ def build(settings: CatalogSettings) -> FastAPI:
                 if settings.retention_interval_s > 0:
                     tasks.append(
                         asyncio.create_task(
-                            _apply_retention(app, settings.retention_interval_s),
+                            _apply_retention(sessions, settings.retention_interval_s),
                             name="retention",
                         )
                     )
                 tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
-                dead_letters = consumers.DeadLetters.of(app.state.registry)
+                dead_letters = consumers.DeadLetters.of(kit.registry)
                 for name, stream, subject, durable, handler in (
                     (
                         "image-records",
@@ -89,7 +102,7 @@ def build(settings: CatalogSettings) -> FastAPI:
                     ("audit", "AUDIT", "audit.>", audit_tasks.DURABLE, audit_tasks.handler(engine)),
                 ):
                     consumer = consumers.consume(
-                        app.state.js,
+                        js,
                         stream=stream,
                         filter_subject=subject,
                         durable=durable,
@@ -102,25 +115,22 @@ def build(settings: CatalogSettings) -> FastAPI:
                 try:
                     yield
                 finally:
-                    for task in tasks:
-                        task.cancel()
-                    for task in tasks:
-                        with suppress(asyncio.CancelledError):
-                            await task
+                    await cancel_and_wait(tasks)
         finally:
-            if hasattr(app.state, "read_pool"):
+            if kit.read_pool is not None:
                 try:
-                    await asyncio.wait_for(app.state.read_pool.close(), 5)
+                    await asyncio.wait_for(kit.read_pool.close(), 5)
                 except TimeoutError:
-                    app.state.read_pool.terminate()
+                    kit.read_pool.terminate()
             await images.close()
             await engine.dispose()
 
     async def check_database(request: Request) -> None:
-        await db.ping(request.app.state.engine)
+        await db.ping(catalog_state(request).engine)
 
-    return create_app(
+    app = create_app(
         service="catalog",
+        settings=settings,
         title="Loupe catalog",
         description="Inspection programs, revisions, image records, results and audit log.",
         lifespan=lifespan,
@@ -134,20 +144,23 @@ def build(settings: CatalogSettings) -> FastAPI:
             audit_endpoints.router,
             golden_endpoints.router,
             legacy_endpoints.router,
+            token_endpoints.router,
         ],
         readiness={"database": check_database, "nats": check_nats, "tokens": check_tokens},
     )
+    registry = kit_state(app).registry
+    scrape_metrics.install(registry, settings)
+    MigrationMetrics.of(registry)
+    return app
 
 
-async def _apply_retention(app: FastAPI, interval_s: float) -> None:
+async def _apply_retention(sessions: async_sessionmaker[AsyncSession], interval_s: float) -> None:
     """Apply the retention policies every `interval_s`; a failed round is logged and tried
     again at the next."""
     while True:
         await asyncio.sleep(interval_s)
         try:
-            await retention_service.run(
-                app.state.sessions, retention_service.SCHEDULE, dry_run=False
-            )
+            await retention_service.run(sessions, retention_service.SCHEDULE, dry_run=False)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

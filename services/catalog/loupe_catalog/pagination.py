@@ -9,8 +9,9 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from loupe_shared.contracts.bounds import INT32_MAX, INT64_MAX, INT64_MIN, check_timestamp
 from loupe_shared.kit.problems import Problem
@@ -19,10 +20,22 @@ MAX_PAGE = 200
 DEFAULT_PAGE = 50
 MAX_KEY = 1000
 
+T = TypeVar("T")
+
 
 def encode(sort: str, key: Any, id_: str) -> str:
     raw = json.dumps({"s": sort, "k": key, "i": id_}, separators=(",", ":"), default=str)
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def page(
+    rows: Sequence[T], limit: int, cursor_of: Callable[[T], str]
+) -> tuple[list[T], str | None]:
+    """The keyset page step: `rows` were fetched with `limit + 1`; the page is the first `limit`
+    of them and, when there were more, the cursor `cursor_of` makes of the last one answered."""
+    items = list(rows[:limit])
+    next_cursor = cursor_of(items[-1]) if len(rows) > limit and items else None
+    return items, next_cursor
 
 
 def invalid_cursor() -> Problem:

@@ -18,6 +18,9 @@ class CatalogSettings(ServiceSettings, DatabaseSettings, NatsSettings):
     ingest_fetch_messages: int = 100
     # How often retention policies are applied (0: only on request).
     retention_interval_s: float = 3600.0
+    # The image store's bytes and objects by kind (`images_stored_bytes{kind}`) are counted
+    # from the image records at most this often, however often Prometheus scrapes.
+    storage_metrics_interval_s: float = 60.0
     # Legacy migration (`POST /api/migrations/legacy`): the export's size (the gateway's
     # LOUPE_MAX_BODY_MIGRATIONS is the outer limit), programs per run, decoded bytes per
     # master image, and uploads to the images service at once.

@@ -1,59 +1,70 @@
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 
+from loupe_images import capacity
 from loupe_images.images import endpoints as image_endpoints
 from loupe_images.images import integrity_endpoints
 from loupe_images.images.deletion import Deleter
 from loupe_images.images.scrub import Scrubber
 from loupe_images.images.thumbnailer import Thumbnailer
 from loupe_images.settings import ImagesSettings
+from loupe_images.state import ImagesState
 from loupe_shared.kit import s3
 from loupe_shared.kit.app import create_app
 from loupe_shared.kit.runtime import check_nats, check_tokens, nats_and_tokens
+from loupe_shared.kit.state import kit_state
+from loupe_shared.kit.tasks import cancel_and_wait
 
 
 def build(settings: ImagesSettings) -> FastAPI:
+    client = s3.client(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.s3 = s3.client(settings)
-        app.state.settings = settings
         thumbnailer = Thumbnailer(
-            app.state.s3,
+            client,
             settings.images_bucket,
             workers=settings.thumbnail_workers,
             timeout_s=settings.thumbnail_timeout_s,
             cache_bytes=settings.thumbnail_cache_bytes,
             cache_ttl_s=settings.thumbnail_cache_ttl_s,
         )
-        app.state.thumbnailer = thumbnailer
         tasks: list[asyncio.Task[None]] = []
         try:
-            async with nats_and_tokens(app, settings, "loupe-images"):
+            async with nats_and_tokens(app, settings, "loupe-images") as messaging:
+                nc, js = messaging.nats, messaging.js
+                registry = kit_state(app).registry
                 deleter = Deleter(
-                    app.state.s3,
+                    client,
                     settings.images_bucket,
-                    app.state.nats,
-                    app.state.js,
+                    nc,
+                    js,
                     thumbnailer,
                     settings.namespace,
-                    app.state.registry,
+                    registry,
                     timeout_s=settings.claim_timeout_s,
                 )
                 scrubber = Scrubber(
-                    app.state.s3,
+                    client,
                     settings.images_bucket,
-                    app.state.js,
+                    js,
                     thumbnailer,
                     namespace=settings.namespace,
-                    registry=app.state.registry,
+                    registry=registry,
                     batch_s=settings.scrub_batch_s,
                     pause_s=settings.scrub_pause_s,
                 )
-                app.state.deleter = deleter
-                app.state.scrubber = scrubber
+                ImagesState(
+                    settings=settings,
+                    s3=client,
+                    js=js,
+                    thumbnailer=thumbnailer,
+                    deleter=deleter,
+                    scrubber=scrubber,
+                ).install(app)
                 if settings.gc_interval_s > 0:
                     tasks.append(
                         asyncio.create_task(
@@ -73,19 +84,16 @@ def build(settings: ImagesSettings) -> FastAPI:
                     yield
                 finally:
                     scrubber.close()
-                    for task in tasks:
-                        task.cancel()
-                    for task in tasks:
-                        with suppress(asyncio.CancelledError, Exception):
-                            await task
+                    await cancel_and_wait(tasks)
         finally:
             thumbnailer.close()
 
     async def check_bucket(request: Request) -> None:
-        await s3.bucket_reachable(request.app.state.s3, settings.images_bucket)
+        await s3.bucket_reachable(client, settings.images_bucket)
 
     app = create_app(
         service="images",
+        settings=settings,
         title="Loupe images",
         description=(
             "Content-addressed image store: upload, serving, thumbnails, deletion and garbage "
@@ -96,5 +104,6 @@ def build(settings: ImagesSettings) -> FastAPI:
         readiness={"object_store": check_bucket, "nats": check_nats, "tokens": check_tokens},
     )
 
+    capacity.install(kit_state(app).registry, settings)
     s3.answer_unavailable_with_503(app, "images")
     return app

@@ -35,3 +35,7 @@ class ImagesSettings(ServiceSettings, S3Settings, NatsSettings):
     scrub_interval_s: float = 24 * 3600.0
     scrub_batch_s: float = 2.0
     scrub_pause_s: float = 0.5
+    # The object store's capacity for `images_store_capacity_bytes` (see capacity.py): the
+    # SeaweedFS master's HTTP address, or else a quota in bytes (0: not known).
+    store_admin_url: str = ""
+    store_quota_bytes: int = Field(default=0, ge=0)

@@ -15,12 +15,15 @@ from loupe_inspect.inspector import Inspector
 from loupe_inspect.metrics import WorkerMetrics
 from loupe_inspect.settings import InspectSettings
 from loupe_inspect.sources import Blobs, Catalog, Images
+from loupe_inspect.state import InspectState, keep, state
 from loupe_inspect.worker import Worker
 from loupe_shared.kit import s3
 from loupe_shared.kit.app import create_app
-from loupe_shared.kit.auth import Role, TokenStore
+from loupe_shared.kit.auth import Role
 from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.runtime import check_nats, check_tokens, nats_and_tokens
+from loupe_shared.kit.state import kit_state
+from loupe_shared.kit.tasks import cancel_and_wait
 
 _log = get_logger("inspect.app")
 
@@ -35,12 +38,13 @@ def build(settings: InspectSettings) -> FastAPI:
         cv2.setNumThreads(settings.opencv_threads)
         # One line per catalog call at info is noise; failures are logged by the worker.
         logging.getLogger("httpx").setLevel(logging.WARNING)
-        app.state.s3 = s3.client(settings)
+        store = s3.client(settings)
         executor = ThreadPoolExecutor(max(1, settings.threads), thread_name_prefix="inspect")
         tasks: list[asyncio.Task[None]] = []
         try:
-            async with nats_and_tokens(app, settings, "loupe-inspect"):
-                tokens: TokenStore = app.state.tokens
+            async with nats_and_tokens(app, settings, "loupe-inspect") as messaging:
+                tokens, js, nc = messaging.tokens, messaging.js, messaging.nats
+                registry = kit_state(app).registry
                 me = worker_id(settings)
                 token = settings.catalog_token.get_secret_value()
                 own_token_id = None
@@ -49,11 +53,11 @@ def build(settings: InspectSettings) -> FastAPI:
                     own_token_id = record.id
                 catalog = Catalog(settings.catalog_url, token, settings.catalog_timeout_s)
                 images = Images(settings.images_url, token, settings.catalog_timeout_s)
-                metrics = WorkerMetrics(app.state.registry)
+                metrics = WorkerMetrics(registry)
                 masters = MasterCache(settings.master_cache_bytes)
                 inspector = Inspector(
                     catalog,
-                    Blobs(app.state.s3, settings.images_bucket),
+                    Blobs(store, settings.images_bucket),
                     executor=executor,
                     masters=masters,
                     revisions=RevisionCache(
@@ -66,7 +70,7 @@ def build(settings: InspectSettings) -> FastAPI:
                 )
                 metrics.master_cache_bytes.set_function(lambda: masters.bytes)
                 worker = Worker(
-                    app.state.js,
+                    js,
                     inspector,
                     metrics,
                     namespace=settings.namespace,
@@ -75,12 +79,10 @@ def build(settings: InspectSettings) -> FastAPI:
                     max_deliveries=settings.max_deliveries,
                     retry_delay_s=settings.retry_delay_s,
                 )
-                app.state.worker = worker
-                app.state.inspector = inspector
-                app.state.settings = settings
-                await rpc.serve(app.state.nats, inspector, settings.namespace)
+                keep(app, InspectState(settings, store, js, inspector, worker))
+                await rpc.serve(nc, inspector, settings.namespace)
                 if settings.preload:
-                    await preload.follow_revisions(app.state.nats, inspector, settings.namespace)
+                    await preload.follow_revisions(nc, inspector, settings.namespace)
                     tasks.append(
                         asyncio.create_task(
                             preload.active_programs(inspector), name="inspect-preload"
@@ -91,11 +93,7 @@ def build(settings: InspectSettings) -> FastAPI:
                 try:
                     yield
                 finally:
-                    for task in tasks:
-                        task.cancel()
-                    for task in tasks:
-                        with suppress(asyncio.CancelledError, Exception):
-                            await task
+                    await cancel_and_wait(tasks)
                     await catalog.close()
                     await images.close()
                     if own_token_id is not None:
@@ -105,15 +103,15 @@ def build(settings: InspectSettings) -> FastAPI:
             executor.shutdown(wait=False, cancel_futures=True)
 
     async def check_bucket(request: Request) -> None:
-        await s3.bucket_reachable(request.app.state.s3, settings.images_bucket)
+        await s3.bucket_reachable(state(request).s3, settings.images_bucket)
 
     async def check_consumer(request: Request) -> None:
-        worker: Worker | None = getattr(request.app.state, "worker", None)
-        if worker is None or not worker.running:
+        if not state(request).worker.running:
             raise RuntimeError("the inspection consumer is not running")
 
     return create_app(
         service="inspect",
+        settings=settings,
         title="Loupe inspection workers",
         description="Golden-template inspection workers (a JetStream consumer group).",
         lifespan=lifespan,

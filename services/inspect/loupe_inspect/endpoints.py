@@ -6,11 +6,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from loupe_inspect.inspector import Inspector, result_id
+from loupe_inspect.inspector import result_id
 from loupe_inspect.sources import Unavailable
+from loupe_inspect.state import InspectState, state
 from loupe_shared.contracts import subjects
 from loupe_shared.contracts.bounds import NulFreeStr, PositiveInt32
 from loupe_shared.contracts.inspect import InspectedResult
@@ -20,6 +21,7 @@ from loupe_shared.kit.problems import Problem
 
 router = APIRouter(prefix="/api/inspections", tags=["inspections"])
 CanRequest = Annotated[Principal, Depends(require(Permission.INSPECTIONS_REQUEST))]
+Held = Annotated[InspectState, Depends(state)]
 
 
 class InspectionAsk(BaseModel):
@@ -58,12 +60,11 @@ def _request(ask: InspectionAsk, *, simulated: bool) -> InspectionRequest:
 
 
 @router.post("", status_code=202, summary="Queue an inspection (any worker takes it)")
-async def request_inspection(ask: InspectionAsk, request: Request, _: CanRequest) -> Accepted:
+async def request_inspection(ask: InspectionAsk, held: Held, _: CanRequest) -> Accepted:
     queued = _request(ask, simulated=False)
-    settings = request.app.state.settings
     try:
-        await request.app.state.js.publish(
-            subjects.subject(subjects.INSPECTION_REQUESTED, settings.namespace),
+        await held.js.publish(
+            subjects.subject(subjects.INSPECTION_REQUESTED, held.settings.namespace),
             queued.model_dump_json().encode(),
             headers={"Nats-Msg-Id": str(queued.request_id)},
             timeout=5,
@@ -80,11 +81,10 @@ async def request_inspection(ask: InspectionAsk, request: Request, _: CanRequest
     summary="Inspect one stored capture now and answer the result (it is not recorded)",
     response_model_exclude_none=True,
 )
-async def try_inspection(ask: InspectionAsk, request: Request, _: CanRequest) -> InspectedResult:
-    inspector: Inspector = request.app.state.inspector
+async def try_inspection(ask: InspectionAsk, held: Held, _: CanRequest) -> InspectedResult:
     started = time.perf_counter()
     try:
-        result = await inspector.handle(_request(ask, simulated=True))
+        result = await held.inspector.handle(_request(ask, simulated=True))
     except Unavailable as exc:
         raise Problem(
             503, f"Cannot inspect right now: {exc}", headers={"Retry-After": "5"}

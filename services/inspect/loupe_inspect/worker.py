@@ -27,6 +27,7 @@ from loupe_shared.contracts.inspect import InspectedResult
 from loupe_shared.contracts.results import RESULT_SCHEMA_VERSION, InspectionRequest
 from loupe_shared.kit.consumers import is_passing
 from loupe_shared.kit.logging import get_logger
+from loupe_shared.kit.tasks import supervise
 
 _log = get_logger("inspect.worker")
 STREAM = "INSPECTION"
@@ -59,15 +60,10 @@ class Worker:
 
     async def run(self) -> None:
         """Run until cancelled; a lost stream or connection is retried, never fatal."""
-        while True:
-            try:
-                await self._run()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.running = False
-                _log.warning("inspect.consumer_restarting", error=str(exc))
-                await asyncio.sleep(1)
+        await supervise(self._run, event="inspect.consumer_restarting", on_failure=self._stopped)
+
+    def _stopped(self) -> None:
+        self.running = False
 
     async def _run(self) -> None:
         subscription = await self.js.pull_subscribe(

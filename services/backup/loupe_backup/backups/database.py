@@ -159,7 +159,7 @@ async def dump(
             status = await conn.copy_from_query(
                 f"SELECT {columns} FROM {quote(table.name)}{where}",  # noqa: S608 (names quoted)
                 *args,
-                output=str(path),
+                output=path,
                 format="csv",
                 header=True,
             )

@@ -1,93 +1,86 @@
+"""The `/api/backups` routes: parse, ask the service, audit, answer. Refusals the service
+raises become problems in one place (`refused_as_409`)."""
+
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path as FilePath
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from loupe_backup.backups import archive
 from loupe_backup.backups.manifest import InvalidManifest, UnsupportedFormat
-from loupe_backup.backups.records import BackupRecord
+from loupe_backup.backups.records import BackupRecord, RestoreRecord, Verification
 from loupe_backup.backups.restorer import RestoreRefused, new_workdir
-from loupe_backup.backups.schemas import BackupCreate, RestoreRequest
-from loupe_backup.backups.security import allow
+from loupe_backup.backups.schemas import (
+    BackupCreate,
+    BackupDeleted,
+    BackupList,
+    BackupShown,
+    RestorePlan,
+    RestoreRequest,
+)
+from loupe_backup.backups.security import acting
 from loupe_backup.backups.service import BackupService, Busy
 from loupe_backup.backups.store import CorruptManifest
-from loupe_shared.kit.audit import publish_audit
-from loupe_shared.kit.auth import Permission, Principal
+from loupe_backup.state import Backups
+from loupe_shared.kit.audit import Actor
+from loupe_shared.kit.auth import Permission
+from loupe_shared.kit.openapi import binary
 from loupe_shared.kit.problems import Problem
 
 router = APIRouter(prefix="/api/backups", tags=["backups"])
 BackupId = Annotated[str, Path(pattern=r"^[0-9A-Za-z\-]{1,64}$")]
-Reader = Annotated[Principal, Depends(allow(Permission.BACKUPS_READ))]
-Downloader = Annotated[Principal, Depends(allow(Permission.BACKUPS_READ, heavy=True))]
-Writer = Annotated[Principal, Depends(allow(Permission.BACKUPS_WRITE))]
-Restorer = Annotated[Principal, Depends(allow(Permission.BACKUPS_RESTORE))]
-Admin = Annotated[Principal, Depends(allow(Permission.BACKUPS_RESTORE, admin_only=True))]
+Reader = Annotated[Actor, Depends(acting(Permission.BACKUPS_READ))]
+Downloader = Annotated[Actor, Depends(acting(Permission.BACKUPS_READ, heavy=True))]
+Writer = Annotated[Actor, Depends(acting(Permission.BACKUPS_WRITE))]
+Restorer = Annotated[Actor, Depends(acting(Permission.BACKUPS_RESTORE))]
+Admin = Annotated[Actor, Depends(acting(Permission.BACKUPS_RESTORE, admin_only=True))]
 
 
-def service(request: Request) -> BackupService:
-    svc: BackupService = request.app.state.backups
-    return svc
+@contextmanager
+def refused_as_409() -> Iterator[None]:
+    """What the service refuses to do with a set (unreadable manifest, unsupported format,
+    a restore it must not run, work under way) is a 409 naming why."""
+    try:
+        yield
+    except (CorruptManifest, UnsupportedFormat, InvalidManifest, RestoreRefused, Busy) as exc:
+        raise Problem(409, str(exc)) from None
 
 
-Service = Annotated[BackupService, Depends(service)]
-
-
-async def found(svc: BackupService, backup_id: str) -> BackupRecord:
-    record = await svc.store.get(backup_id)
+async def backup_or_404(svc: BackupService, backup_id: str) -> BackupRecord:
+    record = await svc.record(backup_id)
     if record is None:
         raise Problem(404, f"There is no backup {backup_id}.")
     return record
 
 
-async def completed(svc: BackupService, backup_id: str) -> BackupRecord:
-    record = await found(svc, backup_id)
-    if record.shown_status(svc.settings.stale_after_s) != "completed" or (
-        record.status == "running"
-    ):
+async def completed_or_409(svc: BackupService, backup_id: str) -> BackupRecord:
+    """The set, if it is completed (404 if there is none, 409 if it is not completed)."""
+    record = await backup_or_404(svc, backup_id)
+    if not svc.is_completed(record):
         raise Problem(409, f"Backup {backup_id} is {record.status}, not completed.")
     return record
 
 
-async def audit(
-    svc: BackupService,
-    request: Request,
-    principal: Principal,
-    action: str,
-    target: str,
-    **details: Any,
-) -> None:
-    await publish_audit(
-        svc.js,
-        principal,
-        action=action,
-        target=target,
-        request_id=request.scope["state"].get("request_id"),
-        namespace=svc.settings.namespace,
-        details=details,
-    )
-
-
 @router.post("", status_code=202, summary="Start a backup (full or incremental)")
-async def create_backup(
-    body: BackupCreate, request: Request, svc: Service, principal: Writer
-) -> dict[str, Any]:
-    record = await svc.create(body.kind, body.include.to_include(), principal.name)
-    await audit(svc, request, principal, "backup.create", f"backup:{record.id}", kind=body.kind)
+async def create_backup(body: BackupCreate, svc: Backups, actor: Writer) -> BackupShown:
+    record = await svc.create(body.kind, body.include.to_include(), actor.principal.name)
+    await svc.audit(actor, "backup.create", f"backup:{record.id}", kind=body.kind)
     return svc.shown(record, await svc.current_revisions())
 
 
 @router.get("", summary="Backup sets, newest first, with compatibility")
-async def list_backups(svc: Service, _: Reader) -> dict[str, Any]:
-    return {
-        "current_revisions": await svc.current_revisions(),
-        "items": await svc.shown_records(),
-    }
+async def list_backups(svc: Backups, _: Reader) -> BackupList:
+    return BackupList(
+        current_revisions=await svc.current_revisions(), items=await svc.shown_records()
+    )
 
 
 @router.get("/{backup_id}", summary="One backup set with its progress")
-async def get_backup(backup_id: BackupId, svc: Service, _: Reader) -> dict[str, Any]:
+async def get_backup(backup_id: BackupId, svc: Backups, _: Reader) -> BackupShown:
     shown = await svc.shown_records(backup_id)
     if not shown:
         raise Problem(404, f"There is no backup {backup_id}.")
@@ -95,88 +88,73 @@ async def get_backup(backup_id: BackupId, svc: Service, _: Reader) -> dict[str, 
 
 
 @router.post("/{backup_id}/verify", summary="Re-hash every file and blob against the manifest")
-async def verify_backup(
-    backup_id: BackupId, request: Request, svc: Service, principal: Writer
-) -> dict[str, Any]:
-    record = await completed(svc, backup_id)
-    try:
+async def verify_backup(backup_id: BackupId, svc: Backups, actor: Writer) -> Verification:
+    record = await completed_or_409(svc, backup_id)
+    with refused_as_409():
         record = await svc.verify(record)
-    except CorruptManifest as exc:
-        raise Problem(409, str(exc)) from None
-    await audit(svc, request, principal, "backup.verify", f"backup:{record.id}")
+    await svc.audit(actor, "backup.verify", f"backup:{record.id}")
     assert record.verification is not None
-    return record.verification.model_dump(mode="json")
+    return record.verification
 
 
 @router.post(
     "/{backup_id}/restore",
     summary="Dry run (default) or restore; restoring needs the admin role",
-    response_model=None,
+    response_model=RestorePlan,
+    responses={202: {"model": RestoreRecord, "description": "The restore started"}},
 )
 async def restore_backup(
-    backup_id: BackupId, body: RestoreRequest, request: Request, svc: Service, principal: Restorer
-) -> dict[str, Any] | JSONResponse:
-    record = await completed(svc, backup_id)
-    try:
+    backup_id: BackupId, body: RestoreRequest, svc: Backups, actor: Restorer
+) -> RestorePlan | JSONResponse:
+    record = await completed_or_409(svc, backup_id)
+    with refused_as_409():
         if body.dry_run:
             return await svc.plan(record, body.mode, body.restore_tokens)
-        if principal.role != "admin":
-            raise Problem(403, f"Role '{principal.role}' may not restore (needs the admin role).")
+        if actor.principal.role != "admin":
+            raise Problem(
+                403, f"Role '{actor.principal.role}' may not restore (needs the admin role)."
+            )
         restore = await svc.restore(
-            record, body.mode, principal, body.restore_point, body.restore_tokens
+            record, body.mode, actor.principal, body.restore_point, body.restore_tokens
         )
-    except (CorruptManifest, UnsupportedFormat, InvalidManifest, RestoreRefused, Busy) as exc:
-        raise Problem(409, str(exc)) from None
-    await audit(
-        svc,
-        request,
-        principal,
-        "backup.restore",
-        f"backup:{record.id}",
-        restore_id=restore.id,
-        mode=body.mode,
+    await svc.audit(
+        actor, "backup.restore", f"backup:{record.id}", restore_id=restore.id, mode=body.mode
     )
     return JSONResponse(restore.model_dump(mode="json"), status_code=202)
 
 
 @router.get("/{backup_id}/restores/{restore_id}", summary="A restore's state")
 async def get_restore(
-    backup_id: BackupId, restore_id: BackupId, svc: Service, _: Reader
-) -> dict[str, Any]:
-    restore = await svc.store.get_restore(restore_id)
+    backup_id: BackupId, restore_id: BackupId, svc: Backups, _: Reader
+) -> RestoreRecord:
+    restore = await svc.restore_record(restore_id)
     if restore is None or restore.backup_id != backup_id:
         raise Problem(404, f"There is no restore {restore_id} of backup {backup_id}.")
-    return restore.model_dump(mode="json")
+    return restore
 
 
 @router.delete("/{backup_id}", summary="Delete a set; blobs no other set uses are collected")
-async def delete_backup(
-    backup_id: BackupId, request: Request, svc: Service, principal: Admin
-) -> dict[str, Any]:
-    record = await found(svc, backup_id)
-    try:
+async def delete_backup(backup_id: BackupId, svc: Backups, actor: Admin) -> BackupDeleted:
+    record = await backup_or_404(svc, backup_id)
+    with refused_as_409():
         outcome = await svc.delete(record)
-    except Busy as exc:
-        raise Problem(409, str(exc)) from None
-    await audit(svc, request, principal, "backup.delete", f"backup:{record.id}", **outcome)
-    return {"id": record.id, "deleted": True, **outcome}
+    await svc.audit(actor, "backup.delete", f"backup:{record.id}", **outcome)
+    return BackupDeleted(id=record.id, deleted=True, **outcome)
 
 
 @router.get(
     "/{backup_id}/archive",
     summary="The set as one streaming tar archive (manifest, data files, blobs)",
     response_class=StreamingResponse,
+    responses=binary(200, "The archive", "application/x-tar"),
 )
 async def download_archive(
-    backup_id: BackupId, request: Request, svc: Service, principal: Downloader
+    backup_id: BackupId, svc: Backups, actor: Downloader
 ) -> StreamingResponse:
-    record = await completed(svc, backup_id)
-    try:
-        manifest, parts, size = await svc.archive(record)
-    except CorruptManifest as exc:
-        raise Problem(409, str(exc)) from None
-    await audit(svc, request, principal, "backup.download", f"backup:{record.id}", bytes=size)
-    chunks = archive.stream(svc.s3, svc.settings.backup_bucket, manifest, parts)
+    record = await completed_or_409(svc, backup_id)
+    with refused_as_409():
+        chunks, size = await svc.archive(record)
+    await svc.audit(actor, "backup.download", f"backup:{record.id}", bytes=size)
     return StreamingResponse(
         chunks,
         media_type="application/x-tar",
@@ -188,17 +166,17 @@ async def download_archive(
 
 
 @router.post("/import", status_code=201, summary="Import an archive made by a download")
-async def import_archive(request: Request, svc: Service, principal: Writer) -> dict[str, Any]:
+async def import_archive(request: Request, svc: Backups, actor: Writer) -> BackupShown:
     with new_workdir(svc.settings) as directory:
         path = FilePath(directory) / "upload.tar"
         await spool(request, path)
         try:
-            record = await svc.import_archive(path, principal.name)
+            record = await svc.import_archive(path, actor.principal.name)
         except archive.ArchiveRefused as exc:
             raise Problem(
                 422, f"The archive was refused; nothing was written: {exc}", title="Archive refused"
             ) from None
-    await audit(svc, request, principal, "backup.import", f"backup:{record.id}")
+    await svc.audit(actor, "backup.import", f"backup:{record.id}")
     return svc.shown(record, await svc.current_revisions())
 
 

@@ -221,7 +221,7 @@ class Restorer:
                     if path is not None:
                         await conn.copy_to_table(
                             table.name,
-                            source=str(path),
+                            source=path,
                             columns=await asyncio.to_thread(csv_columns, path),
                             format="csv",
                             header=True,

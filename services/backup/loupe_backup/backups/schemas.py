@@ -3,6 +3,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from loupe_backup.backups.manifest import Include
+from loupe_backup.backups.records import BackupRecord, Compatibility
 from loupe_shared.contracts.bounds import Timestamp
 
 
@@ -54,3 +55,54 @@ class RestoreRequest(BaseModel):
     # yes for sets made by this installation, no for imported archives (whose tokens some
     # other installation issued) unless asked for.
     restore_tokens: bool | None = None
+
+
+# --- answers -------------------------------------------------------------------------------
+
+
+class BackupShown(BackupRecord):
+    """A set as answered: `status` as it stands (a set whose job is gone is failed) and its
+    compatibility with the running schema (null unless completed)."""
+
+    compatibility: Compatibility | None = None
+
+
+class BackupList(BaseModel):
+    current_revisions: list[str]
+    items: list[BackupShown]
+
+
+class BackupDeleted(BaseModel):
+    id: str
+    deleted: bool
+    files_removed: int
+    blobs_collected: int
+
+
+class TableRows(BaseModel):
+    current_rows: int
+    backup_rows: int
+
+
+class TokensPlan(BaseModel):
+    in_backup: int
+    restored: bool
+
+
+class RestorePlan(BaseModel):
+    """The dry run: what a restore would change, and whether it can."""
+
+    mode: str
+    kind: str
+    warnings: list[str]
+    compatibility: Compatibility
+    reasons: list[str]
+    backup_revisions: list[str]
+    current_revisions: list[str]
+    tables: dict[str, TableRows]
+    objects: int
+    objects_to_copy: int
+    bytes_to_copy: int
+    can_restore: bool
+    blockers: list[str]
+    tokens: TokensPlan

@@ -4,15 +4,16 @@ records in the backup bucket, their events on NATS and their metrics."""
 import asyncio
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from minio import Minio
 from nats.js.client import JetStreamContext
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from loupe_backup.backups import archive, compatibility, database, layout, objects
 from loupe_backup.backups.creator import BackupCreator, Copier, list_backup_blobs
@@ -20,6 +21,7 @@ from loupe_backup.backups.manifest import BackedToken, Include, Kind, Manifest
 from loupe_backup.backups.progress import ProgressReporter
 from loupe_backup.backups.records import BackupRecord, Compatibility, RestoreRecord, now
 from loupe_backup.backups.restorer import Restorer, RestoreRefused, new_workdir
+from loupe_backup.backups.schemas import BackupShown, RestorePlan
 from loupe_backup.backups.store import CorruptManifest, RecordStore
 from loupe_backup.backups.verifier import verify
 from loupe_backup.settings import BackupSettings
@@ -29,9 +31,10 @@ from loupe_shared.contracts.backup import BACKUP_FORMAT_VERSION, MaintenanceNoti
 from loupe_shared.contracts.events import BackupFinished
 from loupe_shared.contracts.streams import MAINTENANCE_BUCKET, TOKENS_BUCKET
 from loupe_shared.kit import db, maintenance
-from loupe_shared.kit.audit import publish_audit
+from loupe_shared.kit.audit import Actor, audit_actor, publish_audit
 from loupe_shared.kit.auth import Principal, TokenRecord, TokenStore
 from loupe_shared.kit.logging import get_logger
+from loupe_shared.kit.tasks import cancel_and_wait
 
 _log = get_logger("backup.service")
 _REVISIONS_TTL_S = 5.0
@@ -61,12 +64,57 @@ class BackupMetrics:
             ["kind", "status", "scheduled"],
             registry=registry,
         )
+        # Every series from the start, so `increase()` sees the first failure.
+        for kind in get_args(Kind):
+            for status in ("completed", "failed"):
+                for scheduled in ("true", "false"):
+                    self.backups.labels(kind, status, scheduled)
         self.bytes_copied = Counter(
             "backup_bytes_copied_total", "Bytes copied into the backup bucket", registry=registry
         )
         self.restores = Counter(
             "backup_restores_total", "Restores finished, by outcome", ["status"], registry=registry
         )
+        # Set from the records at start-up too, so a restart does not look like a lost backup.
+        self.last_success = Gauge(
+            "backup_last_success_timestamp_seconds",
+            "When the newest completed backup set of each kind finished",
+            ["kind"],
+            registry=registry,
+        )
+        self.last_size = Gauge(
+            "backup_last_success_size_bytes",
+            "Bytes the newest completed backup set of each kind holds (database and blobs)",
+            ["kind"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "backup_duration_seconds",
+            "Time from starting a backup set to its end, by kind and outcome",
+            ["kind", "status"],
+            buckets=(1, 5, 15, 60, 300, 900, 1800, 3600, 7200, 14400, 43200),
+            registry=registry,
+        )
+        self.verifications = Counter(
+            "backup_verifications_total",
+            "Verifications of backup sets, by outcome (ok, failed: a file or blob missing or "
+            "not matching its SHA-256)",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in ("ok", "failed"):
+            self.verifications.labels(outcome)
+        self._newest: dict[str, float] = {}
+
+    def finished(self, record: BackupRecord) -> None:
+        """A set that finished (now, or before a restart): its kind's newest success."""
+        if record.status != "completed" or record.finished_at is None:
+            return
+        at = record.finished_at.timestamp()
+        if at >= self._newest.get(record.kind, 0.0):
+            self._newest[record.kind] = at
+            self.last_success.labels(record.kind).set(at)
+            self.last_size.labels(record.kind).set(record.progress.bytes_total)
 
 
 class BackupService:
@@ -100,6 +148,7 @@ class BackupService:
         """Sets left running by a process that stopped are failed, never completed."""
         await maintenance.open_bucket(self.js, self.maintenance_bucket)
         for record in await self.store.all():
+            self.metrics.finished(record)
             if record.status == "running" and record.id not in self.jobs:
                 record.status = "failed"
                 record.error = "interrupted: the backup service stopped during the backup"
@@ -119,12 +168,34 @@ class BackupService:
 
     async def close(self) -> None:
         tasks = [*self.jobs.values(), *([self.restore_task] if self.restore_task else [])]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(tasks)
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def audit(self, actor: Actor, action: str, target: str, /, **details: Any) -> None:
+        """`audit.recorded` for what `actor` did (the catalog appends it to the audit log)."""
+        await audit_actor(
+            self.js,
+            actor,
+            action=action,
+            target=target,
+            namespace=self.settings.namespace,
+            details=details,
+        )
+
+    # --- records -----------------------------------------------------------------------------
+
+    async def record(self, backup_id: str) -> BackupRecord | None:
+        return await self.store.get(backup_id)
+
+    async def restore_record(self, restore_id: str) -> RestoreRecord | None:
+        return await self.store.get_restore(restore_id)
+
+    def is_completed(self, record: BackupRecord) -> bool:
+        """Completed, and not a running set shown as completed (it never is)."""
+        return (
+            record.shown_status(self.settings.stale_after_s) == "completed"
+            and record.status != "running"
+        )
 
     # --- backups -----------------------------------------------------------------------------
 
@@ -220,6 +291,10 @@ class BackupService:
     def _count(self, record: BackupRecord) -> None:
         scheduled = "true" if record.schedule_id else "false"
         self.metrics.backups.labels(record.kind, record.status, scheduled).inc()
+        if record.finished_at is not None:
+            took = (record.finished_at - record.created_at).total_seconds()
+            self.metrics.duration.labels(record.kind, record.status).observe(max(0.0, took))
+        self.metrics.finished(record)
 
     async def _publish(self, subject: str, record: BackupRecord) -> None:
         event = BackupFinished(
@@ -252,7 +327,7 @@ class BackupService:
         self._revisions = (time.monotonic(), found)
         return found
 
-    async def shown_records(self, backup_id: str | None = None) -> list[dict[str, Any]]:
+    async def shown_records(self, backup_id: str | None = None) -> list[BackupShown]:
         """Records as answered: with compatibility, and a running set whose job is gone
         (its process died) shown as failed."""
         # Which jobs run is taken before the records are read: a job that ends in between
@@ -268,18 +343,20 @@ class BackupService:
 
     def shown(
         self, record: BackupRecord, current: list[str], live: set[str] | None = None
-    ) -> dict[str, Any]:
+    ) -> BackupShown:
         compat: Compatibility = compatibility.quick(
             record.format_version, record.alembic_revisions, current
         )
         status = record.shown_status(self.settings.stale_after_s)
         if record.status == "running" and record.id not in (live or set(self.jobs)):
             status = "failed"
-        return {
-            **record.model_dump(mode="json"),
-            "status": status,
-            "compatibility": compat if status == "completed" else None,
-        }
+        return BackupShown.model_validate(
+            {
+                **record.model_dump(),
+                "status": status,
+                "compatibility": compat if status == "completed" else None,
+            }
+        )
 
     # --- verification ------------------------------------------------------------------------
 
@@ -289,16 +366,19 @@ class BackupService:
             self.s3, self.settings.backup_bucket, manifest, self.copier
         )
         await self.store.save(record)
+        self.metrics.verifications.labels("ok" if record.verification.ok else "failed").inc()
         _log.info("backup.verified", backup_id=record.id, ok=record.verification.ok)
         return record
 
     # --- archives ----------------------------------------------------------------------------
 
-    async def archive(self, record: BackupRecord) -> tuple[bytes, list[archive.Member], int]:
+    async def archive(self, record: BackupRecord) -> tuple[Iterator[bytes], int]:
+        """The set's tar stream, and its size in bytes."""
         manifest = await self.store.manifest(record)
         data = manifest.model_dump_json().encode()
         parts = archive.members(manifest)
-        return data, parts, archive.archive_size(data, parts)
+        size = archive.archive_size(data, parts)
+        return archive.stream(self.s3, self.settings.backup_bucket, data, parts), size
 
     async def import_archive(self, path: Path, imported_by: str) -> BackupRecord:
         """Check the whole archive, then store it as a new completed set."""
@@ -406,7 +486,7 @@ class BackupService:
 
     async def plan(
         self, record: BackupRecord, mode: str, restore_tokens: bool | None = None
-    ) -> dict[str, Any]:
+    ) -> RestorePlan:
         manifest = await self.store.manifest(record)
         plan = await self.restorer.plan(manifest, mode)
         tokens = _tokens_restored(manifest, restore_tokens)
@@ -421,7 +501,7 @@ class BackupService:
                 "the set holds no API tokens: tokens issued since are kept, lines whose tokens "
                 "are lost must be given new ones"
             )
-        return plan
+        return RestorePlan.model_validate(plan)
 
     async def restore(
         self,

@@ -5,11 +5,10 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from loupe_catalog import pagination
-from loupe_catalog.audit import repository
-from loupe_shared.contracts.bounds import INT64_MAX, StorableStr, Timestamp
+from loupe_catalog.audit import service
+from loupe_shared.contracts.bounds import StorableStr, Timestamp
 from loupe_shared.kit.auth import Permission, require
 from loupe_shared.kit.db import Session
-from loupe_shared.kit.problems import Problem
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 
@@ -35,6 +34,7 @@ class AuditPage(BaseModel):
 
 @router.get(
     "",
+    response_model=AuditPage,
     summary="The audit log, newest first",
     dependencies=[Depends(require(Permission.AUDIT_READ))],
 )
@@ -52,23 +52,15 @@ async def list_audit(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=pagination.MAX_PAGE)] = pagination.DEFAULT_PAGE,
 ) -> AuditPage:
-    before_id = pagination.decode_position(cursor, "audit", maximum=INT64_MAX)
-    if since and until and since >= until:
-        raise Problem(
-            422,
-            "query:since: must be before until",
-            errors=[{"field": "query:since", "message": "must be before until"}],
-        )
-    rows = await repository.list_page(
+    rows, next_cursor = await service.list_page(
         session,
         actor=actor,
         target=target,
         action=action,
         since=since,
         until=until,
-        before_id=before_id,
-        limit=limit + 1,
+        cursor=cursor,
+        limit=limit,
     )
-    items = [AuditEntry.model_validate(dict(row)) for row in rows[:limit]]
-    next_cursor = pagination.encode("audit", items[-1].id, "") if len(rows) > limit else None
+    items = [AuditEntry.model_validate(dict(row)) for row in rows]
     return AuditPage(items=items, next_cursor=next_cursor)

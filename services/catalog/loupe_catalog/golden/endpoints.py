@@ -7,14 +7,16 @@ from sqlalchemy.engine import RowMapping
 from loupe_catalog.golden import service
 from loupe_catalog.golden.evaluator import Evaluator
 from loupe_catalog.golden.schemas import (
+    GoldenAttachment,
     GoldenImage,
     GoldenImageWrite,
     GoldenRun,
     GoldenRunPage,
     GoldenSet,
 )
-from loupe_catalog.programs.service import Actor
+from loupe_catalog.state import Catalog, Images
 from loupe_shared.contracts.bounds import PositiveInt32
+from loupe_shared.kit.audit import Actor
 from loupe_shared.kit.auth import Permission, Principal, require
 from loupe_shared.kit.db import Session
 from loupe_shared.kit.requests import request_id
@@ -48,7 +50,10 @@ async def get_golden_set(
 @router.put(
     "/golden-set/{sha256}",
     summary="Attach a stored capture as a good or bad part (or change its label)",
-    responses={201: {"description": "attached"}, 200: {"description": "label changed"}},
+    responses={
+        201: {"model": GoldenAttachment, "description": "attached"},
+        200: {"description": "label changed"},
+    },
 )
 async def put_golden_image(
     program_id: uuid.UUID,
@@ -58,8 +63,9 @@ async def put_golden_image(
     request: Request,
     response: Response,
     session: Session,
+    images: Images,
     principal: CanWrite,
-) -> dict[str, Any]:
+) -> GoldenAttachment:
     created = await service.attach(
         session,
         program_id,
@@ -67,10 +73,10 @@ async def put_golden_image(
         sha256,
         body,
         Actor.of(request, principal),
-        request.app.state.images,
+        images,
     )
     response.status_code = 201 if created else 200
-    return {"capture_sha256": sha256, "label": body.label, "note": body.note}
+    return GoldenAttachment(capture_sha256=sha256, label=body.label, note=body.note)
 
 
 @router.delete("/golden-set/{sha256}", status_code=204, summary="Remove a capture from the set")
@@ -92,11 +98,15 @@ async def delete_golden_image(
     summary="Inspect every golden image with this revision; answers the confusion matrix",
 )
 async def create_test_run(
-    program_id: uuid.UUID, revision: Revision, request: Request, principal: CanWrite
+    program_id: uuid.UUID,
+    revision: Revision,
+    request: Request,
+    catalog: Catalog,
+    principal: CanWrite,
 ) -> GoldenRun:
-    evaluator = Evaluator(request.app.state.nats, request.app.state.settings.namespace)
+    evaluator = Evaluator(catalog.nats, catalog.settings.namespace)
     values = await service.run(
-        request.app.state.sessions,
+        catalog.sessions,
         evaluator,
         program_id,
         revision,

@@ -16,6 +16,14 @@ class GoldenImageWrite(BaseModel):
     note: Annotated[NulFreeStr, Field(max_length=500)] = ""
 
 
+class GoldenAttachment(BaseModel):
+    """A capture attached to a golden set, as the attaching request set it."""
+
+    capture_sha256: str
+    label: Label
+    note: str
+
+
 class GoldenImage(BaseModel):
     capture_sha256: str
     label: Label

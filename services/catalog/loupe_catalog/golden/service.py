@@ -15,8 +15,8 @@ from loupe_catalog.golden.schemas import Confusion, GoldenImageWrite, ImageVerdi
 from loupe_catalog.image_records import repository as image_records
 from loupe_catalog.images_client import ImagesClient, is_stored
 from loupe_catalog.programs import repository as programs
-from loupe_catalog.programs.service import Actor
 from loupe_shared.contracts.inspect import InspectedResult
+from loupe_shared.kit.audit import Actor
 from loupe_shared.kit.auth import Principal
 from loupe_shared.kit.problems import Problem
 

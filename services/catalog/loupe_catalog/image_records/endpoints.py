@@ -1,14 +1,18 @@
-import uuid
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Path, Query
 
-from loupe_catalog.image_records import repository
+from loupe_catalog import pagination
+from loupe_catalog.image_records import service
+from loupe_catalog.image_records.schemas import (
+    ImageRecord,
+    ImageRecordPage,
+    References,
+    StorageUsage,
+)
+from loupe_shared.contracts.bounds import StorableStr, Timestamp
 from loupe_shared.kit.auth import Permission, require
 from loupe_shared.kit.db import Session
-from loupe_shared.kit.problems import Problem
 
 router = APIRouter(
     prefix="/api/image-records",
@@ -18,60 +22,52 @@ router = APIRouter(
 Sha256 = Annotated[str, Path(pattern=r"^[0-9a-f]{64}$")]
 
 
-class ImageRecord(BaseModel):
-    sha256: str
-    size: int
-    width: int
-    height: int
-    content_type: str
-    kind: str
-    thumbnails: list[dict[str, Any]]
-    first_seen_at: datetime
-    source: str
-    line_id: str
-    thumbnail_bytes: int
-    deleted_at: datetime | None
+@router.get(
+    "",
+    response_model=ImageRecordPage,
+    summary="Image records, newest first, by kind, line and time (cursor pages)",
+    description=(
+        "The records of the images in the store (deleted ones left out), newest first by "
+        "when the catalog first saw them. Tags are not filtered on: they live only in the "
+        "images service's object metadata, not in the catalog's records."
+    ),
+)
+async def list_image_records(
+    session: Session,
+    kind: Literal["master", "capture", "overlay"] | None = None,
+    line_id: Annotated[
+        StorableStr | None, Query(max_length=200, description='"" for images without a line')
+    ] = None,
+    since: Annotated[Timestamp | None, Query(description="first seen at or after")] = None,
+    until: Annotated[Timestamp | None, Query(description="first seen before")] = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=pagination.MAX_PAGE)] = pagination.DEFAULT_PAGE,
+) -> ImageRecordPage:
+    return await service.list_page(
+        session,
+        kind=kind,
+        line_id=line_id,
+        since=since,
+        until=until,
+        cursor=cursor,
+        limit=limit,
+    )
 
 
-class Reference(BaseModel):
-    program_id: uuid.UUID
-    name: str
-    archived: bool
-    revision: int
-    current: bool
-
-
-class References(BaseModel):
-    sha256: str
-    referenced: bool
-    programs: list[Reference]
-
-
-@router.get("/{sha256}", summary="What the catalog knows about an image")
+@router.get(
+    "/{sha256}", response_model=ImageRecord, summary="What the catalog knows about an image"
+)
 async def get_image_record(sha256: Sha256, session: Session) -> ImageRecord:
-    row = await repository.get(session, sha256)
-    if row is None:
-        raise Problem(404, f"No image record {sha256}.")
-    return ImageRecord.model_validate(dict(row))
+    return await service.get(session, sha256)
 
 
 @router.get(
     "/{sha256}/references",
+    response_model=References,
     summary="Which program revisions use an image (asked before deleting it)",
 )
 async def get_references(sha256: Sha256, session: Session) -> References:
-    rows = await repository.references(session, sha256)
-    refs = [
-        Reference(
-            program_id=row["program_id"],
-            name=row["name"],
-            archived=row["archived_at"] is not None,
-            revision=row["revision"],
-            current=row["revision"] == row["current_revision"],
-        )
-        for row in rows
-    ]
-    return References(sha256=sha256, referenced=bool(refs), programs=refs)
+    return await service.references(session, sha256)
 
 
 storage_router = APIRouter(
@@ -79,30 +75,6 @@ storage_router = APIRouter(
     tags=["storage"],
     dependencies=[Depends(require(Permission.INTEGRITY_READ))],
 )
-
-
-class Usage(BaseModel):
-    bytes: int = 0
-    objects: int = 0
-
-
-class LineUsage(BaseModel):
-    line_id: str
-    total: Usage
-    kinds: dict[str, Usage]
-
-
-class StorageUsage(BaseModel):
-    total: Usage
-    kinds: dict[str, Usage]
-    lines: list[LineUsage]
-    counted_at: datetime
-
-
-def _add(into: dict[str, Usage], kind: str, size: int, count: int) -> None:
-    found = into.setdefault(kind, Usage())
-    found.bytes += size
-    found.objects += count
 
 
 @storage_router.get(
@@ -115,29 +87,4 @@ def _add(into: dict[str, Usage], kind: str, size: int, count: int) -> None:
     ),
 )
 async def storage_usage(session: Session) -> StorageUsage:
-    kinds: dict[str, Usage] = {k: Usage() for k in ("master", "capture", "overlay", "thumbnail")}
-    lines: dict[str, dict[str, Usage]] = {}
-    for row in await repository.usage(session):
-        per_line = lines.setdefault(row["line_id"], {})
-        for into in (kinds, per_line):
-            _add(into, row["kind"], int(row["bytes"]), int(row["objects"]))
-            _add(into, "thumbnail", int(row["thumbnail_bytes"]), int(row["thumbnail_objects"]))
-    total = Usage(
-        bytes=sum(u.bytes for u in kinds.values()), objects=sum(u.objects for u in kinds.values())
-    )
-    return StorageUsage(
-        total=total,
-        kinds=kinds,
-        lines=[
-            LineUsage(
-                line_id=line,
-                total=Usage(
-                    bytes=sum(u.bytes for u in found.values()),
-                    objects=sum(u.objects for u in found.values()),
-                ),
-                kinds=found,
-            )
-            for line, found in sorted(lines.items())
-        ],
-        counted_at=datetime.now(UTC),
-    )
+    return await service.usage(session)

@@ -7,6 +7,7 @@ and writes the tombstone. Either the claim sees the saved revision (and refuses)
 save sees the tombstone (and refuses) — a referenced blob is never deleted.
 """
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -51,6 +52,34 @@ async def upsert(conn: Conn, values: dict[str, Any]) -> None:
         },
     )
     await conn.execute(statement)
+
+
+async def page(
+    session: AsyncSession,
+    *,
+    kind: str | None,
+    line_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[RowMapping]:
+    """Live records, newest first; `after` is the (first_seen_at, sha256) the page continues
+    below (the `image_records_seen` index)."""
+    c = image_records.c
+    query = sa.select(image_records).where(c.deleted_at.is_(None))
+    if kind is not None:
+        query = query.where(c.kind == kind)
+    if line_id is not None:
+        query = query.where(c.line_id == line_id)
+    if since is not None:
+        query = query.where(c.first_seen_at >= since)
+    if until is not None:
+        query = query.where(c.first_seen_at < until)
+    if after is not None:
+        query = query.where(sa.tuple_(c.first_seen_at, c.sha256) < sa.tuple_(*after))
+    query = query.order_by(c.first_seen_at.desc(), c.sha256.desc()).limit(limit)
+    return list((await session.execute(query)).mappings().all())
 
 
 async def get(session: AsyncSession, sha256: str) -> RowMapping | None:

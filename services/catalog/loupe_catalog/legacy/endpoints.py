@@ -5,8 +5,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from loupe_catalog import pagination
-from loupe_catalog.images_client import ImagesClient
 from loupe_catalog.legacy import service
+from loupe_catalog.legacy.metrics import MigrationMetrics
 from loupe_catalog.legacy.schemas import (
     ItemReport,
     Report,
@@ -15,11 +15,12 @@ from loupe_catalog.legacy.schemas import (
     RunPage,
     RunSummary,
 )
-from loupe_catalog.programs.service import Actor
-from loupe_catalog.settings import CatalogSettings
+from loupe_catalog.state import Catalog, Images
+from loupe_shared.kit.audit import Actor
 from loupe_shared.kit.auth import Permission, Principal, require
 from loupe_shared.kit.db import Session
 from loupe_shared.kit.problems import Problem
+from loupe_shared.kit.state import kit_state
 
 router = APIRouter(prefix="/api/migrations", tags=["migrations"])
 CanMigrate = Annotated[Principal, Depends(require(Permission.MIGRATIONS_RUN))]
@@ -62,21 +63,25 @@ async def _body(request: Request, limit: int) -> bytes:
         "the run. Running the same export again changes nothing."
     ),
     response_model=Report,
-    responses={201: {"description": "applied; the recorded run"}},
+    responses={201: {"model": Report, "description": "applied; the recorded run"}},
     openapi_extra=_EXPORT_BODY,
 )
 async def migrate_legacy(
-    request: Request, session: Session, principal: CanMigrate, dry_run: bool = True
+    request: Request,
+    session: Session,
+    catalog: Catalog,
+    principal: CanMigrate,
+    dry_run: bool = True,
 ) -> JSONResponse:
-    settings: CatalogSettings = request.app.state.settings
+    settings = catalog.settings
     body = await _body(request, settings.legacy_max_body_bytes)
     if dry_run:
         report = await service.dry_run(session, body, settings)
         return JSONResponse(report.model_dump(mode="json"))
-    images: ImagesClient = request.app.state.images
     report = await service.apply(
-        session, request.app.state.sessions, body, settings, Actor.of(request, principal), images
+        session, catalog.sessions, body, settings, Actor.of(request, principal), catalog.images
     )
+    MigrationMetrics.of(kit_state(request.app).registry).count_on_commit(session, report.items)
     return JSONResponse(
         report.model_dump(mode="json"),
         status_code=201,
@@ -116,8 +121,7 @@ async def get_run(run_id: uuid.UUID, session: Session, _: CanMigrate) -> Run:
     ),
 )
 async def rollback_run(
-    run_id: uuid.UUID, request: Request, session: Session, principal: CanMigrate
+    run_id: uuid.UUID, request: Request, session: Session, images: Images, principal: CanMigrate
 ) -> RollbackReport:
-    images: ImagesClient = request.app.state.images
     at, items = await service.rollback(session, run_id, Actor.of(request, principal), images)
     return RollbackReport(run_id=run_id, rolled_back_at=at, items=items)

@@ -10,17 +10,36 @@ idempotent by event id beyond that window.
 import asyncio
 import json
 import os
+from collections.abc import Callable
 from contextlib import suppress
 
 from nats.js.client import JetStreamContext
 from prometheus_client import CollectorRegistry, Counter
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from loupe_catalog.outbox import repository
 from loupe_shared.contracts.subjects import subject
 from loupe_shared.kit.logging import get_logger
 
 _log = get_logger("catalog.outbox")
+_WAKE = "outbox_wake"
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    """A commit that wrote outbox rows wakes its relay at once (it would otherwise find them
+    at its next poll, up to `idle_s` later)."""
+    if session.info.pop(repository.PENDING, False):
+        wake: Callable[[], None] | None = session.info.get(_WAKE)
+        if wake is not None:
+            wake()
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    session.info.pop(repository.PENDING, None)
 
 
 class OutboxRelay:
@@ -54,6 +73,10 @@ class OutboxRelay:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def wake_after_commit(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        """Sessions of `sessions` that write outbox rows wake this relay when they commit."""
+        sessions.configure(info={_WAKE: self.wake})
 
     async def relay_once(self) -> int:
         async with self.engine.connect() as conn, conn.begin():

@@ -6,92 +6,25 @@ Versions:
   `triggerMode`/`exposure` at the top, the master image inline as `masterImage`).
 - 2: snake_case; tool type `difference`; acquisition settings grouped; the master image is no
   longer part of the config (it is referenced by SHA-256 beside it).
-- 3 (current): explicit alignment settings, and an `enabled` flag per tool.
+- 3 (current): explicit alignment settings, and an `enabled` flag per tool. Its model is the
+  shared contract `loupe_shared.contracts.program_config`, which the workers read too.
 """
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from loupe_shared.contracts.program_config import SCHEMA_VERSION, Alignment, ProgramConfig
 
-from loupe_shared.contracts.bounds import StorableStr
+__all__ = [
+    "CURRENT_VERSION",
+    "ConfigUpgradeError",
+    "ProgramConfig",
+    "detect_version",
+    "json_schema",
+    "upgrade",
+]
 
-CURRENT_VERSION = 3
-MAX_TOOLS = 64
-
-
-class Roi(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    x: int = Field(ge=0, le=65535)
-    y: int = Field(ge=0, le=65535)
-    width: int = Field(gt=0, le=65535)
-    height: int = Field(gt=0, le=65535)
-
-
-class _Tool(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
-    name: Annotated[StorableStr, Field(max_length=200)] = ""
-    enabled: bool = True
-    roi: Roi
-
-
-class PresenceTool(_Tool):
-    """The ROI must look like the master's: fails when similarity drops below the minimum."""
-
-    type: Literal["presence"]
-    threshold: float = Field(ge=0, le=255, description="grey-level difference counted as change")
-    min_defect_area: int = Field(ge=1, le=100_000_000, description="pixels")
-
-
-class DifferenceTool(_Tool):
-    """Absolute difference to the master, thresholded; blobs of at least `min_defect_area`
-    pixels are defects."""
-
-    type: Literal["difference"]
-    threshold: float = Field(ge=0, le=255)
-    min_defect_area: int = Field(ge=1, le=100_000_000)
-    max_defects: int = Field(default=0, ge=0, le=10_000)
-
-
-class BrightnessTool(_Tool):
-    """Mean grey level of the ROI must stay within `threshold` of the master's."""
-
-    type: Literal["brightness"]
-    threshold: float = Field(ge=0, le=255)
-    min_defect_area: int = Field(default=1, ge=1, le=100_000_000)
-
-
-Tool = Annotated[PresenceTool | DifferenceTool | BrightnessTool, Field(discriminator="type")]
-
-
-class Alignment(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    method: Literal["ecc", "phase", "features", "none"] = "ecc"
-    max_shift_px: float = Field(default=20.0, ge=0, le=10_000)
-    max_rotation_deg: float = Field(default=2.0, ge=0, le=180)
-    scale: float = Field(default=0.5, gt=0, le=1, description="reduced scale used to align")
-
-
-class Acquisition(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    trigger_mode: Literal["internal", "external", "software"] = "internal"
-    exposure: float | None = Field(default=None, ge=0, le=10_000_000)
-
-
-class ProgramConfig(BaseModel):
-    """An inspection program's config, schema version 3."""
-
-    model_config = ConfigDict(extra="forbid", title="Loupe program config (v3)")
-
-    schema_version: Literal[3] = 3
-    tools: list[Tool] = Field(default_factory=list, max_length=MAX_TOOLS)
-    alignment: Alignment = Field(default_factory=Alignment)
-    acquisition: Acquisition = Field(default_factory=Acquisition)
+CURRENT_VERSION = SCHEMA_VERSION
 
 
 def json_schema() -> dict[str, Any]:

@@ -1,17 +1,16 @@
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
-from sqlalchemy.engine import RowMapping
 
 from loupe_catalog import pagination
-from loupe_catalog.images_client import ImagesClient
 from loupe_catalog.programs import config as config_schema
 from loupe_catalog.programs import service
 from loupe_catalog.programs.schemas import (
     ArchivedFilter,
+    ConfigSchema,
     Program,
     ProgramCreate,
     ProgramPage,
@@ -22,7 +21,9 @@ from loupe_catalog.programs.schemas import (
     RevisionSummary,
     SortKey,
 )
+from loupe_catalog.state import Images
 from loupe_shared.contracts.bounds import INT32_MAX, StorableStr
+from loupe_shared.kit.audit import Actor
 from loupe_shared.kit.auth import Permission, Principal, require
 from loupe_shared.kit.db import ReadPool, Session
 from loupe_shared.kit.responses import FastJSONResponse
@@ -34,14 +35,14 @@ IfMatch = Annotated[str | None, Header(description="the ETag you last read")]
 RevisionNumber = Annotated[int, Path(ge=1, le=INT32_MAX)]
 
 
-def _images(request: Request) -> ImagesClient:
-    client: ImagesClient = request.app.state.images
-    return client
+class _Row(Protocol):
+    """A program row read by column name: a SQLAlchemy `RowMapping` from a write, an asyncpg
+    `Record` from the hot read path."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
 
 
-def _program(
-    row: RowMapping, status_code: int = 200, headers: dict[str, str] | None = None
-) -> Response:
+def _program(row: _Row, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     """The program document. Built by hand (the hot read path): no second validation pass."""
     body = {
         "id": row["id"],
@@ -66,7 +67,11 @@ def _program(
     return FastJSONResponse(body, status_code=status_code, headers=all_headers)
 
 
-@router.get("/config-schema", summary="The JSON schema every program config is validated against")
+@router.get(
+    "/config-schema",
+    response_model=ConfigSchema,
+    summary="The JSON schema every program config is validated against",
+)
 async def get_config_schema(_: CanRead) -> dict[str, Any]:
     return {"schema_version": config_schema.CURRENT_VERSION, "schema": config_schema.json_schema()}
 
@@ -75,11 +80,9 @@ async def get_config_schema(_: CanRead) -> dict[str, Any]:
     "", status_code=201, response_model=Program, summary="Create a program (its revision 1)"
 )
 async def create_program(
-    data: ProgramCreate, request: Request, session: Session, principal: CanWrite
+    data: ProgramCreate, request: Request, session: Session, images: Images, principal: CanWrite
 ) -> Response:
-    row = await service.create(
-        session, data, service.Actor.of(request, principal), _images(request)
-    )
+    row = await service.create(session, data, Actor.of(request, principal), images)
     return _program(row, 201, {"Location": f"/api/programs/{row['id']}"})
 
 
@@ -120,11 +123,12 @@ async def update_program(
     data: ProgramWrite,
     request: Request,
     session: Session,
+    images: Images,
     principal: CanWrite,
     if_match: IfMatch = None,
 ) -> Response:
     row = await service.update(
-        session, program_id, data, if_match, service.Actor.of(request, principal), _images(request)
+        session, program_id, data, if_match, Actor.of(request, principal), images
     )
     return _program(row)
 
@@ -137,7 +141,7 @@ def _archiver(archived: bool) -> Callable[..., Awaitable[Response]]:
         principal: CanWrite,
         if_match: IfMatch = None,
     ) -> Response:
-        actor = service.Actor.of(request, principal)
+        actor = Actor.of(request, principal)
         return _program(await service.set_archived(session, program_id, archived, if_match, actor))
 
     return set_archived

@@ -130,3 +130,12 @@ class RevisionDiff(BaseModel):
 
 SortKey = Literal["name", "-name", "created_at", "-created_at", "updated_at", "-updated_at"]
 ArchivedFilter = Literal["false", "true", "all"]
+
+
+class ConfigSchema(BaseModel):
+    """The JSON schema every program config is validated against, and its version."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    schema_version: int
+    json_schema: dict[str, Any] = Field(alias="schema")

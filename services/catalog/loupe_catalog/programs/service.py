@@ -4,7 +4,6 @@ outbox event in one transaction."""
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +12,6 @@ from pydantic import ValidationError
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.requests import Request
 
 from loupe_catalog import pagination
 from loupe_catalog.audit import service as audit
@@ -26,28 +24,11 @@ from loupe_catalog.programs.diff import config_changes
 from loupe_catalog.programs.schemas import ProgramCreate, ProgramWrite
 from loupe_shared.contracts import subjects
 from loupe_shared.contracts.events import ProgramArchived, ProgramRevised
-from loupe_shared.kit.auth import Principal
+from loupe_shared.kit.audit import Actor
 from loupe_shared.kit.problems import Problem
-from loupe_shared.kit.requests import request_id
 
 MAX_CONFIG_BYTES = 256 * 1024
 _TOOL_TYPES = {"presence", "difference", "brightness"}
-
-
-@dataclass(frozen=True)
-class Actor:
-    principal: Principal
-    request_id: str | None
-    authorization: str
-
-    @classmethod
-    def of(cls, request: Request, principal: Principal) -> "Actor":
-        """Who asks, with the request id and the caller's token (for the images service)."""
-        return cls(
-            principal=principal,
-            request_id=request_id(request),
-            authorization=request.headers.get("authorization", ""),
-        )
 
 
 def canonical_json(value: Any) -> str:
@@ -330,14 +311,14 @@ async def list_page(
     rows = await repository.fetch_page(
         pool, sort=sort, after=after, limit=limit + 1, search=search, tag=tag, archived=archived
     )
-    next_cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
+
+    def cursor_of(last: asyncpg.Record) -> str:
         key = last["sort_key"]
-        next_cursor = pagination.encode(
+        return pagination.encode(
             sort, key.isoformat() if isinstance(key, datetime) else key, str(last["id"])
         )
-    return rows[:limit], next_cursor
+
+    return pagination.page(rows, limit, cursor_of)
 
 
 async def revision(session: AsyncSession, program_id: uuid.UUID, number: int) -> RowMapping:
@@ -354,12 +335,9 @@ async def revisions(
     await get(session, program_id)
     before = pagination.decode_position(cursor, "revision")
     rows = await repository.list_revisions(session, program_id, before=before, limit=limit + 1)
-    next_cursor = (
-        pagination.encode("revision", rows[limit - 1]["revision"], "")
-        if len(rows) > limit
-        else None
+    return pagination.page(
+        rows, limit, lambda last: pagination.encode("revision", last["revision"], "")
     )
-    return rows[:limit], next_cursor
 
 
 async def diff(

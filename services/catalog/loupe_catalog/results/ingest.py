@@ -19,7 +19,6 @@ that says nothing about the values (an internal error, a permission) is retried 
 way. A message delivered before is stored on its own, so it cannot hold a batch again.
 """
 
-import asyncio
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -45,6 +44,7 @@ from loupe_shared.kit.consumers import (
 )
 from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.settings import DatabaseSettings
+from loupe_shared.kit.tasks import supervise
 
 _log = get_logger("catalog.results.ingest")
 DURABLE = "catalog-results-ingest"
@@ -58,9 +58,13 @@ PARTITIONS_EVERY_S = 6 * 3600
 _REFUSED_SQLSTATES = ("22", "23")
 _REFUSED_CLASSES = (OverflowError, UnicodeError, ValueError, TypeError)
 _COLUMNS = ", ".join(COLUMNS)
+# Answers what it inserted per line and verdict (duplicates are not inserted), for the
+# per-line counter the dashboards' results/s and pass rate come from.
 _MOVE = (
-    f"INSERT INTO results ({_COLUMNS}) SELECT {_COLUMNS} FROM results_staging "  # noqa: S608
-    "ON CONFLICT (result_id, captured_at) DO NOTHING"
+    f"WITH moved AS (INSERT INTO results ({_COLUMNS}) SELECT {_COLUMNS} "  # noqa: S608
+    "FROM results_staging ON CONFLICT (result_id, captured_at) DO NOTHING "
+    "RETURNING line_id, verdict) "
+    "SELECT line_id, verdict, count(*) AS n FROM moved GROUP BY line_id, verdict"
 )
 
 
@@ -94,6 +98,13 @@ class Ingester:
             "Results received again and skipped (already stored)",
             registry=registry,
         )
+        # One series per line and verdict: lines are a bounded set (the installation's).
+        self.per_line = Counter(
+            "results_line_ingested_total",
+            "Results written to the database, by line and verdict",
+            ["line", "verdict"],
+            registry=registry,
+        )
         self.dead_letters = DeadLetters.of(registry)
         self.batch_seconds = Histogram(
             "results_ingest_batch_seconds", "Time to store one fetched batch", registry=registry
@@ -101,14 +112,7 @@ class Ingester:
 
     async def run(self) -> None:
         """Ingest until cancelled; a lost database or NATS connection is retried."""
-        while True:
-            try:
-                await self._run()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                _log.warning("results.ingest_restarting", error=str(exc))
-                await asyncio.sleep(1)
+        await supervise(self._run, event="results.ingest_restarting")
 
     async def _connect(self) -> asyncpg.Connection:
         conn = await db.connect(self.database, "loupe-results-ingest")
@@ -242,8 +246,11 @@ class Ingester:
             return
         async with conn.transaction():
             await conn.copy_records_to_table("results_staging", records=found, columns=COLUMNS)
-            status = await conn.execute(_MOVE)
-        inserted = int(status.rsplit(" ", 1)[-1])
+            moved = await conn.fetch(_MOVE)
+        inserted = 0
+        for row in moved:
+            inserted += row["n"]
+            self.per_line.labels(row["line_id"], row["verdict"]).inc(row["n"])
         self.ingested.inc(inserted)
         self.duplicates.inc(len(found) - inserted)
         _log.debug("results.stored", rows=len(found), inserted=inserted)

@@ -7,8 +7,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from loupe_catalog.audit import service as audit
 from loupe_catalog.retention import repository, service
+from loupe_catalog.state import Sessions
 from loupe_shared.contracts.bounds import StorableStr
 from loupe_shared.contracts.results import LINE_ID
 from loupe_shared.kit.auth import Permission, Principal, require
@@ -36,6 +36,29 @@ class Policy(PolicyBody):
     updated_by: str
 
 
+class RunReport(BaseModel):
+    """What a run did (or, dry, would do); the counts of what it did only when it was not dry."""
+
+    id: uuid.UUID
+    dry_run: bool
+    would_expire_results: int
+    would_release_captures: int
+    groups: dict[str, Any]
+    note: str
+    expired_results: int | None = None
+    released_captures: int | None = None
+    images: int | None = None
+
+
+class RetentionRun(BaseModel):
+    id: uuid.UUID
+    started_at: datetime
+    finished_at: datetime | None
+    dry_run: bool
+    started_by: str
+    report: dict[str, Any]
+
+
 def _check_target(scope: str, target: str) -> None:
     if scope == "all" and target != "*":
         raise Problem(422, "The installation-wide policy's target is `*`.", field="path:target")
@@ -50,7 +73,11 @@ def _check_target(scope: str, target: str) -> None:
             ) from None
 
 
-@router.get("/policies", summary="Retention policies (per installation, line or program)")
+@router.get(
+    "/policies",
+    response_model=list[Policy],
+    summary="Retention policies (per installation, line or program)",
+)
 async def list_policies(session: Session, _: CanManage) -> list[Policy]:
     return [Policy.model_validate(dict(row)) for row in await repository.policies(session)]
 
@@ -63,6 +90,7 @@ async def list_policies(session: Session, _: CanManage) -> list[Policy]:
         "kept as long as another policy or forever. Master images and images a program "
         "revision uses are never removed."
     ),
+    response_model=Policy,
 )
 async def put_policy(
     scope: Scope,
@@ -73,25 +101,14 @@ async def put_policy(
     principal: CanManage,
 ) -> Policy:
     _check_target(scope, target)
-    if body.results_max_age_days is None and body.captures_max_age_days is None:
-        raise Problem(422, "Give results_max_age_days, captures_max_age_days or both.")
-    row = await repository.put_policy(
-        session,
-        {
-            "scope": scope,
-            "target": target,
-            "results": body.results_max_age_days,
-            "captures": body.captures_max_age_days,
-            "by": principal.name,
-        },
-    )
-    await audit.record(
+    row = await service.put_policy(
         session,
         principal,
-        action="retention.policy_set",
-        target=f"retention:{scope}:{target}",
+        scope,
+        target,
+        results_max_age_days=body.results_max_age_days,
+        captures_max_age_days=body.captures_max_age_days,
         request_id=request_id(request),
-        details=body.model_dump(),
     )
     return Policy.model_validate(dict(row))
 
@@ -100,34 +117,30 @@ async def put_policy(
 async def delete_policy(
     scope: Scope, target: Target, request: Request, session: Session, principal: CanManage
 ) -> Response:
-    if not await repository.delete_policy(session, scope, target):
-        raise Problem(404, f"No retention policy for {scope} {target}.")
-    await audit.record(
-        session,
-        principal,
-        action="retention.policy_removed",
-        target=f"retention:{scope}:{target}",
-        request_id=request_id(request),
-    )
+    await service.delete_policy(session, principal, scope, target, request_id=request_id(request))
     return Response(status_code=204)
 
 
 @router.post(
     "/runs",
+    response_model=RunReport,
+    response_model_exclude_unset=True,
     summary="Apply the policies now; a dry run (the default) only reports what would go",
 )
 async def run_retention(
-    request: Request, principal: CanManage, dry_run: bool = True
+    request: Request, sessions: Sessions, principal: CanManage, dry_run: bool = True
 ) -> dict[str, Any]:
     return await service.run(
-        request.app.state.sessions,
+        sessions,
         principal,
         dry_run=dry_run,
         request_id=request_id(request),
     )
 
 
-@router.get("/runs", summary="Recent retention runs and what they did")
+@router.get(
+    "/runs", response_model=list[RetentionRun], summary="Recent retention runs and what they did"
+)
 async def list_runs(
     session: Session, _: CanManage, limit: Annotated[int, Query(ge=1, le=200)] = 50
 ) -> list[dict[str, Any]]:

@@ -4,12 +4,14 @@ for long and a stopped run has done part of its work, never half a chunk."""
 import uuid
 from typing import Any
 
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loupe_catalog.audit import service as audit
 from loupe_catalog.retention import repository
 from loupe_shared.kit.auth import Principal, Role
 from loupe_shared.kit.logging import get_logger
+from loupe_shared.kit.problems import Problem
 
 _log = get_logger("catalog.retention")
 SCHEDULE = Principal(
@@ -17,6 +19,63 @@ SCHEDULE = Principal(
     name="retention-schedule",
     role=Role.ADMIN,
 )
+
+
+async def put_policy(
+    session: AsyncSession,
+    principal: Principal,
+    scope: str,
+    target: str,
+    *,
+    results_max_age_days: int | None,
+    captures_max_age_days: int | None,
+    request_id: str | None,
+) -> RowMapping:
+    """Set a policy, with its audit row."""
+    if results_max_age_days is None and captures_max_age_days is None:
+        raise Problem(422, "Give results_max_age_days, captures_max_age_days or both.")
+    row = await repository.put_policy(
+        session,
+        {
+            "scope": scope,
+            "target": target,
+            "results": results_max_age_days,
+            "captures": captures_max_age_days,
+            "by": principal.name,
+        },
+    )
+    await audit.record(
+        session,
+        principal,
+        action="retention.policy_set",
+        target=f"retention:{scope}:{target}",
+        request_id=request_id,
+        details={
+            "results_max_age_days": results_max_age_days,
+            "captures_max_age_days": captures_max_age_days,
+        },
+    )
+    return row
+
+
+async def delete_policy(
+    session: AsyncSession,
+    principal: Principal,
+    scope: str,
+    target: str,
+    *,
+    request_id: str | None,
+) -> None:
+    """Remove a policy, with its audit row; 404 when there is none."""
+    if not await repository.delete_policy(session, scope, target):
+        raise Problem(404, f"No retention policy for {scope} {target}.")
+    await audit.record(
+        session,
+        principal,
+        action="retention.policy_removed",
+        target=f"retention:{scope}:{target}",
+        request_id=request_id,
+    )
 
 
 async def run(

@@ -1,7 +1,8 @@
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel
 
 from loupe_catalog.schema import service
+from loupe_catalog.state import Catalog
 from loupe_shared import __version__
 from loupe_shared.kit.auth import CurrentPrincipal
 
@@ -16,8 +17,8 @@ class SchemaInfo(BaseModel):
 
 
 @router.get("", summary="Database schema revision and app version")
-async def get_schema(request: Request, _: CurrentPrincipal) -> SchemaInfo:
-    found = await service.state(request.app.state.engine)
+async def get_schema(catalog: Catalog, _: CurrentPrincipal) -> SchemaInfo:
+    found = await service.state(catalog.engine)
     return SchemaInfo(
         current_revision=found.current,
         head_revision=found.head,

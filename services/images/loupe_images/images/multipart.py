@@ -6,12 +6,15 @@ import hashlib
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from loupe_images.settings import ImagesSettings
 from loupe_shared.kit.problems import Problem
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 MAX_FIELD_BYTES = 1024
 MAX_FIELDS = 40
@@ -110,7 +113,7 @@ async def receive(
         if sum(len(v) for v in upload.fields.values()) > MAX_FIELDS:
             raise Problem(413, "Too many form fields.")
 
-    callbacks = {
+    callbacks: MultipartCallbacks = {
         "on_part_begin": on_part_begin,
         "on_header_field": on_header_field,
         "on_header_value": on_header_value,
@@ -121,7 +124,7 @@ async def receive(
         "on_end": on_end,
     }
     try:
-        parser = MultipartParser(boundary_of(content_type), callbacks)  # type: ignore[arg-type]
+        parser = MultipartParser(boundary_of(content_type), callbacks)
         async for chunk in chunks:
             parser.write(chunk)
         # The parser itself takes a body without its closing boundary (a cut-off upload).

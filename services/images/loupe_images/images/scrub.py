@@ -82,6 +82,10 @@ class Scrubber:
             ["object", "problem"],
             registry=registry,
         )
+        # Every series from the start, so `increase()` sees the first finding.
+        for found in ("blob", "thumbnail"):
+            for problem in ("mismatch", "missing"):
+                self.findings_total.labels(found, problem)
         self.objects_total = Counter(
             "images_scrub_objects_total", "Objects the scrub re-hashed", registry=registry
         )
@@ -143,6 +147,10 @@ class Scrubber:
     async def run(self, interval_s: float) -> None:
         """Resume an unfinished pass at start-up, then one pass every `interval_s`."""
         previous = await self._read_json(STATE_KEY)
+        # The last complete pass of any process, so a restart does not look like a stale scrub.
+        finished = ((previous or {}).get("last_complete") or {}).get("finished_at")
+        if finished:
+            self.last_pass.set(datetime.fromisoformat(finished).timestamp())
         if previous and previous.get("state") == "running":
             self.start()
             await self.wait()

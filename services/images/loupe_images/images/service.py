@@ -1,4 +1,5 @@
-"""Upload: stream, bound, hash, sniff, check, store by hash, then announce."""
+"""The images service layer: upload (stream, bound, hash, sniff, check, store by hash, then
+announce), lookups, deletion and garbage collection, each audited here."""
 
 import asyncio
 import hashlib
@@ -14,12 +15,19 @@ import numpy as np
 from minio import Minio
 from nats.js.client import JetStreamContext
 
-from loupe_images.images import sniff, storage
+from loupe_images.images import multipart, sniff, storage
+from loupe_images.images.schemas import UploadOptions
 from loupe_images.images.thumbnailer import Thumbnailer
 from loupe_images.settings import ImagesSettings
+from loupe_images.state import ImagesState
 from loupe_shared.contracts import subjects
 from loupe_shared.contracts.events import ImageStored, Thumbnail
+from loupe_shared.kit.audit import Actor, audit_actor
+from loupe_shared.kit.auth import Permission
 from loupe_shared.kit.problems import Problem
+
+# How many object-store lookups one existence check runs at a time.
+EXISTS_CONCURRENCY = 16
 
 # A bad image is answered as a problem document; OpenCV's own messages would only break the
 # JSON log stream.
@@ -170,3 +178,140 @@ async def announce(
         event.model_dump_json().encode(),
         headers={"Nats-Msg-Id": event.event_id},
     )
+
+
+# --- what the API does ---------------------------------------------------------------------
+
+
+async def upload(
+    state: ImagesState,
+    actor: Actor,
+    chunks: AsyncIterator[bytes],
+    *,
+    content_type: str | None,
+    options: UploadOptions,
+    declared_sha256: str | None,
+) -> tuple[storage.StoredImage, list[dict[str, Any]], bool]:
+    """Receive a raw or multipart (`file`) body and store it; a new image is audited.
+    Answers the image, its thumbnails and whether it was stored already."""
+    settings = state.settings
+    declared = (content_type or "").split(";")[0].strip().lower() or None
+    if declared == "multipart/form-data":
+        form = await multipart.receive(chunks, content_type or "", settings)
+        spool, sha256, size = form.spool, form.sha256, form.size
+        declared = form.content_type
+        fields = {"filename": [form.filename], **form.fields} if form.filename else form.fields
+        try:
+            options = options.with_form(fields)
+        except Problem:
+            spool.close()
+            raise
+    else:
+        spool, sha256, size = await receive(chunks, settings)
+    try:
+        image, thumbs, duplicate = await store(
+            spool=spool,
+            sha256=sha256,
+            size=size,
+            declared_type=declared,
+            declared_sha256=declared_sha256,
+            kind=options.kind,
+            filename=options.filename,
+            line_id=options.line_id,
+            tags=options.tags,
+            settings=settings,
+            s3=state.s3,
+            js=state.js,
+            thumbnailer=state.thumbnailer,
+            request_id=actor.request_id,
+        )
+    finally:
+        spool.close()
+    if not duplicate:
+        await audit_actor(
+            state.js,
+            actor,
+            action="images.upload",
+            target=f"image:{sha256}",
+            namespace=settings.namespace,
+            details={"size": size, "kind": options.kind},
+        )
+    return image, thumbs, duplicate
+
+
+async def stored(state: ImagesState, sha256: str) -> storage.StoredImage:
+    """What is stored for an image; a 404 problem when it is not."""
+    found = await asyncio.to_thread(storage.stat, state.s3, state.settings.images_bucket, sha256)
+    if found is None:
+        raise Problem(404, f"No image {sha256}.")
+    return found
+
+
+async def which_exist(state: ImagesState, hashes: list[str]) -> tuple[list[str], list[str]]:
+    """The hashes (without repeats, in the order given) stored and missing."""
+    gate = asyncio.Semaphore(EXISTS_CONCURRENCY)
+    bucket = state.settings.images_bucket
+
+    async def present(sha256: str) -> bool:
+        async with gate:
+            return await asyncio.to_thread(storage.stat, state.s3, bucket, sha256) is not None
+
+    wanted = list(dict.fromkeys(hashes))
+    found = await asyncio.gather(*(present(sha) for sha in wanted))
+    return (
+        [sha for sha, hit in zip(wanted, found, strict=True) if hit],
+        [sha for sha, hit in zip(wanted, found, strict=True) if not hit],
+    )
+
+
+async def thumbnail_status(state: ImagesState, sha256: str) -> dict[str, Any]:
+    """A stored image's thumbnail status (pending until one is recorded)."""
+    await stored(state, sha256)
+    status = await state.thumbnailer.status(sha256)
+    return {"sha256": sha256, **(status or {"state": "pending", "error": None, "thumbnails": []})}
+
+
+async def delete(state: ImagesState, actor: Actor, sha256: str, *, force: bool) -> None:
+    """Delete an image the catalog lets go (or any, forced by an admin), audited; a 409
+    problem lists the program revisions that use it."""
+    if force and Permission.IMAGES_FORCE_DELETE not in actor.principal.permissions:
+        raise Problem(403, "Only an admin may force the deletion of a referenced image.")
+    await stored(state, sha256)
+    reply = await state.deleter.delete(sha256, force=force, request_id=actor.request_id)
+    if sha256 not in reply.granted:
+        uses = reply.referenced.get(sha256, [])
+        raise Problem(
+            409,
+            f"{len(uses)} program revision(s) use this image; archive or change them first"
+            " (an admin may force the deletion).",
+            title="Image in use",
+            references=uses,
+        )
+    await audit_actor(
+        state.js,
+        actor,
+        action="images.force_delete" if force else "images.delete",
+        target=f"image:{sha256}",
+        namespace=state.settings.namespace,
+        details={"forced": force, "references": reply.referenced.get(sha256, [])},
+    )
+
+
+async def collect_garbage(
+    state: ImagesState, actor: Actor, *, grace_s: float | None, dry_run: bool
+) -> dict[str, Any]:
+    """One garbage collection now (audited unless a dry run); answers its summary."""
+    settings = state.settings
+    summary = await state.deleter.collect(
+        grace_s=settings.gc_grace_s if grace_s is None else grace_s, dry_run=dry_run
+    )
+    if not dry_run:
+        await audit_actor(
+            state.js,
+            actor,
+            action="images.gc",
+            target="images",
+            namespace=settings.namespace,
+            details={k: summary[k] for k in ("grace_s", "collected", "collected_bytes")},
+        )
+    return summary

@@ -1,8 +1,6 @@
 """Where image bytes live: content-addressed keys in the images bucket, metadata beside them
 as object metadata. The SDK is synchronous; these run in worker threads."""
 
-import hashlib
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,83 +8,37 @@ from typing import IO, Any, BinaryIO, cast
 
 from minio import Minio
 from minio.error import S3Error
+from pydantic import ConfigDict
 
+from loupe_images.images.schemas import ImageMetadata
+from loupe_shared.contracts import images as layout
 from loupe_shared.kit import s3 as s3kit
 
-blob_key = s3kit.image_blob_key
+# The bucket's key layout is a contract: inspection workers and backup read it too.
+blob_key = layout.image_blob_key
+thumbnail_key = layout.thumbnail_key
+status_key = layout.status_key
+get_bytes = s3kit.get_bytes
+put_bytes = s3kit.put_bytes
+hash_object = s3kit.hash_object
 
 
-@dataclass(frozen=True)
-class StoredImage:
-    sha256: str
-    size: int
-    width: int
-    height: int
-    content_type: str
-    kind: str
-    filename: str
-    line_id: str
-    tags: list[str]
+class StoredImage(ImageMetadata):
+    """An image as stored: what the API answers about it, and the id of this storing."""
+
+    model_config = ConfigDict(frozen=True)
+
     # Differs between two storings of the same bytes (after a deletion), so their
     # announcements are not taken for duplicates.
     upload_id: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "sha256": self.sha256,
-            "size": self.size,
-            "width": self.width,
-            "height": self.height,
-            "content_type": self.content_type,
-            "kind": self.kind,
-            "filename": self.filename,
-            "line_id": self.line_id,
-            "tags": self.tags,
-        }
-
-
-def thumbnail_key(sha256: str, size: int) -> str:
-    return f"thumbnails/{sha256[:2]}/{sha256}/{size}.webp"
-
-
-def status_key(sha256: str) -> str:
-    return f"status/{sha256[:2]}/{sha256}.json"
+        """What the API answers about the image (without the upload id)."""
+        return self.model_dump(exclude={"upload_id"})
 
 
 _MISSING = s3kit.MISSING
 _MIN_PART = 5 * 1024 * 1024
-
-
-def put_bytes(
-    s3: Minio,
-    bucket: str,
-    key: str,
-    data: bytes,
-    content_type: str,
-    metadata: dict[str, str] | None = None,
-) -> None:
-    s3.put_object(
-        bucket,
-        key,
-        io.BytesIO(data),
-        len(data),
-        content_type=content_type,
-        metadata=cast(Any, metadata),
-    )
-
-
-def get_bytes(s3: Minio, bucket: str, key: str) -> bytes | None:
-    try:
-        response = s3.get_object(bucket, key)
-    except S3Error as exc:
-        if exc.code in _MISSING:
-            return None
-        raise
-    try:
-        return bytes(response.read())
-    finally:
-        response.close()
-        response.release_conn()
 
 
 def stat(s3: Minio, bucket: str, sha256: str) -> StoredImage | None:
@@ -149,26 +101,6 @@ def listing(
     for found in s3.list_objects(bucket, prefix=prefix, recursive=True, start_after=start_after):
         if found.object_name is not None and not found.is_dir:
             yield Listed(found.object_name, int(found.size or 0), found.last_modified)
-
-
-def hash_object(s3: Minio, bucket: str, key: str) -> tuple[str, int] | None:
-    """The SHA-256 and length of what is stored at `key`, read as a stream; None if missing."""
-    try:
-        response = s3.get_object(bucket, key)
-    except S3Error as exc:
-        if exc.code in _MISSING:
-            return None
-        raise
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        for chunk in response.stream(1024 * 1024):
-            digest.update(chunk)
-            size += len(chunk)
-    finally:
-        response.close()
-        response.release_conn()
-    return digest.hexdigest(), size
 
 
 def move(s3: Minio, bucket: str, key: str, to_key: str) -> bool:

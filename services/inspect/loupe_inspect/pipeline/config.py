@@ -1,77 +1,51 @@
-"""The part of a program revision's config the pipeline reads (program config schema v3).
+"""The program config as the pipeline reads it: the shared contract
+(`loupe_shared.contracts.program_config`, schema v3), with unknown fields ignored at every
+level, so a catalog that gained a field does not stop the workers."""
 
-The catalog validates configs strictly; the worker reads them leniently (unknown fields are
-ignored), so a catalog that gained a field does not stop the workers."""
+from typing import Any, Self
 
-from typing import Annotated, Literal
+from pydantic import ConfigDict
+from pydantic.config import ExtraValues
 
-from pydantic import BaseModel, ConfigDict, Field
+from loupe_shared.contracts.program_config import (
+    Alignment,
+    AnyTool,
+    BrightnessTool,
+    DifferenceTool,
+    PresenceTool,
+    ProgramConfig,
+)
 
-
-class Roi(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    x: int = Field(ge=0)
-    y: int = Field(ge=0)
-    width: int = Field(gt=0)
-    height: int = Field(gt=0)
-
-
-class _Tool(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    id: str
-    name: str = ""
-    enabled: bool = True
-    roi: Roi
-    # Grey levels (after brightness and contrast are matched to the master) counted as a
-    # change; raised per image to what the comparison's own noise needs.
-    threshold: float = Field(default=30.0, ge=0, le=255)
-    min_defect_area: int = Field(default=1, ge=1)
+__all__ = ["Alignment", "BrightnessTool", "DifferenceTool", "InspectionConfig", "PresenceTool"]
 
 
-class PresenceTool(_Tool):
-    """The part is there: fails when the changed area of the ROI, all blobs together,
-    reaches `min_defect_area` pixels."""
+class InspectionConfig(ProgramConfig):
+    model_config = ConfigDict(extra="ignore")
 
-    type: Literal["presence"]
-
-
-class DifferenceTool(_Tool):
-    """Each blob of changed pixels of at least `min_defect_area` is a defect; fails when
-    there are more than `max_defects`."""
-
-    type: Literal["difference"]
-    max_defects: int = Field(default=0, ge=0)
-
-
-class BrightnessTool(_Tool):
-    """The ROI's mean grey level (as captured, before any normalisation) stays within
-    `threshold` of the master's."""
-
-    type: Literal["brightness"]
-
-
-Tool = Annotated[PresenceTool | DifferenceTool | BrightnessTool, Field(discriminator="type")]
-AlignMethod = Literal["ecc", "phase", "features", "none"]
-
-
-class Alignment(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    method: AlignMethod = "ecc"
-    max_shift_px: float = Field(default=20.0, ge=0)
-    max_rotation_deg: float = Field(default=2.0, ge=0)
-    # Reduced scale the alignment runs at (the worker lowers it further for large images).
-    scale: float = Field(default=0.5, gt=0, le=1)
-
-
-class InspectionConfig(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    tools: list[Tool] = Field(default_factory=list)
-    alignment: Alignment = Field(default_factory=Alignment)
+    @classmethod
+    def model_validate(
+        cls,
+        obj: Any,
+        *,
+        strict: bool | None = None,
+        extra: ExtraValues | None = "ignore",
+        from_attributes: bool | None = None,
+        context: Any | None = None,
+        by_alias: bool | None = None,
+        by_name: bool | None = None,
+    ) -> Self:
+        """As the contract's, but ignoring unknown fields in the nested models too (their own
+        setting is the catalog's `forbid`)."""
+        return super().model_validate(
+            obj,
+            strict=strict,
+            extra=extra,
+            from_attributes=from_attributes,
+            context=context,
+            by_alias=by_alias,
+            by_name=by_name,
+        )
 
     @property
-    def enabled_tools(self) -> list[PresenceTool | DifferenceTool | BrightnessTool]:
+    def enabled_tools(self) -> list[AnyTool]:
         return [tool for tool in self.tools if tool.enabled]

@@ -1,0 +1,77 @@
+"""The SDK-private seam: backup lists objects through minio's private `Minio._url_open`
+(`loupe_backup.backups.objects.PrivateListObjectsV2`). These fail when the pinned minio
+changes what the seam relies on, before a backup lists the wrong objects silently."""
+
+import inspect
+import io
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from minio import Minio
+
+from loupe_backup.backups import objects
+from loupe_stack.stack import Stack
+
+
+def test_the_private_calls_keep_the_signature_the_seam_calls() -> None:
+    url_open = inspect.signature(Minio._url_open)
+    params = url_open.parameters
+    assert list(params)[:3] == ["self", "method", "region"]
+    for name in ("bucket_name", "query_params"):
+        assert name in params
+        assert params[name].kind in (
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter.KEYWORD_ONLY,
+        )
+    get_region = inspect.signature(Minio._get_region)
+    assert list(get_region.parameters) == ["self", "bucket_name"]
+
+
+@pytest.fixture
+def bucket(platform: Stack) -> Iterator[tuple[Minio, str]]:
+    s3 = platform.endpoints.s3()
+    name = f"seam-{uuid.uuid4().hex[:12]}"
+    s3.make_bucket(name)
+    try:
+        yield s3, name
+    finally:
+        for found in s3.list_objects(name, recursive=True):
+            if found.object_name is not None:
+                s3.remove_object(name, found.object_name)
+        s3.remove_bucket(name)
+
+
+# Keys that XML escapes (&, <, >, quotes), spaces, non-ASCII, nesting; one outside the prefix.
+KEYS = [
+    "blobs/ab/plain",
+    "blobs/ab/a&b<c>d",
+    "blobs/ab/quote\"and'apostrophe",
+    "blobs/cd/with space",
+    "blobs/cd/ünïcödé",
+    "blobs/ef/deep/er/still",
+    "blobs/ef/x",
+    "other/outside",
+]
+
+
+def test_the_seam_lists_what_list_objects_lists(bucket: tuple[Minio, str]) -> None:
+    s3, name = bucket
+    for n, key in enumerate(KEYS):
+        data = b"x" * (n + 1)
+        s3.put_object(name, key, io.BytesIO(data), len(data))
+
+    def sdk(prefix: str) -> list[objects.Listed]:
+        return [
+            objects.Listed(o.object_name, int(o.size or 0), (o.etag or "").strip('"'))
+            for o in s3.list_objects(name, prefix=prefix, recursive=True)
+            if o.object_name is not None and not o.is_dir
+        ]
+
+    expected = sdk("blobs/")
+    assert len(expected) == len(KEYS) - 1
+    # A page of two keys: the continuation tokens are followed to the end.
+    assert list(objects.PrivateListObjectsV2(s3, page_size=2)(name, "blobs/")) == expected
+    assert list(objects.listing(s3, name, "blobs/")) == expected
+    assert list(objects.listing(s3, name, "")) == sdk("")
+    assert list(objects.listing(s3, name, "nothing/")) == []
