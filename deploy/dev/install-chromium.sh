@@ -10,6 +10,6 @@ if [ "$(id -u)" != "0" ]; then
 	exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-apt-get install -y -q --no-install-recommends chromium >/dev/null \
-	|| { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null; }
+apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends chromium >/dev/null \
+	|| { apt-get -o DPkg::Lock::Timeout=300 update -q >/dev/null && apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends chromium >/dev/null; }
 /usr/bin/chromium --version
