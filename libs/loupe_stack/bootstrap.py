@@ -1,5 +1,5 @@
-"""One-shot set-up of an installation: streams, the token bucket, object buckets and the
-first admin token. Safe to run any number of times (compose runs it on every `up`)."""
+"""One-shot set-up of an installation: streams, the token and lease buckets, object buckets
+and the first admin token. Safe to run any number of times (compose runs it on every `up`)."""
 
 import asyncio
 import io
@@ -8,8 +8,9 @@ from minio import Minio
 from nats.js.errors import KeyWrongLastSequenceError
 from pydantic_settings import SettingsConfigDict
 
-from loupe_shared.contracts.streams import TOKENS_BUCKET
+from loupe_shared.contracts.streams import LEASES_BUCKET, TOKENS_BUCKET
 from loupe_shared.contracts.subjects import stream_name
+from loupe_shared.kit import lease
 from loupe_shared.kit import s3 as s3_kit
 from loupe_shared.kit.auth import Role, TokenStore
 from loupe_shared.kit.logging import get_logger
@@ -42,6 +43,9 @@ async def bootstrap(settings: SetupSettings, admin_token: str | None = None) -> 
         await ensure_streams(js, settings.namespace, replicas=settings.stream_replicas)
         store = TokenStore(js, stream_name(TOKENS_BUCKET, settings.namespace))
         await store.ensure_bucket()
+        await lease.ensure_bucket(
+            js, stream_name(LEASES_BUCKET, settings.namespace), replicas=settings.stream_replicas
+        )
         token = admin_token or settings.admin_token
         if token:
             token_id = token.split("_")[1]

@@ -36,3 +36,5 @@ TOKENS_BUCKET = "LOUPE_TOKENS"
 MAINTENANCE_BUCKET = "LOUPE_MAINTENANCE"
 # Idempotency keys of unsafe API requests and the answers they got; every HTTP service.
 IDEMPOTENCY_BUCKET = "LOUPE_IDEMPOTENCY"
+# Leases of work one replica runs at a time (scrub, collection, schedules; see kit.lease).
+LEASES_BUCKET = "LOUPE_LEASES"

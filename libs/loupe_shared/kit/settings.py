@@ -1,9 +1,15 @@
 """Settings building blocks. Each service composes one `pydantic-settings` class from these
 mixins with its own env prefix (`CATALOG_`, `IMAGES_`, ...) and instantiates it once."""
 
-from pydantic import SecretStr
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL
+
+# The bounds of a lease's TTL (kit.lease).
+MIN_TTL_S = 1.0
+MAX_TTL_S = 600.0
 
 
 class ServiceSettings(BaseSettings):
@@ -58,3 +64,21 @@ class S3Settings(BaseSettings):
     s3_secret_key: SecretStr = SecretStr("")
     s3_secure: bool = False
     s3_region: str = "us-east-1"
+
+
+class LeaseSettings(BaseSettings):
+    """Leases of the work one replica runs at a time (see kit.lease): a dead holder's work is
+    taken over after about `lease_ttl_s`; a holder renews every `lease_renew_s` (0: a third
+    of the TTL)."""
+
+    lease_ttl_s: float = Field(default=15.0, ge=MIN_TTL_S, le=MAX_TTL_S)
+    lease_renew_s: float = Field(default=0.0, ge=0.0, le=MAX_TTL_S / 2)
+
+    @model_validator(mode="after")
+    def _renewed_in_time(self) -> Self:
+        if self.lease_renew_s > self.lease_ttl_s / 2:
+            raise ValueError("lease_renew_s is at most half of lease_ttl_s")
+        return self
+
+    def lease_renew_every_s(self) -> float:
+        return self.lease_renew_s or self.lease_ttl_s / 3
