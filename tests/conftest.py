@@ -29,7 +29,7 @@ from tests.support import free_stack_ports
 # Where every test is slow (process start-up, migrations, whole installations), `slow` is
 # given here by path, so `-m "not slow"` leaves them out without a marker in every file.
 # Paths are relative to this folder; a folder covers everything under it.
-SLOW_PATHS = ("backup", "images", "results/test_ingest_faults.py", "stack")
+SLOW_PATHS = ("backup", "cluster", "images", "results/test_ingest_faults.py", "stack")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -33,13 +33,29 @@ PORT_SETTINGS = (
     "BACKUP_PORT",
     "INSPECT_PORT",
 )
+# The ports cluster mode adds.
+CLUSTER_PORT_SETTINGS = (
+    "NATS_PORT_2",
+    "NATS_PORT_3",
+    "NATS_MONITOR_PORT_2",
+    "NATS_MONITOR_PORT_3",
+    "NATS_ROUTE_PORT",
+    "NATS_ROUTE_PORT_2",
+    "NATS_ROUTE_PORT_3",
+    "WEED_VOLUME_PORT_2",
+    "CATALOG_PORT_2",
+    "IMAGES_PORT_2",
+    "BACKUP_PORT_2",
+    "INSPECT_PORT_2",
+)
 
 
-def free_stack_ports() -> dict[str, int]:
-    """Free loopback ports for every stack setting; SeaweedFS also needs port + 10000."""
+def free_stack_ports(cluster: bool = False) -> dict[str, int]:
+    """Free loopback ports for every stack setting (and those of cluster mode); SeaweedFS
+    also needs port + 10000."""
     chosen: dict[str, int] = {}
     taken: set[int] = set()
-    for name in PORT_SETTINGS:
+    for name in (*PORT_SETTINGS, *(CLUSTER_PORT_SETTINGS if cluster else ())):
         while True:
             port = free_port()
             if port in taken or port > 55000:

@@ -32,6 +32,7 @@ from loupe_shared.contracts.results import (
 )
 from loupe_shared.contracts.subjects import INSPECTION_REQUESTED, RESULTS_RECORDED, subject
 from loupe_shared.kit.logging import get_logger
+from loupe_shared.kit.nats import server_urls
 
 _log = get_logger("loupe.line")
 _HEAD = b'{"schema_version":%d,"results":[' % RESULT_SCHEMA_VERSION
@@ -608,7 +609,7 @@ class LineClient:
     async def _connect(self) -> None:
         s = self.settings
         options: dict[str, Any] = {
-            "servers": [s.nats_url],
+            "servers": server_urls(s.nats_url),
             "name": f"loupe-line:{s.line_id}",
             "user": s.nats_user or None,
             "password": s.nats_password.get_secret_value() or None,

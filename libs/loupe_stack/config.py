@@ -5,6 +5,10 @@ from pathlib import Path
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES = ("catalog", "images", "backup", "inspect")
+# Processes of each HTTP service and result ingesters in cluster mode.
+CLUSTER_REPLICAS = 2
+# Nodes of the NATS cluster in cluster mode (every data stream at this many replicas).
+CLUSTER_NATS_NODES = 3
 # The console's built files in a checkout (`python -m loupe_stack.console` builds them).
 CONSOLE_DIST = Path(__file__).resolve().parents[2] / "console" / "dist"
 
@@ -25,6 +29,21 @@ class StackSettings(BaseSettings):
     images_port: int = 8102
     backup_port: int = 8103
     inspect_port: int = 8104
+    # Cluster mode (`loupe run --cluster`): three NATS nodes, two processes of each service
+    # behind the gateway, two result ingesters, two SeaweedFS volume servers.
+    cluster: bool = False
+    nats_port_2: int = 4223
+    nats_port_3: int = 4224
+    nats_monitor_port_2: int = 8223
+    nats_monitor_port_3: int = 8224
+    nats_route_port: int = 6222
+    nats_route_port_2: int = 6223
+    nats_route_port_3: int = 6224
+    weed_volume_port_2: int = 9341
+    catalog_port_2: int = 8111
+    images_port_2: int = 8112
+    backup_port_2: int = 8113
+    inspect_port_2: int = 8114
     # Space-separated frontend origins the gateway answers CORS requests for.
     cors_origins: str = "http://localhost:5173 http://127.0.0.1:5173"
     images_bucket: str = "loupe-images"
@@ -53,14 +72,53 @@ class StackSettings(BaseSettings):
             (self.weed_volume_port, "SeaweedFS volume", "LOUPE_WEED_VOLUME_PORT"),
             (self.weed_filer_port, "SeaweedFS filer", "LOUPE_WEED_FILER_PORT"),
         ]
+        if self.cluster:
+            entries.append(
+                (self.weed_volume_port_2, "SeaweedFS volume 2", "LOUPE_WEED_VOLUME_PORT_2")
+            )
         for port, what, setting in list(entries[4:]):
             entries.append((port + 10000, f"{what} gRPC ({weed_grpc})", setting))
-        for service in SERVICES:
-            entries.append(
-                (
-                    getattr(self, f"{service}_port"),
-                    f"{service} service",
-                    f"LOUPE_{service.upper()}_PORT",
+        if self.cluster:
+            for name in ("nats_port", "nats_monitor_port"):
+                for node in (2, 3):
+                    setting = f"{name}_{node}"
+                    entries.append(
+                        (getattr(self, setting), f"NATS node {node}", f"LOUPE_{setting.upper()}")
+                    )
+            for setting in ("nats_route_port", "nats_route_port_2", "nats_route_port_3"):
+                entries.append(
+                    (getattr(self, setting), "NATS cluster routes", f"LOUPE_{setting.upper()}")
                 )
-            )
+        for service in SERVICES:
+            for replica in self.replicas(service):
+                setting = self.port_setting(service, replica)
+                entries.append(
+                    (
+                        getattr(self, setting),
+                        f"{service} service" + (f" (replica {replica})" if replica > 1 else ""),
+                        f"LOUPE_{setting.upper()}",
+                    )
+                )
         return entries
+
+    def replicas(self, service: str) -> range:
+        """The replica numbers of an HTTP service (1 and, in cluster mode, 2)."""
+        return range(1, (CLUSTER_REPLICAS if self.cluster else 1) + 1)
+
+    @staticmethod
+    def port_setting(service: str, replica: int = 1) -> str:
+        return f"{service}_port" + (f"_{replica}" if replica > 1 else "")
+
+    def port_of(self, service: str, replica: int = 1) -> int:
+        port: int = getattr(self, self.port_setting(service, replica))
+        return port
+
+    def nats_nodes(self) -> list[tuple[int, int, int]]:
+        """(client port, monitoring port, route port) of each NATS node."""
+        if not self.cluster:
+            return [(self.nats_port, self.nats_monitor_port, self.nats_route_port)]
+        return [
+            (self.nats_port, self.nats_monitor_port, self.nats_route_port),
+            (self.nats_port_2, self.nats_monitor_port_2, self.nats_route_port_2),
+            (self.nats_port_3, self.nats_monitor_port_3, self.nats_route_port_3),
+        ]

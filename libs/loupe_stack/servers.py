@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,15 +152,33 @@ def nats(
     password: str,
     log_dir: Path,
     stop_timeout_s: float,
+    *,
+    node: int = 1,
+    route_port: int | None = None,
+    routes: Sequence[int] = (),
 ) -> ManagedProcess:
-    """NATS with file-backed JetStream that syncs every write before acknowledging it."""
-    store = data_dir / "nats"
+    """NATS with file-backed JetStream that syncs every write before acknowledging it. With
+    `routes` (the route ports of every node, its own included), node `node` of a JetStream
+    cluster of that many nodes."""
+    name = "nats" if node == 1 else f"nats-{node}"
+    store = data_dir / name
     store.mkdir(parents=True, exist_ok=True)
-    conf = data_dir / "nats.conf"
+    conf = data_dir / f"{name}.conf"
+    cluster = (
+        [
+            "cluster {",
+            "  name: loupe",
+            f"  listen: 127.0.0.1:{route_port}",
+            "  routes: [" + ", ".join(f"nats-route://127.0.0.1:{r}" for r in routes) + "]",
+            "}",
+        ]
+        if routes
+        else []
+    )
     conf.write_text(
         "\n".join(
             [
-                "server_name: loupe",
+                f"server_name: loupe-{node}" if routes else "server_name: loupe",
                 f"listen: 127.0.0.1:{port}",
                 f"http: 127.0.0.1:{monitor_port}",
                 "max_payload: 8MB",
@@ -167,6 +186,7 @@ def nats(
                 f"  store_dir: {json.dumps(str(store))}",
                 "  sync_interval: always",
                 "}",
+                *cluster,
                 "authorization {",
                 "  user: loupe",
                 f"  password: {json.dumps(password)}",
@@ -177,9 +197,9 @@ def nats(
     )
     conf.chmod(0o600)
     return ManagedProcess(
-        "nats",
+        name,
         [_venv_bin("nats-server"), "-c", str(conf)],
-        log_path=log_dir / "nats.log",
+        log_path=log_dir / f"{name}.log",
         stop_timeout_s=stop_timeout_s,
     )
 
@@ -194,9 +214,11 @@ def seaweedfs(
     access_key: str,
     secret_key: str,
     log_dir: Path,
+    replication: str = "000",
 ) -> ManagedProcess:
     """SeaweedFS master, volume, filer and S3 gateway in one process; anonymous access is
-    refused because an identity is configured."""
+    refused because an identity is configured. `replication` is SeaweedFS's default
+    replication ("001": a second copy on another volume server of the same rack)."""
     store = data_dir / "seaweedfs"
     store.mkdir(parents=True, exist_ok=True)
     s3_config = data_dir / "s3.json"
@@ -226,6 +248,7 @@ def seaweedfs(
             f"-volume.port={volume_port}",
             f"-filer.port={filer_port}",
             "-master.telemetry=false",
+            f"-master.defaultReplication={replication}",
             "-master.volumeSizeLimitMB=1024",
             # Every bucket is a collection that takes 7 volumes when first written; the
             # default limit (derived from free disk) runs out after a few buckets. Volumes are
@@ -242,6 +265,30 @@ def seaweedfs(
         log_path=log_dir / "seaweedfs.log",
         # `weed server` waits on internal gRPC streams for a long time after SIGTERM; its
         # data is written through to files, so it is given a short grace and then killed.
+        stop_timeout_s=3.0,
+    )
+
+
+def seaweedfs_volume(
+    data_dir: Path, *, node: int, port: int, master_port: int, log_dir: Path
+) -> ManagedProcess:
+    """Another SeaweedFS volume server, registered with the master: with replication "001"
+    every volume keeps a copy on each of two volume servers."""
+    store = data_dir / f"seaweedfs-volume-{node}"
+    store.mkdir(parents=True, exist_ok=True)
+    return ManagedProcess(
+        f"seaweedfs-volume-{node}",
+        [
+            _venv_bin("weed"),
+            "volume",
+            f"-dir={store}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-port={port}",
+            f"-mserver=127.0.0.1:{master_port}",
+            "-max=1000",
+        ],
+        log_path=log_dir / f"seaweedfs-volume-{node}.log",
         stop_timeout_s=3.0,
     )
 

@@ -12,7 +12,7 @@ from minio import Minio
 
 from loupe_stack import servers
 from loupe_stack.bootstrap import SetupSettings, bootstrap
-from loupe_stack.config import SERVICES, StackSettings
+from loupe_stack.config import CLUSTER_REPLICAS, SERVICES, StackSettings
 from loupe_stack.credentials import Credentials, load_or_create
 from loupe_stack.endpoints import Endpoints
 from loupe_stack.processes import (
@@ -87,7 +87,12 @@ class Stack:
         self.report = report
         self.external = endpoints is not None
         self.processes: list[ManagedProcess] = []
+        # The first process of each service; in cluster mode `replicas` holds them all.
         self.services: dict[str, ManagedProcess] = {}
+        self.replicas: dict[str, list[ManagedProcess]] = {}
+        # Result ingesters running apart from the catalog's API (cluster mode).
+        self.ingesters: list[ManagedProcess] = []
+        self.nats_nodes: list[ManagedProcess] = []
         self.gateway: ManagedProcess | None = None
         self.service_extra_env = service_extra_env or {}
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -98,7 +103,8 @@ class Stack:
             pg_user="loupe",
             pg_password=self.credentials.pg_password,
             pg_database="loupe",
-            nats_url=f"nats://127.0.0.1:{settings.nats_port}",
+            # Every node, comma-separated: clients fail over among them.
+            nats_url=",".join(f"nats://127.0.0.1:{port}" for port, _, _ in settings.nats_nodes()),
             nats_user="loupe",
             nats_password=self.credentials.nats_password,
             s3_endpoint=f"127.0.0.1:{settings.s3_port}",
@@ -118,8 +124,13 @@ class Stack:
     def console_url(self) -> str:
         return f"{self.gateway_url}/console/"
 
-    def service_url(self, service: str) -> str:
-        return f"http://127.0.0.1:{getattr(self.settings, f'{service}_port')}"
+    def service_url(self, service: str, replica: int = 1) -> str:
+        return f"http://127.0.0.1:{self.settings.port_of(service, replica)}"
+
+    def _peer_url(self, service: str) -> str:
+        """Where one service calls another: the process itself, or in cluster mode the
+        gateway, which balances over the replicas and skips a dead one."""
+        return self.gateway_url if self.settings.cluster else self.service_url(service)
 
     # --- starting -------------------------------------------------------------------------
 
@@ -161,17 +172,25 @@ class Stack:
                 self.data_dir, s.pg_port, e.pg_password, self.log_dir, s.stop_timeout_s
             )
         )
-        self.report("starting NATS JetStream")
-        nats = self._spawn(
-            servers.nats(
-                self.data_dir,
-                s.nats_port,
-                s.nats_monitor_port,
-                e.nats_password,
-                self.log_dir,
-                s.stop_timeout_s,
+        nodes = s.nats_nodes()
+        self.report("starting NATS JetStream" + (f" ({len(nodes)} nodes)" if s.cluster else ""))
+        routes = [route for _, _, route in nodes] if s.cluster else []
+        for node, (port, monitor, route) in enumerate(nodes, start=1):
+            self.nats_nodes.append(
+                self._spawn(
+                    servers.nats(
+                        self.data_dir,
+                        port,
+                        monitor,
+                        e.nats_password,
+                        self.log_dir,
+                        s.stop_timeout_s,
+                        node=node,
+                        route_port=route,
+                        routes=routes,
+                    )
+                )
             )
-        )
         self.report("starting the S3 server (SeaweedFS)")
         weed = self._spawn(
             servers.seaweedfs(
@@ -183,17 +202,34 @@ class Stack:
                 access_key=e.s3_access_key,
                 secret_key=e.s3_secret_key,
                 log_dir=self.log_dir,
+                replication="001" if s.cluster else "000",
             )
         )
+        if s.cluster:
+            self._spawn(
+                servers.seaweedfs_volume(
+                    self.data_dir,
+                    node=2,
+                    port=s.weed_volume_port_2,
+                    master_port=s.weed_master_port,
+                    log_dir=self.log_dir,
+                )
+            )
         wait_until("PostgreSQL", lambda: _pg_accepts(e), pg, timeout)
         asyncio.run(_create_database(e))
-        wait_until(
-            "NATS JetStream",
-            lambda: http_ok(f"http://127.0.0.1:{s.nats_monitor_port}/healthz?js-enabled-only=true"),
-            nats,
-            timeout,
-        )
+        for process, (_, monitor, _) in zip(self.nats_nodes, nodes, strict=True):
+            self.wait_nats(process, monitor)
         wait_until("the S3 server", lambda: _s3_accepts(e), weed, timeout)
+
+    def wait_nats(self, process: ManagedProcess, monitor_port: int) -> None:
+        """Until the node's JetStream answers (in a cluster: once it has joined and a meta
+        leader is known)."""
+        wait_until(
+            f"NATS JetStream ({process.name})",
+            lambda: http_ok(f"http://127.0.0.1:{monitor_port}/healthz"),
+            process,
+            self.settings.start_timeout_s,
+        )
 
     def setup_settings(self, namespace: str | None = None) -> SetupSettings:
         """Set-up settings for these servers; another namespace gets buckets of its own."""
@@ -210,24 +246,28 @@ class Stack:
             s3_secret_key=e.s3_secret_key,
             images_bucket=f"{namespace}-images" if own else self.settings.images_bucket,
             backup_bucket=f"{namespace}-backups" if own else self.settings.backup_bucket,
+            stream_replicas=len(self.settings.nats_nodes()),
         )
 
     def _setup(self) -> None:
         self.report("creating streams, buckets and the admin token")
         asyncio.run(bootstrap(self.setup_settings(), admin_token=self.admin_token))
 
-    def service_env(self, service: str) -> dict[str, str]:
+    def service_env(self, service: str, replica: int = 1) -> dict[str, str]:
+        cluster = self.settings.cluster
         return {
             **os.environ,
             **self.endpoints.service_env(
                 service,
-                port=getattr(self.settings, f"{service}_port"),
+                port=self.settings.port_of(service, replica),
                 images_bucket=self.settings.images_bucket,
                 backup_bucket=self.settings.backup_bucket,
                 namespace=self.namespace,
                 log_level=self.settings.log_level,
                 extra={
-                    **({"IMAGES_URL": self.service_url("images")} if service == "catalog" else {}),
+                    **({"IMAGES_URL": self._peer_url("images")} if service == "catalog" else {}),
+                    # In cluster mode results are ingested by ingesters of their own.
+                    **({"INGEST_ENABLED": "false"} if service == "catalog" and cluster else {}),
                     # The object store's capacity and free space, from SeaweedFS's master.
                     **(
                         {"STORE_ADMIN_URL": f"http://127.0.0.1:{self.settings.weed_master_port}"}
@@ -236,8 +276,8 @@ class Stack:
                     ),
                     **(
                         {
-                            "CATALOG_URL": self.service_url("catalog"),
-                            "IMAGES_URL": self.service_url("images"),
+                            "CATALOG_URL": self._peer_url("catalog"),
+                            "IMAGES_URL": self._peer_url("images"),
                         }
                         if service == "inspect"
                         else {}
@@ -259,38 +299,71 @@ class Stack:
         if done.returncode != 0:
             raise StackError(f"migrations failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
-    def service_process(self, service: str) -> ManagedProcess:
+    def service_process(self, service: str, replica: int = 1) -> ManagedProcess:
+        name = service if replica == 1 else f"{service}-{replica}"
         return ManagedProcess(
-            service,
+            name,
             [sys.executable, "-m", f"loupe_{service}"],
-            env=self.service_env(service),
-            log_path=self.log_dir / f"{service}.log",
+            env=self.service_env(service, replica),
+            log_path=self.log_dir / f"{name}.log",
+            stop_timeout_s=self.settings.stop_timeout_s,
+        )
+
+    def ingester_process(self, number: int) -> ManagedProcess:
+        name = f"ingester-{number}"
+        return ManagedProcess(
+            name,
+            [sys.executable, "-m", "loupe_catalog", "ingest"],
+            env=self.service_env("catalog"),
+            log_path=self.log_dir / f"{name}.log",
             stop_timeout_s=self.settings.stop_timeout_s,
         )
 
     def _start_services(self) -> None:
         self.report("starting services: " + ", ".join(SERVICES))
         for service in SERVICES:
-            self.services[service] = self._spawn(self.service_process(service))
+            self.replicas[service] = [
+                self._spawn(self.service_process(service, replica))
+                for replica in self.settings.replicas(service)
+            ]
+            self.services[service] = self.replicas[service][0]
+        if self.settings.cluster:
+            self.report(f"starting {CLUSTER_REPLICAS} result ingesters")
+            self.ingesters = [
+                self._spawn(self.ingester_process(n)) for n in range(1, CLUSTER_REPLICAS + 1)
+            ]
         for service in SERVICES:
-            self.wait_service_ready(service)
+            for replica in self.settings.replicas(service):
+                self.wait_service_ready(service, replica)
 
-    def wait_service_ready(self, service: str) -> None:
+    def wait_service_ready(self, service: str, replica: int = 1) -> None:
         wait_until(
-            f"the {service} service",
-            lambda: http_ok(f"{self.service_url(service)}/readyz"),
-            self.services[service],
+            f"the {service} service" + (f" (replica {replica})" if replica > 1 else ""),
+            lambda: http_ok(f"{self.service_url(service, replica)}/readyz"),
+            self.replicas[service][replica - 1],
             self.settings.start_timeout_s,
         )
 
     def restart_service(self, service: str) -> ManagedProcess:
-        """Stop one service and start it again (used by fault tests)."""
+        """Stop one service (its first process) and start it again (used by fault tests)."""
         old = self.services[service]
         old.stop()
         self.processes.remove(old)
         self.services[service] = self._spawn(self.service_process(service))
+        self.replicas[service][0] = self.services[service]
         self.wait_service_ready(service)
         return self.services[service]
+
+    def kill(self, process: ManagedProcess) -> None:
+        """SIGKILL one of the stack's processes (fault tests): no clean-up, no goodbye."""
+        if process.popen is not None and process.running():
+            process.popen.kill()
+            process.popen.wait()
+
+    def revive(self, process: ManagedProcess) -> None:
+        """Start a process of the stack again, with its own command and settings."""
+        process.stop()
+        process.start()
 
     def gateway_env(self) -> dict[str, str]:
         s = self.settings
@@ -301,8 +374,12 @@ class Stack:
             "LOUPE_GATEWAY_READ_TIMEOUT": s.gateway_read_timeout,
             "LOUPE_GATEWAY_READ_IDLE_TIMEOUT": s.gateway_read_idle_timeout,
             "LOUPE_CONSOLE_DIR": str(s.console_dir.resolve()),
+            # Several upstreams (cluster mode) are balanced, health-checked and failed over.
+            "LOUPE_GATEWAY_UPSTREAMS": "cluster" if s.cluster else "single",
             **{
-                f"LOUPE_{svc.upper()}_UPSTREAM": f"127.0.0.1:{getattr(s, f'{svc}_port')}"
+                f"LOUPE_{svc.upper()}_UPSTREAM": " ".join(
+                    f"127.0.0.1:{s.port_of(svc, replica)}" for replica in s.replicas(svc)
+                )
                 for svc in SERVICES
             },
         }
@@ -337,3 +414,6 @@ class Stack:
             process.stop()
         self.processes.clear()
         self.services.clear()
+        self.replicas.clear()
+        self.ingesters.clear()
+        self.nats_nodes.clear()

@@ -149,12 +149,12 @@ class TokenStore:
         """The key-value bucket the tokens live in (its namespace prefix names the others)."""
         return self._bucket
 
-    async def ensure_bucket(self) -> None:
+    async def ensure_bucket(self, replicas: int = 1) -> None:
         try:
             self._kv = await self._js.key_value(self._bucket)
         except BucketNotFoundError:
             self._kv = await self._js.create_key_value(
-                bucket=self._bucket, history=5, description="Loupe API tokens"
+                bucket=self._bucket, history=5, description="Loupe API tokens", replicas=replicas
             )
 
     async def check(self) -> None:

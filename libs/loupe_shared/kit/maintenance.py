@@ -54,12 +54,12 @@ def bucket_for(tokens_bucket: str) -> str:
     return tokens_bucket.removesuffix(TOKENS_BUCKET) + MAINTENANCE_BUCKET
 
 
-async def open_bucket(js: JetStreamContext, bucket: str) -> KeyValue:
+async def open_bucket(js: JetStreamContext, bucket: str, replicas: int = 1) -> KeyValue:
     try:
         return await js.key_value(bucket)
     except BucketNotFoundError:
         return await js.create_key_value(
-            bucket=bucket, history=1, description="Loupe maintenance notices"
+            bucket=bucket, history=1, description="Loupe maintenance notices", replicas=replicas
         )
 
 

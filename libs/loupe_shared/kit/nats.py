@@ -14,6 +14,12 @@ from loupe_shared.kit.settings import NatsSettings
 _log = get_logger("loupe.nats")
 
 
+def server_urls(url: str) -> list[str]:
+    """The servers of a NATS URL setting: one URL or several, comma-separated (the nodes of a
+    cluster; the client fails over among them and learns the others from the one it reaches)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 async def connect(settings: NatsSettings, name: str) -> Client:
     """A client that reconnects forever; lost and regained connections are logged."""
 
@@ -27,7 +33,7 @@ async def connect(settings: NatsSettings, name: str) -> Client:
         _log.info("nats.reconnected")
 
     return await nats.connect(
-        servers=[settings.nats_url],
+        servers=server_urls(settings.nats_url),
         name=name,
         user=settings.nats_user or None,
         password=settings.nats_password.get_secret_value() or None,
