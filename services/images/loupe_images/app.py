@@ -12,8 +12,9 @@ from loupe_images.images.scrub import Scrubber
 from loupe_images.images.thumbnailer import Thumbnailer
 from loupe_images.settings import ImagesSettings
 from loupe_images.state import ImagesState
-from loupe_shared.kit import s3
+from loupe_shared.kit import lease, s3
 from loupe_shared.kit.app import create_app
+from loupe_shared.kit.lease import Leases
 from loupe_shared.kit.runtime import check_nats, check_tokens, nats_and_tokens
 from loupe_shared.kit.state import kit_state
 from loupe_shared.kit.tasks import cancel_and_wait
@@ -37,6 +38,14 @@ def build(settings: ImagesSettings) -> FastAPI:
             async with nats_and_tokens(app, settings, "loupe-images") as messaging:
                 nc, js = messaging.nats, messaging.js
                 registry = kit_state(app).registry
+                leases = Leases(
+                    js,
+                    lease.bucket_for(messaging.tokens.bucket),
+                    service="images",
+                    ttl_s=settings.lease_ttl_s,
+                    renew_s=settings.lease_renew_every_s(),
+                    registry=registry,
+                )
                 deleter = Deleter(
                     client,
                     settings.images_bucket,
@@ -45,6 +54,7 @@ def build(settings: ImagesSettings) -> FastAPI:
                     thumbnailer,
                     settings.namespace,
                     registry,
+                    leases,
                     timeout_s=settings.claim_timeout_s,
                 )
                 scrubber = Scrubber(
@@ -52,6 +62,7 @@ def build(settings: ImagesSettings) -> FastAPI:
                     settings.images_bucket,
                     js,
                     thumbnailer,
+                    leases,
                     namespace=settings.namespace,
                     registry=registry,
                     batch_s=settings.scrub_batch_s,
@@ -65,11 +76,16 @@ def build(settings: ImagesSettings) -> FastAPI:
                     deleter=deleter,
                     scrubber=scrubber,
                 ).install(app)
+                # Due work is looked for this often, so a dead replica's is taken over within
+                # about two lease TTLs.
+                poll_s = settings.lease_renew_every_s()
                 if settings.gc_interval_s > 0:
                     tasks.append(
                         asyncio.create_task(
                             deleter.run(
-                                interval_s=settings.gc_interval_s, grace_s=settings.gc_grace_s
+                                interval_s=settings.gc_interval_s,
+                                grace_s=settings.gc_grace_s,
+                                poll_s=poll_s,
                             ),
                             name="images-gc",
                         )
@@ -77,14 +93,15 @@ def build(settings: ImagesSettings) -> FastAPI:
                 if settings.scrub_interval_s > 0:
                     tasks.append(
                         asyncio.create_task(
-                            scrubber.run(settings.scrub_interval_s), name="integrity-scrub-loop"
+                            scrubber.run(settings.scrub_interval_s, poll_s),
+                            name="integrity-scrub-loop",
                         )
                     )
                 try:
                     yield
                 finally:
-                    scrubber.close()
                     await cancel_and_wait(tasks)
+                    await scrubber.close()
         finally:
             thumbnailer.close()
 

@@ -1,14 +1,14 @@
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from loupe_shared.kit.settings import NatsSettings, S3Settings, ServiceSettings
+from loupe_shared.kit.settings import LeaseSettings, NatsSettings, S3Settings, ServiceSettings
 
 # A century: any longer grace period keeps everything, and one much longer overflows the
 # date arithmetic of the cut-off.
 MAX_GC_GRACE_S = 100 * 365.25 * 24 * 3600
 
 
-class ImagesSettings(ServiceSettings, S3Settings, NatsSettings):
+class ImagesSettings(ServiceSettings, S3Settings, NatsSettings, LeaseSettings):
     model_config = SettingsConfigDict(env_prefix="IMAGES_", extra="ignore", frozen=True)
 
     port: int = 8102
@@ -25,7 +25,8 @@ class ImagesSettings(ServiceSettings, S3Settings, NatsSettings):
     thumbnail_cache_bytes: int = 64 * 1024 * 1024
     thumbnail_cache_ttl_s: float = 300.0
     # Garbage collection: unreferenced blobs older than the grace period, every interval
-    # (0 turns the background collection off; `POST /api/images/gc` still runs one).
+    # (0 turns the background collection off; `POST /api/images/gc` still runs one). The
+    # scrub and the collection each run on one replica at a time (`IMAGES_LEASE_TTL_S`).
     gc_grace_s: float = Field(default=24 * 3600.0, ge=0, le=MAX_GC_GRACE_S)
     gc_interval_s: float = 3600.0
     # How long to wait for the catalog's answer about an image's references.

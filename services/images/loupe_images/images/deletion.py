@@ -7,9 +7,15 @@ the references under a lock a program save also takes: a blob is deleted only af
 catalog granted the claim, and once granted no save can reference it until the deletion is
 announced (`images.deleted`). A deleter stopped between claim and announcement leaves a stale
 claim, which the next collection finishes.
+
+A collection runs under the lease `images.gc` (kit.lease): of several replicas one collects at
+a time, and a collection asked for while another replica runs one is refused (409). Every
+replica looks every `poll_s` whether a background collection is due: the last one, of any
+replica, finished `interval_s` ago (`gc/state.json`).
 """
 
 import asyncio
+import json
 import socket
 import time
 import uuid
@@ -35,11 +41,14 @@ from loupe_shared.contracts.rpc import (
     TombstonesRequest,
 )
 from loupe_shared.kit import s3 as s3kit
+from loupe_shared.kit.lease import Leases, LeaseTaken
 from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.problems import Problem
 
 _log = get_logger("images.deletion")
 HOST = socket.gethostname()
+LEASE = "images.gc"
+STATE_KEY = "gc/state.json"
 
 
 def _catalog_unreachable() -> Problem:
@@ -59,8 +68,10 @@ class Deleter:
     thumbnailer: Thumbnailer
     namespace: str
     registry: CollectorRegistry
+    leases: Leases
     timeout_s: float = 10.0
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _started: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
         self.deleted = Counter(
@@ -139,9 +150,33 @@ class Deleter:
         self, *, grace_s: float, dry_run: bool = False, limit: int = 100_000
     ) -> dict[str, Any]:
         """One garbage collection: finish interrupted deletions, then claim and delete blobs
-        older than `grace_s` that nothing references. One collection at a time."""
+        older than `grace_s` that nothing references. One collection at a time, of all
+        replicas (a dry run, which deletes nothing, of this one)."""
+        if dry_run:
+            return await self._locked(grace_s, dry_run, limit)
+        try:
+            return await self.leases.run(LEASE, lambda: self._locked(grace_s, dry_run, limit))
+        except LeaseTaken:
+            raise Problem(
+                409,
+                "A collection is running on another replica; try again once it has finished.",
+                headers={"Retry-After": "30"},
+            ) from None
+
+    async def _locked(self, grace_s: float, dry_run: bool, limit: int) -> dict[str, Any]:
         async with self._lock:
-            return await self._collect(grace_s, dry_run, limit)
+            summary = await self._collect(grace_s, dry_run, limit)
+        if not dry_run:
+            finished = {"finished_at": datetime.now(UTC).isoformat()}
+            await asyncio.to_thread(
+                storage.put_bytes,
+                self.s3,
+                self.bucket,
+                STATE_KEY,
+                json.dumps(finished).encode(),
+                "application/json",
+            )
+        return summary
 
     async def _collect(self, grace_s: float, dry_run: bool, limit: int) -> dict[str, Any]:
         started = time.monotonic()
@@ -199,14 +234,24 @@ class Deleter:
         )
         return summary
 
-    async def run(self, *, interval_s: float, grace_s: float) -> None:
-        """Collect every `interval_s` until cancelled; a failed round is logged and retried
-        at the next."""
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                await self.collect(grace_s=grace_s)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                _log.warning("images.gc_failed", error=str(exc))
+    async def due(self, interval_s: float) -> bool:
+        """The last collection of any replica finished `interval_s` ago (or, none having
+        finished, this process has been up that long)."""
+        raw = await asyncio.to_thread(storage.get_bytes, self.s3, self.bucket, STATE_KEY)
+        try:
+            finished = datetime.fromisoformat(json.loads(raw or b"{}")["finished_at"])
+            age = (datetime.now(UTC) - finished).total_seconds()
+        except (ValueError, KeyError, TypeError):
+            age = time.monotonic() - self._started
+        return age >= interval_s
+
+    async def run(self, *, interval_s: float, grace_s: float, poll_s: float) -> None:
+        """Collect whenever a collection is due (looked for every `poll_s`), on one replica at
+        a time, until cancelled; a failed round is logged and tried again."""
+        await self.leases.periodically(
+            LEASE,
+            lambda: self._locked(grace_s, False, 100_000),
+            due=lambda: self.due(interval_s),
+            poll_s=poll_s,
+            event="images.gc_failed",
+        )

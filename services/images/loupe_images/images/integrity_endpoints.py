@@ -51,6 +51,6 @@ async def start_scrub(
     _: Annotated[Principal, Depends(require(Permission.STORAGE_MANAGE))],
 ) -> ScrubStarted:
     scrubber = state.scrubber
-    started = scrubber.start()
+    started = await scrubber.start()
     response.headers["Location"] = "/api/integrity/report"
     return ScrubStarted.model_validate({"started": started, "scrub": await scrubber.state()})

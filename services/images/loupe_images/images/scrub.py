@@ -7,14 +7,20 @@ object is moved to `quarantine/` (never deleted) and, like a missing one, record
 finding under `integrity/findings/`, published as `integrity.mismatch` and counted in
 metrics. A thumbnail is then made again from its (sound) source, and a finding is marked
 resolved once its object is sound again. Work runs for `batch_s`, then pauses `pause_s`, so
-the scrub never crowds out uploads; the position is saved after each shard, so a restarted
-service resumes where it stopped.
+the scrub never crowds out uploads; the position is saved after each shard.
+
+A pass runs under the lease `images.scrub` (kit.lease), so of several replicas one scrubs at a
+time: a pass asked for while another replica runs one is not started. Every replica looks
+every `poll_s` whether a pass is due (the last complete one, of any replica, finished
+`interval_s` ago) or was left unfinished; a pass whose replica died is resumed from its saved
+shard by whichever replica takes the lease once it expired.
 """
 
 import asyncio
 import json
 import time
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -28,12 +34,15 @@ from loupe_images.images.thumbnailer import Thumbnailer
 from loupe_shared.contracts import subjects
 from loupe_shared.contracts.events import IntegrityMismatch
 from loupe_shared.kit import s3 as s3kit
+from loupe_shared.kit.lease import Held, LeaseLost, Leases, LeaseTaken
 from loupe_shared.kit.logging import get_logger
+from loupe_shared.kit.tasks import cancel_and_wait
 
 _log = get_logger("images.scrub")
 STATE_KEY = "integrity/state.json"
 FINDINGS = "integrity/findings/"
 SHARDS = [f"{i:02x}" for i in range(256)]
+LEASE = "images.scrub"
 
 
 def _now() -> str:
@@ -61,6 +70,7 @@ class Scrubber:
         bucket: str,
         js: JetStreamContext,
         thumbnailer: Thumbnailer,
+        leases: Leases,
         *,
         namespace: str,
         registry: CollectorRegistry,
@@ -71,11 +81,14 @@ class Scrubber:
         self.bucket = bucket
         self.js = js
         self.thumbnailer = thumbnailer
+        self.leases = leases
         self.namespace = namespace
         self.batch_s = batch_s
         self.pause_s = pause_s
         self._task: asyncio.Task[None] | None = None
         self._batch_started = 0.0
+        self._interval_s = 0.0
+        self._started = time.monotonic()
         self.findings_total = Counter(
             "images_integrity_findings_total",
             "Objects the scrub found corrupt or missing",
@@ -125,16 +138,30 @@ class Scrubber:
 
     # --- passes ------------------------------------------------------------------------
 
-    def start(self) -> bool:
-        """Start a pass now unless one is running; answers whether one was started."""
+    async def start(self, *, if_due: bool = False) -> bool:
+        """Start a pass now (`if_due`: only when one is due) unless one is running, here or
+        on another replica; answers whether one was started."""
         if self.running:
             return False
-        self._task = asyncio.create_task(self._guarded_pass(), name="integrity-scrub")
+        try:
+            held = await self.leases.acquire(LEASE)
+        except LeaseTaken:
+            return False
+        if if_due and not await self.due():
+            await self.leases.release(held)
+            return False
+        self._task = asyncio.create_task(self._held_pass(held), name="integrity-scrub")
         return True
+
+    async def _held_pass(self, held: Held) -> None:
+        # A lost lease is logged by the kit; the replica that takes it resumes the pass.
+        with suppress(LeaseLost):
+            await self.leases.hold(held, self._guarded_pass)
 
     async def wait(self) -> None:
         if self._task is not None:
-            await asyncio.shield(self._task)
+            with suppress(Exception):
+                await asyncio.shield(self._task)
 
     async def _guarded_pass(self) -> None:
         try:
@@ -144,20 +171,36 @@ class Scrubber:
         except Exception as exc:
             _log.warning("images.scrub_failed", error=str(exc))
 
-    async def run(self, interval_s: float) -> None:
-        """Resume an unfinished pass at start-up, then one pass every `interval_s`."""
+    async def due(self) -> bool:
+        """A pass was left unfinished, or the last complete one is `interval_s` old (or, never
+        having run, this process has been up that long)."""
+        state = await self._read_json(STATE_KEY) or {}
+        if state.get("state") == "running":
+            return True
+        finished = (state.get("last_complete") or {}).get("finished_at")
+        if finished:
+            age = time.time() - datetime.fromisoformat(finished).timestamp()
+        else:
+            age = time.monotonic() - self._started
+        return age >= self._interval_s
+
+    async def run(self, interval_s: float, poll_s: float) -> None:
+        """A pass whenever one is due (looked for every `poll_s`), on one replica at a time."""
+        self._interval_s = interval_s
         previous = await self._read_json(STATE_KEY)
         # The last complete pass of any process, so a restart does not look like a stale scrub.
         finished = ((previous or {}).get("last_complete") or {}).get("finished_at")
         if finished:
             self.last_pass.set(datetime.fromisoformat(finished).timestamp())
-        if previous and previous.get("state") == "running":
-            self.start()
-            await self.wait()
         while True:
-            await asyncio.sleep(interval_s)
-            if self.start():
-                await self.wait()
+            try:
+                if await self.start(if_due=True):
+                    await self.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the object store or NATS is down: look again later
+                _log.warning("images.scrub_not_started", error=str(exc) or type(exc).__name__)
+            await asyncio.sleep(poll_s)
 
     async def run_pass(self) -> dict[str, Any]:
         state = await self._read_json(STATE_KEY) or {}
@@ -346,6 +389,7 @@ class Scrubber:
         found = [f for f in [await self._read_json(k) for k in keys[:limit]] if f is not None]
         return found, len(keys) > limit
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Stop a pass running here (its lease is released; another replica resumes it)."""
         if self._task is not None:
-            self._task.cancel()
+            await cancel_and_wait([self._task])
