@@ -3,7 +3,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from loupe_catalog import scrape_metrics
 from loupe_catalog.audit import endpoints as audit_endpoints
@@ -27,14 +26,12 @@ from loupe_catalog.schema import service as schema_service
 from loupe_catalog.settings import CatalogSettings
 from loupe_catalog.state import CatalogState, catalog_state
 from loupe_catalog.tokens import endpoints as token_endpoints
-from loupe_shared.kit import consumers, db
+from loupe_shared.kit import consumers, db, lease
 from loupe_shared.kit.app import create_app
-from loupe_shared.kit.logging import get_logger
+from loupe_shared.kit.lease import Leases
 from loupe_shared.kit.runtime import check_nats, check_tokens, nats_and_tokens
 from loupe_shared.kit.state import kit_state
 from loupe_shared.kit.tasks import cancel_and_wait
-
-_log = get_logger("catalog.app")
 
 
 def build(settings: CatalogSettings) -> FastAPI:
@@ -51,6 +48,14 @@ def build(settings: CatalogSettings) -> FastAPI:
             kit.read_pool = await db.create_read_pool(settings, "loupe-catalog")
             async with nats_and_tokens(app, settings, "loupe-catalog") as messaging:
                 nc, js = messaging.nats, messaging.js
+                leases = Leases(
+                    js,
+                    lease.bucket_for(messaging.tokens.bucket),
+                    service="catalog",
+                    ttl_s=settings.lease_ttl_s,
+                    renew_s=settings.lease_renew_every_s(),
+                    registry=kit.registry,
+                )
                 CatalogState(
                     settings=settings,
                     engine=engine,
@@ -59,6 +64,7 @@ def build(settings: CatalogSettings) -> FastAPI:
                     nats=nc,
                     js=js,
                     live_feed=LiveFeed(nc, settings.namespace),
+                    leases=leases,
                 ).install(app)
                 relay = OutboxRelay(
                     engine,
@@ -85,7 +91,13 @@ def build(settings: CatalogSettings) -> FastAPI:
                 if settings.retention_interval_s > 0:
                     tasks.append(
                         asyncio.create_task(
-                            _apply_retention(sessions, settings.retention_interval_s),
+                            retention_service.apply_periodically(
+                                leases,
+                                sessions,
+                                interval_s=settings.retention_interval_s,
+                                # A dead replica's run is taken over within about two TTLs.
+                                poll_s=settings.lease_renew_every_s(),
+                            ),
                             name="retention",
                         )
                     )
@@ -152,16 +164,3 @@ def build(settings: CatalogSettings) -> FastAPI:
     scrape_metrics.install(registry, settings)
     MigrationMetrics.of(registry)
     return app
-
-
-async def _apply_retention(sessions: async_sessionmaker[AsyncSession], interval_s: float) -> None:
-    """Apply the retention policies every `interval_s`; a failed round is logged and tried
-    again at the next."""
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            await retention_service.run(sessions, retention_service.SCHEDULE, dry_run=False)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            _log.warning("retention.failed", error=str(exc))

@@ -1,9 +1,14 @@
 from pydantic_settings import SettingsConfigDict
 
-from loupe_shared.kit.settings import DatabaseSettings, NatsSettings, ServiceSettings
+from loupe_shared.kit.settings import (
+    DatabaseSettings,
+    LeaseSettings,
+    NatsSettings,
+    ServiceSettings,
+)
 
 
-class CatalogSettings(ServiceSettings, DatabaseSettings, NatsSettings):
+class CatalogSettings(ServiceSettings, DatabaseSettings, NatsSettings, LeaseSettings):
     model_config = SettingsConfigDict(env_prefix="CATALOG_", extra="ignore", frozen=True)
 
     port: int = 8101
@@ -16,7 +21,8 @@ class CatalogSettings(ServiceSettings, DatabaseSettings, NatsSettings):
     # ingest` runs ingesters on their own).
     ingest_enabled: bool = True
     ingest_fetch_messages: int = 100
-    # How often retention policies are applied (0: only on request).
+    # How often retention policies are applied (0: only on request); by one replica at a
+    # time (`CATALOG_LEASE_TTL_S`).
     retention_interval_s: float = 3600.0
     # The image store's bytes and objects by kind (`images_stored_bytes{kind}`) are counted
     # from the image records at most this often, however often Prometheus scrapes.

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from loupe_catalog.images_client import ImagesClient
 from loupe_catalog.results.live import LiveFeed
 from loupe_catalog.settings import CatalogSettings
+from loupe_shared.kit.lease import Leases
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class CatalogState:
     nats: Client
     js: JetStreamContext
     live_feed: LiveFeed
+    leases: Leases
 
     def install(self, app: FastAPI) -> None:
         app.state.catalog = self
@@ -38,6 +40,10 @@ def images_client(request: Request) -> ImagesClient:
     return catalog_state(request).images
 
 
+def leases(request: Request) -> Leases:
+    return catalog_state(request).leases
+
+
 def sessions(request: Request) -> async_sessionmaker[AsyncSession]:
     """Sessions for work that commits by itself, outside the request's own transaction."""
     return catalog_state(request).sessions
@@ -46,3 +52,4 @@ def sessions(request: Request) -> async_sessionmaker[AsyncSession]:
 Catalog = Annotated[CatalogState, Depends(catalog_state)]
 Images = Annotated[ImagesClient, Depends(images_client)]
 Sessions = Annotated[async_sessionmaker[AsyncSession], Depends(sessions)]
+HeldLeases = Annotated[Leases, Depends(leases)]

@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from loupe_catalog.retention import repository, service
-from loupe_catalog.state import Sessions
+from loupe_catalog.state import HeldLeases, Sessions
 from loupe_shared.contracts.bounds import StorableStr
 from loupe_shared.contracts.results import LINE_ID
 from loupe_shared.kit.auth import Permission, Principal, require
@@ -128,14 +128,15 @@ async def delete_policy(
     summary="Apply the policies now; a dry run (the default) only reports what would go",
 )
 async def run_retention(
-    request: Request, sessions: Sessions, principal: CanManage, dry_run: bool = True
+    request: Request,
+    sessions: Sessions,
+    leases: HeldLeases,
+    principal: CanManage,
+    dry_run: bool = True,
 ) -> dict[str, Any]:
-    return await service.run(
-        sessions,
-        principal,
-        dry_run=dry_run,
-        request_id=request_id(request),
-    )
+    if not dry_run:
+        return await service.apply(leases, sessions, principal, request_id=request_id(request))
+    return await service.run(sessions, principal, dry_run=True, request_id=request_id(request))
 
 
 @router.get(

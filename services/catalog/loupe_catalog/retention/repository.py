@@ -10,6 +10,7 @@ remaining result references it.
 """
 
 import json
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -152,6 +153,15 @@ async def record_run(
         ),
         {"id": run_id, "dry": dry_run, "by": by, "report": _json(report)},
     )
+
+
+async def last_applied(session: AsyncSession) -> datetime | None:
+    """When the newest run that changed something (not a dry run) finished."""
+    found = await session.execute(
+        text("SELECT max(finished_at) FROM retention_runs WHERE NOT dry_run")
+    )
+    at: datetime | None = found.scalar_one()
+    return at
 
 
 async def runs(session: AsyncSession, limit: int) -> list[RowMapping]:

@@ -1,7 +1,17 @@
 """Applying retention: in chunks, each its own transaction, so a long run never holds locks
-for long and a stopped run has done part of its work, never half a chunk."""
+for long and a stopped run has done part of its work, never half a chunk.
 
+A run that changes something holds the lease `catalog.retention` (kit.lease), so of several
+catalog replicas one applies retention at a time; one asked for while another replica's runs
+is refused (409). Every replica looks every `poll_s` whether the newest such run, of any
+replica, finished `interval_s` ago, and then applies the policies, asking again once it holds
+the lease: a replica that died mid-run has its run done again by another (its finished chunks
+stay done) within about two lease TTLs.
+"""
+
+import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import RowMapping
@@ -10,10 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from loupe_catalog.audit import service as audit
 from loupe_catalog.retention import repository
 from loupe_shared.kit.auth import Principal, Role
+from loupe_shared.kit.lease import Leases, LeaseTaken
 from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.problems import Problem
 
 _log = get_logger("catalog.retention")
+LEASE = "catalog.retention"
 SCHEDULE = Principal(
     token_id="retention-schedule",  # noqa: S106 (an id, not a secret)
     name="retention-schedule",
@@ -129,3 +141,46 @@ async def run(
                 details={k: v for k, v in report.items() if k != "groups"},
             )
     return report
+
+
+async def apply(
+    leases: Leases,
+    sessions: async_sessionmaker[AsyncSession],
+    principal: Principal,
+    *,
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    """A run that changes something, on one replica at a time."""
+    try:
+        return await leases.run(
+            LEASE, lambda: run(sessions, principal, dry_run=False, request_id=request_id)
+        )
+    except LeaseTaken:
+        raise Problem(
+            409,
+            "Retention is being applied by another catalog replica; try again once it is done.",
+            headers={"Retry-After": "30"},
+        ) from None
+
+
+async def apply_periodically(
+    leases: Leases, sessions: async_sessionmaker[AsyncSession], *, interval_s: float, poll_s: float
+) -> None:
+    """Apply the policies whenever the newest run is `interval_s` old (or, none having run,
+    this process has been up that long); a failed round is logged and tried again."""
+    started = time.monotonic()
+
+    async def due() -> bool:
+        async with sessions() as session:
+            last = await repository.last_applied(session)
+        if last is None:
+            return time.monotonic() - started >= interval_s
+        return (datetime.now(UTC) - last).total_seconds() >= interval_s
+
+    await leases.periodically(
+        LEASE,
+        lambda: run(sessions, SCHEDULE, dry_run=False),
+        due=due,
+        poll_s=poll_s,
+        event="retention.failed",
+    )
