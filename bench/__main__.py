@@ -17,6 +17,7 @@ from tests.support import free_stack_ports
 from bench.backup import bench_backup
 from bench.catalog import bench_catalog
 from bench.client import bench_client
+from bench.cluster import bench_cluster
 from bench.console import bench_console
 from bench.images import bench_images
 from bench.inspect import bench_inspect
@@ -106,6 +107,7 @@ def main() -> int:
         "client",
         "console",
         "backup",
+        "cluster",
     ]
     parser.add_argument("names", nargs="*", default=everything)
     args = parser.parse_args()
@@ -115,7 +117,7 @@ def main() -> int:
     try:
         if "startup" in args.names:
             rows += bench_startup(base / "startup")
-        if set(everything[1:-1]) & set(args.names):
+        if set(everything[1:-2]) & set(args.names):
             frontend_port = free_port()
             stack = Stack(_settings(base / "data", frontend_port))
             stack.start()
@@ -147,6 +149,9 @@ def main() -> int:
                 rows += bench_backup(stack)
             finally:
                 stack.stop()
+        if "cluster" in args.names:
+            # Cluster mode: three NATS nodes, two processes of each service (its own stack).
+            rows += bench_cluster(base / "cluster")
     finally:
         shutil.rmtree(base, ignore_errors=True)
     for row in rows:

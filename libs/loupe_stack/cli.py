@@ -38,10 +38,12 @@ def _raise_stop(signum: int, _: FrameType | None) -> None:
     raise _Stop(signal.Signals(signum).name)
 
 
-def cmd_run(_: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace) -> int:
     from loupe_stack.stack import Stack
 
     settings = StackSettings()
+    if args.cluster:
+        settings = settings.model_copy(update={"cluster": True})
     stack = Stack(settings, report=lambda line: console.print(f"[dim]·[/dim] {line}"))
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
@@ -57,7 +59,12 @@ def cmd_run(_: argparse.Namespace) -> int:
     unbuilt = "" if built else "  (not built: python -m loupe_stack.console builds it)"
     console.print(
         "\n[bold green]Loupe is ready.[/bold green]\n"
-        f"  gateway      {stack.gateway_url}\n"
+        + (
+            "  mode         cluster: 3 NATS nodes, 2 processes of each service, 2 ingesters\n"
+            if settings.cluster
+            else ""
+        )
+        + f"  gateway      {stack.gateway_url}\n"
         f"  console      {stack.console_url}{unbuilt}\n"
         f"  API docs     {stack.gateway_url}/docs\n"
         f"  admin token  {stack.admin_token}\n"
@@ -71,6 +78,15 @@ def cmd_run(_: argparse.Namespace) -> int:
     try:
         while True:
             exited = stack.first_exited()
+            if exited is not None and stack.replaceable(exited):
+                # Cluster mode: the others carry on; the exited process is started again,
+                # as an orchestrator would.
+                err.print(
+                    f"warning: {exited.name} exited (code {exited.exit_code()}); starting it again",
+                    soft_wrap=True,
+                )
+                stack.revive(exited)
+                continue
             if exited is not None:
                 err.print(
                     f"error: {exited.name} exited unexpectedly (code {exited.exit_code()}); "
@@ -185,9 +201,14 @@ def _print_tokens(records: list[TokenRecord], *, show_revoked: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loupe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="start the platform on the embedded stack").set_defaults(
-        func=cmd_run
+    run = sub.add_parser("run", help="start the platform on the embedded stack")
+    run.add_argument(
+        "--cluster",
+        action="store_true",
+        help="three NATS nodes (streams at 3 replicas), two processes of each service behind "
+        "the gateway, two result ingesters, replicated object storage (LOUPE_CLUSTER=true)",
     )
+    run.set_defaults(func=cmd_run)
     sub.add_parser("setup", help="create streams, buckets and the token bucket").set_defaults(
         func=cmd_setup
     )

@@ -360,6 +360,14 @@ class Stack:
             process.popen.kill()
             process.popen.wait()
 
+    def replaceable(self, process: ManagedProcess) -> bool:
+        """Whether the platform goes on without `process` while it is started again: in
+        cluster mode, a service process, an ingester or a NATS node (the others stand in)."""
+        if not self.settings.cluster:
+            return False
+        stand_ins = [p for group in self.replicas.values() for p in group]
+        return process in [*stand_ins, *self.ingesters, *self.nats_nodes]
+
     def revive(self, process: ManagedProcess) -> None:
         """Start a process of the stack again, with its own command and settings."""
         process.stop()
