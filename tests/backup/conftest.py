@@ -85,7 +85,12 @@ class Installation:
         if service == "images":
             values |= {"GC_INTERVAL_S": "0", "SCRUB_INTERVAL_S": "0"}
         if service == "backup":
-            values |= {"MAINTENANCE_LEASE_S": "6", "PROGRESS_INTERVAL_S": "0.05"}
+            # A killed process's jobs are marked interrupted once their leases expired.
+            values |= {
+                "MAINTENANCE_LEASE_S": "6",
+                "PROGRESS_INTERVAL_S": "0.05",
+                "LEASE_TTL_S": "5",
+            }
         return {
             **self.platform.service_env(service),
             **{prefix + k: v for k, v in values.items()},

@@ -78,6 +78,13 @@ def test_backup_killed_midway_is_failed_and_later_backups_are_sound(
             eventually("the snapshot waits on the lock", lambda: waiting_on_lock(source))
             source.kill("backup")
         source.start("backup")
+
+        def marked() -> bool:
+            found = client.get(f"/api/backups/{killed}", headers=source.admin).json()
+            return bool(found["status"] == "failed" and found["error"])
+
+        # Marked once the killed process's lease on the job expired (BACKUP_LEASE_TTL_S).
+        eventually("the killed set marked interrupted", marked, timeout_s=30)
         state = client.get(f"/api/backups/{killed}", headers=source.admin).json()
         assert state["status"] == "failed"
         assert "interrupted" in state["error"]

@@ -328,6 +328,22 @@ class Leases:
         """`work` under the lease `name`: `LeaseTaken` when another holder has it."""
         return await self.hold(await self.acquire(name), work)
 
+    async def lead(
+        self, name: str, work: Callable[[], Awaitable[object]], *, poll_s: float, event: str
+    ) -> None:
+        """Hold the lease `name` whenever it can be had, running `work` (a loop) while it is
+        held; look again every `poll_s` while another holder has it, until cancelled."""
+        while True:
+            try:
+                await self.run(name, work)
+            except asyncio.CancelledError:
+                raise
+            except (LeaseTaken, LeaseLost):
+                pass
+            except Exception as exc:
+                _log.warning(event, lease=name, error=str(exc) or type(exc).__name__)
+            await asyncio.sleep(poll_s)
+
     async def periodically(
         self,
         name: str,

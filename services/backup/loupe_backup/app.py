@@ -14,8 +14,9 @@ from loupe_backup.schedules import endpoints as schedule_endpoints
 from loupe_backup.schedules.scheduler import Scheduler
 from loupe_backup.settings import BackupSettings
 from loupe_backup.state import AppState, app_state, install
-from loupe_shared.kit import db, s3
+from loupe_shared.kit import db, lease, s3
 from loupe_shared.kit.app import create_app
+from loupe_shared.kit.lease import Leases
 from loupe_shared.kit.runtime import check_nats, check_tokens, nats_and_tokens
 from loupe_shared.kit.state import kit_state
 from loupe_shared.kit.tasks import cancel_and_wait
@@ -30,7 +31,15 @@ def build(settings: BackupSettings) -> FastAPI:
             async with nats_and_tokens(app, settings, "loupe-backup") as messaging:
                 await s3.ensure_bucket(client, settings.backup_bucket)
                 registry = kit_state(app).registry
-                backups = BackupService(settings, client, messaging.js, registry)
+                leases = Leases(
+                    messaging.js,
+                    lease.bucket_for(messaging.tokens.bucket),
+                    service="backup",
+                    ttl_s=settings.lease_ttl_s,
+                    renew_s=settings.lease_renew_every_s(),
+                    registry=registry,
+                )
+                backups = BackupService(settings, client, messaging.js, registry, leases)
                 await backups.start()
                 scheduler = Scheduler(backups, settings.schedule_tick_s)
                 install(
@@ -44,11 +53,14 @@ def build(settings: BackupSettings) -> FastAPI:
                         scheduler=scheduler,
                     ),
                 )
-                ticking = (
-                    [asyncio.create_task(scheduler.loop(), name="backup-schedules")]
-                    if settings.schedule_tick_s > 0
-                    else []
-                )
+                ticking = [
+                    asyncio.create_task(
+                        backups.sweep_interrupted(settings.lease_renew_every_s()),
+                        name="backup-interrupted-sweep",
+                    )
+                ]
+                if settings.schedule_tick_s > 0:
+                    ticking.append(asyncio.create_task(scheduler.loop(), name="backup-schedules"))
                 try:
                     yield
                 finally:

@@ -1,9 +1,15 @@
 from pydantic_settings import SettingsConfigDict
 
-from loupe_shared.kit.settings import DatabaseSettings, NatsSettings, S3Settings, ServiceSettings
+from loupe_shared.kit.settings import (
+    DatabaseSettings,
+    LeaseSettings,
+    NatsSettings,
+    S3Settings,
+    ServiceSettings,
+)
 
 
-class BackupSettings(ServiceSettings, DatabaseSettings, S3Settings, NatsSettings):
+class BackupSettings(ServiceSettings, DatabaseSettings, S3Settings, NatsSettings, LeaseSettings):
     model_config = SettingsConfigDict(env_prefix="BACKUP_", extra="ignore", frozen=True)
 
     port: int = 8103
@@ -33,7 +39,9 @@ class BackupSettings(ServiceSettings, DatabaseSettings, S3Settings, NatsSettings
     fence_timeout_s: float = 20.0
     # Fault drills: hold the restore's transaction open this long before committing.
     restore_hold_before_commit_s: float = 0.0
-    # How often due schedules are looked for (0: schedules run only on request).
+    # How often due schedules are looked for (0: schedules run only on request). Schedules,
+    # backup jobs and restores hold leases (`BACKUP_LEASE_TTL_S`): a job whose replica died
+    # is marked failed about one TTL later (see backups/service.py).
     schedule_tick_s: float = 20.0
     # The JSON export (the frontend's format) is for small installations: it refuses more
     # master-image bytes than this (a backup archive has no such limit).

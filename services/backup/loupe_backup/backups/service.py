@@ -1,10 +1,30 @@
 """The backup service's work: backup jobs, verification, restores and deletion, with their
-records in the backup bucket, their events on NATS and their metrics."""
+records in the backup bucket, their events on NATS and their metrics.
+
+Interrupted jobs, with several replicas. Every backup set and restore runs under a lease of
+its own (`backup.jobs.<id>`, `backup.restores.<id>`, see kit.lease), taken before its record
+is first saved as running and given up only after its final record is saved; a job whose
+lease is lost is cancelled (and marked failed by itself). So a record that says `running`
+belongs to a live process exactly as long as its lease is live, and the rule is:
+
+    a running record is interrupted when its own lease is absent or has expired;
+
+never because the replica looking at it does not run it. One replica at a time looks (the
+sweep, under the lease `backup.interrupted`, every `LEASE_TTL_S / 3` and at start-up). It
+reads the job's lease *first* and the record *after*, and marks only a record still running:
+a job that ends saves its record before releasing its lease, so a lease seen gone means a
+record read after it is final — unless the job died. An expired lease is seen as such only
+after the sweeper watched the same revision for the lease's TTL (or its wall-clock expiry is
+a TTL past), by which time its holder, if alive, has cancelled the job. An interrupted set is
+failed, announced (`backup.failed`) and counted like any failed set. Lists shown by any
+replica show a running set as failed only by the same rule (or when its record went
+`BACKUP_STALE_AFTER_S` without an update).
+"""
 
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
@@ -33,11 +53,21 @@ from loupe_shared.contracts.streams import MAINTENANCE_BUCKET, TOKENS_BUCKET
 from loupe_shared.kit import db, maintenance
 from loupe_shared.kit.audit import Actor, audit_actor, publish_audit
 from loupe_shared.kit.auth import Principal, TokenRecord, TokenStore
+from loupe_shared.kit.lease import Held, LeaseLost, Leases
 from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.tasks import cancel_and_wait
 
 _log = get_logger("backup.service")
 _REVISIONS_TTL_S = 5.0
+SWEEP_LEASE = "backup.interrupted"
+
+
+def job_lease(backup_id: str) -> str:
+    return f"backup.jobs.{backup_id}"
+
+
+def restore_lease(restore_id: str) -> str:
+    return f"backup.restores.{restore_id}"
 
 
 def _new_backup_id() -> str:
@@ -124,8 +154,10 @@ class BackupService:
         s3: Minio,
         js: JetStreamContext,
         registry: CollectorRegistry,
+        leases: Leases,
     ) -> None:
         self.settings = settings
+        self.leases = leases
         self.s3 = s3
         self.js = js
         self.store = RecordStore(s3, settings.backup_bucket)
@@ -145,26 +177,66 @@ class BackupService:
         return subjects.stream_name(MAINTENANCE_BUCKET, self.settings.namespace)
 
     async def start(self) -> None:
-        """Sets left running by a process that stopped are failed, never completed."""
         await maintenance.open_bucket(self.js, self.maintenance_bucket)
         for record in await self.store.all():
             self.metrics.finished(record)
-            if record.status == "running" and record.id not in self.jobs:
-                record.status = "failed"
-                record.error = "interrupted: the backup service stopped during the backup"
-                record.finished_at = now()
-                await self.store.save(record)
-                _log.warning("backup.interrupted", backup_id=record.id)
-        for restore in await self.store.restores():
-            if restore.status == "running":
-                restore.status = "failed"
-                restore.error = (
-                    "interrupted: the backup service stopped during the restore; its "
-                    "transaction was never committed, so nothing of it was kept"
-                )
-                restore.finished_at = now()
-                await self.store.save_restore(restore)
-                _log.warning("restore.interrupted", restore_id=restore.id)
+
+    async def sweep_interrupted(self, poll_s: float) -> None:
+        """Mark interrupted jobs failed (see the module's account) every `poll_s`, on the one
+        replica that holds the sweep's lease, until cancelled."""
+
+        async def sweeping() -> None:
+            while True:
+                try:
+                    await self.mark_interrupted()
+                except Exception as exc:
+                    _log.warning("backup.sweep_failed", error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(poll_s)
+
+        await self.leases.lead(SWEEP_LEASE, sweeping, poll_s=poll_s, event="backup.sweep_failed")
+
+    async def _job_live(self, lease: str) -> bool:
+        return (await self.leases.observe(lease)).state == "live"
+
+    async def mark_interrupted(self) -> list[str]:
+        """Running sets and restores whose own lease is gone or expired, marked failed."""
+        marked: list[str] = []
+        for found in await self.store.all():
+            if found.status != "running" or found.id in self.jobs:
+                continue
+            if await self._job_live(job_lease(found.id)):
+                continue
+            # Read after the lease: a job that ended saved its final record before it let go.
+            record = await self.store.get(found.id)
+            if record is None or record.status != "running" or record.id in self.jobs:
+                continue
+            record.status = "failed"
+            record.error = "interrupted: the backup service running it stopped during the backup"
+            record.finished_at = now()
+            await self.store.save(record)
+            self._count(record)
+            await self._publish(subjects.BACKUP_FAILED, record)
+            _log.warning("backup.interrupted", backup_id=record.id)
+            marked.append(record.id)
+        running_here = self.restore_task is not None and not self.restore_task.done()
+        for seen in await self.store.restores():
+            if seen.status != "running" or running_here:
+                continue
+            if await self._job_live(restore_lease(seen.id)):
+                continue
+            restore = await self.store.get_restore(seen.id)
+            if restore is None or restore.status != "running":
+                continue
+            restore.status = "failed"
+            restore.error = (
+                "interrupted: the backup service stopped during the restore; its "
+                "transaction was never committed, so nothing of it was kept"
+            )
+            restore.finished_at = now()
+            await self.store.save_restore(restore)
+            _log.warning("restore.interrupted", restore_id=restore.id)
+            marked.append(restore.id)
+        return marked
 
     async def close(self) -> None:
         tasks = [*self.jobs.values(), *([self.restore_task] if self.restore_task else [])]
@@ -218,10 +290,22 @@ class BackupService:
             format_version=BACKUP_FORMAT_VERSION,
             app_version=__version__,
         )
-        await self.store.save(record)
-        self.jobs[record.id] = asyncio.create_task(self._run(record), name=f"backup-{record.id}")
+        held = await self.leases.acquire(job_lease(record.id))
+        try:
+            await self.store.save(record)
+        except BaseException:
+            await self.leases.release(held)
+            raise
+        self.jobs[record.id] = asyncio.create_task(
+            self._held(held, lambda: self._run(record)), name=f"backup-{record.id}"
+        )
         _log.info("backup.started", backup_id=record.id, kind=kind, created_by=created_by)
         return record
+
+    async def _held(self, held: Held, work: Callable[[], Awaitable[None]]) -> None:
+        # A lost lease is logged by the kit; the job, cancelled, recorded its own failure.
+        with suppress(LeaseLost):
+            await self.leases.hold(held, work)
 
     async def wait(self, backup_id: str) -> BackupRecord:
         task = self.jobs.get(backup_id)
@@ -338,6 +422,15 @@ class BackupService:
         else:
             found = await self.store.get(backup_id)
             records = [found] if found is not None else []
+        for index, record in enumerate(records):
+            if record.status != "running" or record.id in live:
+                continue
+            # Another replica's job, by its lease; a lease gone may be a job that just ended,
+            # so its record is read again after the lease.
+            if await self._job_live(job_lease(record.id)):
+                live.add(record.id)
+            elif (fresh := await self.store.get(record.id)) is not None:
+                records[index] = fresh
         current = await self.current_revisions()
         return [self.shown(r, current, live) for r in records]
 
@@ -431,7 +524,9 @@ class BackupService:
 
     async def delete(self, record: BackupRecord) -> dict[str, int]:
         """Remove a set, then every blob no remaining set references."""
-        if record.id in self.jobs:
+        if record.id in self.jobs or (
+            record.status == "running" and await self._job_live(job_lease(record.id))
+        ):
             raise Busy("the backup is still running")
 
         files = await asyncio.to_thread(self._remove_set, record.id)
@@ -465,6 +560,9 @@ class BackupService:
         are in no manifest yet)."""
         async with self._collect_lock:
             if self.jobs or (self.restore_task and not self.restore_task.done()):
+                return 0
+            # Nor while one runs on another replica (or died and is not yet marked).
+            if any(r.status == "running" for r in await self.store.all()):
                 return 0
             try:
                 counts = await self.refcounts()
@@ -524,14 +622,22 @@ class BackupService:
             started_by=principal.name,
             compatibility=plan["compatibility"],
         )
-        await self.store.save_restore(restore)
+        held = await self.leases.acquire(restore_lease(restore.id))
+        try:
+            await self.store.save_restore(restore)
+        except BaseException:
+            await self.leases.release(held)
+            raise
         self.restore_task = asyncio.create_task(
-            self._restore(
-                restore,
-                manifest,
-                restore_point and mode == "replace",
-                principal,
-                _tokens_restored(manifest, restore_tokens),
+            self._held(
+                held,
+                lambda: self._restore(
+                    restore,
+                    manifest,
+                    restore_point and mode == "replace",
+                    principal,
+                    _tokens_restored(manifest, restore_tokens),
+                ),
             ),
             name=f"restore-{restore.id}",
         )

@@ -66,7 +66,10 @@ async def delete_schedule(schedule_id: ScheduleId, schedules: Schedules, actor: 
 
 @router.post("/{schedule_id}/run", summary="Run a schedule now and wait for it (with retention)")
 async def run_schedule(schedule_id: ScheduleId, schedules: Schedules, _: Admin) -> Schedule:
-    schedule = await schedule_or_404(schedules, schedule_id)
+    await schedule_or_404(schedules, schedule_id)
     if schedule_id in schedules.running:
         raise Problem(409, f"Schedule {schedule_id} is running already.")
-    return await schedules.start(schedule)
+    ran = await schedules.start(schedule_id)
+    if ran is None:
+        raise Problem(404, f"There is no backup schedule {schedule_id}.")
+    return ran

@@ -1,7 +1,16 @@
 """Scheduled backups: schedules live in the backup bucket (`schedules/<id>.json`); a loop
 starts each one when its cron expression comes due, then applies its retention policy. A
 failed scheduled backup is a failed set in the list, a `backup.failed` event and a count in
-`backup_sets_total{scheduled="true",status="failed"}` — and the schedule keeps its last error."""
+`backup_sets_total{scheduled="true",status="failed"}` — and the schedule keeps its last error.
+
+With several replicas every replica's loop looks for due schedules, and a schedule runs under
+its lease `backup.schedules.<id>` (kit.lease): the replica that takes it reads the schedule
+again and runs it only if it is still due, so each comes due once and runs on one replica. A
+run asked for (`POST .../run`) while another replica runs the schedule is refused (409). A
+replica killed during a scheduled backup leaves its set running under a lease nobody renews:
+another replica marks it failed (see backups/service.py) and the schedule runs again when it
+next comes due.
+"""
 
 import asyncio
 import uuid
@@ -13,10 +22,20 @@ from loupe_backup.backups.service import BackupService
 from loupe_backup.schedules.cron import Cron
 from loupe_backup.schedules.model import Schedule, ScheduleIn
 from loupe_backup.schedules.retention import kept
+from loupe_shared.kit.lease import LeaseLost, LeaseTaken
 from loupe_shared.kit.logging import get_logger
+from loupe_shared.kit.problems import Problem
 
 _log = get_logger("backup.scheduler")
 PREFIX = "schedules/"
+
+
+def schedule_lease(schedule_id: str) -> str:
+    return f"backup.schedules.{schedule_id}"
+
+
+def due(schedule: Schedule) -> bool:
+    return schedule.enabled and schedule.next_run_at is not None and schedule.next_run_at <= now()
 
 
 class Scheduler:
@@ -25,7 +44,7 @@ class Scheduler:
         self.tick_s = tick_s
         self.s3 = backups.s3
         self.bucket = backups.settings.backup_bucket
-        self.running: dict[str, asyncio.Task[Schedule]] = {}
+        self.running: dict[str, asyncio.Task[Schedule | None]] = {}
 
     # --- records -----------------------------------------------------------------------------
 
@@ -91,18 +110,43 @@ class Scheduler:
         while True:
             try:
                 for schedule in await self.all():
-                    due = schedule.next_run_at is not None and schedule.next_run_at <= now()
-                    if schedule.enabled and due and schedule.id not in self.running:
-                        self.start(schedule)
+                    if due(schedule) and schedule.id not in self.running:
+                        self.start(schedule.id, if_due=True)
             except Exception as exc:  # the object store is down: try at the next tick
                 _log.warning("schedule.tick_failed", error=str(exc))
             await asyncio.sleep(self.tick_s)
 
-    def start(self, schedule: Schedule) -> asyncio.Task[Schedule]:
-        task = asyncio.create_task(self.run(schedule), name=f"schedule-{schedule.id}")
-        self.running[schedule.id] = task
-        task.add_done_callback(lambda _: self.running.pop(schedule.id, None))
+    def start(self, schedule_id: str, *, if_due: bool = False) -> asyncio.Task[Schedule | None]:
+        """Run the schedule (`if_due`: only if it is still due once its lease is held); the
+        task answers None when it did not run. Asked for (not `if_due`), a schedule another
+        replica runs is a 409."""
+        task = asyncio.create_task(
+            self._exclusive(schedule_id, if_due), name=f"schedule-{schedule_id}"
+        )
+        self.running[schedule_id] = task
+        task.add_done_callback(lambda _: self.running.pop(schedule_id, None))
         return task
+
+    async def _exclusive(self, schedule_id: str, if_due: bool) -> Schedule | None:
+        try:
+            return await self.backups.leases.run(
+                schedule_lease(schedule_id), lambda: self._run_current(schedule_id, if_due)
+            )
+        except LeaseTaken:
+            if if_due:
+                return None
+            raise Problem(
+                409, f"Schedule {schedule_id} is running already on another replica."
+            ) from None
+        except LeaseLost:
+            return None  # logged by the kit; the backup itself has a lease of its own
+
+    async def _run_current(self, schedule_id: str, if_due: bool) -> Schedule | None:
+        # Read again under the lease: another replica may just have run it.
+        schedule = await self.get(schedule_id)
+        if schedule is None or (if_due and not due(schedule)):
+            return None
+        return await self.run(schedule)
 
     async def run(self, schedule: Schedule) -> Schedule:
         """One scheduled backup, then retention; the schedule records the outcome."""
