@@ -2004,6 +2004,8 @@ export interface operations {
                 actor?: string | null;
                 cursor?: string | null;
                 limit?: number;
+                /** @description the request that made the change (its X-Request-ID) */
+                request_id?: string | null;
                 /** @description at or after */
                 since?: string | null;
                 /** @description e.g. program:<id> */
@@ -4877,6 +4879,8 @@ export interface operations {
         parameters: {
             query?: {
                 cursor?: string | null;
+                /** @description only results with at least one defect of this kind */
+                defect_kind?: string | null;
                 limit?: number;
                 line_id?: string | null;
                 program_id?: string | null;

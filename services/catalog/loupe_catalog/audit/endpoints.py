@@ -9,6 +9,7 @@ from loupe_catalog.audit import service
 from loupe_shared.contracts.bounds import StorableStr, Timestamp
 from loupe_shared.kit.auth import Permission, require
 from loupe_shared.kit.db import Session
+from loupe_shared.kit.problems import VALID_REQUEST_ID
 
 router = APIRouter(prefix="/api/audit", tags=["audit"])
 
@@ -47,6 +48,13 @@ async def list_audit(
     action: Annotated[
         StorableStr | None, Query(max_length=100, description="e.g. programs.update")
     ] = None,
+    request_id: Annotated[
+        str | None,
+        Query(
+            pattern=VALID_REQUEST_ID.pattern,
+            description="the request that made the change (its X-Request-ID)",
+        ),
+    ] = None,
     since: Annotated[Timestamp | None, Query(description="at or after")] = None,
     until: Annotated[Timestamp | None, Query(description="before")] = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
@@ -57,6 +65,7 @@ async def list_audit(
         actor=actor,
         target=target,
         action=action,
+        request_id=request_id,
         since=since,
         until=until,
         cursor=cursor,

@@ -29,6 +29,7 @@ async def list_page(
     actor: str | None,
     target: str | None,
     action: str | None,
+    request_id: str | None,
     since: datetime | None,
     until: datetime | None,
     before_id: int | None,
@@ -41,6 +42,8 @@ async def list_page(
         query = query.where(audit_log.c.target == target)
     if action:
         query = query.where(audit_log.c.action == action)
+    if request_id:
+        query = query.where(audit_log.c.request_id == request_id)
     if since:
         query = query.where(audit_log.c.at >= since)
     if until:

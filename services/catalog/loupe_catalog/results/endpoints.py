@@ -19,7 +19,7 @@ from loupe_catalog.results.schemas import (
 )
 from loupe_catalog.state import Catalog
 from loupe_shared.contracts.bounds import Timestamp
-from loupe_shared.contracts.results import LINE_ID, ResultBatch
+from loupe_shared.contracts.results import LINE_ID, ResultBatch, Text100
 from loupe_shared.kit.auth import Permission, Principal, require
 from loupe_shared.kit.db import ReadPool
 from loupe_shared.kit.problems import Problem
@@ -29,6 +29,10 @@ router = APIRouter(prefix="/api/results", tags=["results"])
 CanRead = Annotated[Principal, Depends(require(Permission.RESULTS_READ))]
 CanWrite = Annotated[Principal, Depends(require(Permission.RESULTS_WRITE))]
 LineFilter = Annotated[str | None, Query(pattern=LINE_ID)]
+DefectKindFilter = Annotated[
+    Text100 | None,
+    Query(min_length=1, description="only results with at least one defect of this kind"),
+]
 VerdictFilter = Literal["pass", "fail", "error"] | None
 
 
@@ -59,6 +63,7 @@ async def list_results(
     line_id: LineFilter = None,
     program_id: uuid.UUID | None = None,
     verdict: VerdictFilter = None,
+    defect_kind: DefectKindFilter = None,
     since: Annotated[Timestamp | None, Query(description="captured at or after")] = None,
     until: Annotated[Timestamp | None, Query(description="captured before")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -69,6 +74,7 @@ async def list_results(
         line_id=line_id,
         program_id=program_id,
         verdict=verdict,
+        defect_kind=defect_kind,
         since=since,
         until=until,
         cursor=cursor,

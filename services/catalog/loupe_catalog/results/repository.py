@@ -35,6 +35,7 @@ async def page(
     line_id: str | None,
     program_id: uuid.UUID | None,
     verdict: str | None,
+    defect_kind: str | None,
     since: datetime | None,
     until: datetime | None,
     after: tuple[datetime, uuid.UUID] | None,
@@ -54,6 +55,9 @@ async def page(
         add("program_id = ?", program_id)
     if verdict is not None:
         add("verdict = ?", verdict)
+    if defect_kind is not None:
+        # containment: some element of the defects array has this kind
+        add("defects @> jsonb_build_array(jsonb_build_object('kind', ?::text))", defect_kind)
     if since is not None:
         add("captured_at >= ?", since)
     if until is not None:
