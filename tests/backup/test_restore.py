@@ -191,6 +191,12 @@ def test_restore_killed_midway_leaves_the_installation_as_it_was(
             timeout_s=20,
         )
     target.start("backup")
+    # Marked once the killed process's lease on the restore expired (BACKUP_LEASE_TTL_S).
+    eventually(
+        "the killed restore marked interrupted",
+        lambda: restore_state(target, done["id"], restore_id)["status"] == "failed",
+        timeout_s=30,
+    )
     state = restore_state(target, done["id"], restore_id)
     assert state["status"] == "failed"
     assert "interrupted" in state["error"]
