@@ -28,7 +28,9 @@ def cluster() -> Iterator[Stack]:
             "log_level": "warning",
         }
     )
-    stack = Stack(settings)
+    # A worker's requests go to another worker once their ack wait (the time limit plus a
+    # slack) passed: a short limit keeps the test short (its images take milliseconds).
+    stack = Stack(settings, service_extra_env={"inspect": {"TIME_LIMIT_S": "5"}})
     stack.start()
     try:
         yield stack
