@@ -4,8 +4,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query
-from fastapi.responses import JSONResponse
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from loupe_catalog.results import repository, service
 from loupe_catalog.results.live import Listener
@@ -135,6 +134,22 @@ async def defect_pareto(
     )
 
 
+# What the stream's OpenAPI says (as FastAPI's own SSE responses say it).
+_EVENT_STREAM = {
+    "text/event-stream": {
+        "itemSchema": {
+            "type": "object",
+            "properties": {
+                "data": {"type": "string"},
+                "event": {"type": "string"},
+                "id": {"type": "string"},
+                "retry": {"type": "integer", "minimum": 0},
+            },
+        }
+    }
+}
+
+
 @dataclass(frozen=True)
 class _Place:
     listener: Listener
@@ -182,13 +197,17 @@ async def _place(
         "captured at most 10 min before it; `event: gap` when there were more: read the paged "
         "list). A comment keeps the connection alive every 15 s."
     ),
-    response_class=EventSourceResponse,
+    response_class=StreamingResponse,
+    responses={200: {"description": "Successful Response", "content": _EVENT_STREAM}},
 )
-async def result_stream(
-    place: Annotated[_Place, Depends(_place)],
-) -> AsyncIterator[ServerSentEvent]:
-    async for event in service.live_events(place.listener, place.backlog, place.more):
-        yield event
+async def result_stream(place: Annotated[_Place, Depends(_place)]) -> StreamingResponse:
+    # Formatted here rather than by FastAPI's per-event SSE machinery: batches of results are
+    # written at once (see `service.live_events`).
+    return StreamingResponse(
+        service.live_events(place.listener, place.backlog, place.more),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @router.get("/{result_id}", summary="One result", response_model=StoredResult)

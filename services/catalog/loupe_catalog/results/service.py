@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import asyncpg
 import orjson
-from fastapi.sse import ServerSentEvent
+from fastapi.sse import format_sse_event
 from nats.errors import Error as NatsError
 from nats.js.client import JetStreamContext
 from nats.js.errors import Error as JetStreamError
@@ -33,6 +33,10 @@ DEFECT_WINDOW = timedelta(hours=24)
 MAX_DEFECT_WINDOW = timedelta(days=31)
 # What a reconnecting EventSource waits (ms).
 RECONNECT_MS = 2000
+# Results sent in one chunk at most, and the keep-alive comment sent after this long idle.
+SEND_BATCH = 500
+KEEPALIVE_S = 15.0
+KEEPALIVE = b": ping\n\n"
 # A resuming reader gets at most this many missed results from the feed itself, captured at
 # most this long before the last one it saw.
 MAX_MISSED = 1000
@@ -236,39 +240,62 @@ async def missed(
     return [repository.as_dict(row) for row in rows[:MAX_MISSED]], len(rows) > MAX_MISSED
 
 
-def _result_event(result: dict[str, Any]) -> ServerSentEvent:
-    return ServerSentEvent(
-        event="result", id=str(result.get("result_id", "")), raw_data=dumps(result).decode()
-    )
+def _event(event: str | None = None, data: str | None = None, **fields: Any) -> bytes:
+    return format_sse_event(event=event, data_str=data, **fields)
+
+
+def _result_event(result: dict[str, Any]) -> bytes:
+    return _event("result", dumps(result).decode(), id=str(result.get("result_id", "")))
 
 
 async def live_events(
-    listener: Listener, backlog: list[dict[str, Any]], more: bool
-) -> AsyncIterator[ServerSentEvent]:
-    """The live feed's events for one listener: a first `connected` comment with the
+    listener: Listener,
+    backlog: list[dict[str, Any]],
+    more: bool,
+    keepalive_s: float = KEEPALIVE_S,
+) -> AsyncIterator[bytes]:
+    """The live feed's bytes for one listener: a first `connected` comment with the
     reconnection delay; the `backlog` a resuming reader missed (then `event: gap` when there
     was more than it holds: the reader reads the paged list); then each result as it is
     recorded, `event: result` with its `result_id` as the event id, preceded by
-    `event: dropped` when a slow reader missed some. A result already sent from the backlog is
-    not sent again. FastAPI adds a keep-alive comment while nothing comes."""
-    yield ServerSentEvent(comment="connected", retry=RECONNECT_MS)
-    sent = set()
-    for result in backlog:
-        sent.add(str(result.get("result_id", "")))
-        yield _result_event(result)
+    `event: dropped` when a slow reader missed some; a keep-alive comment while nothing comes.
+    A result already sent from the backlog is not sent again.
+
+    What the queue holds when the reader is ready is sent as one chunk: one write and one
+    gateway flush per batch rather than per result, so a feed of thousands of results a
+    second costs the service a few writes a second per reader."""
+    yield _event(comment="connected", retry=RECONNECT_MS)
+    sent: set[str] = set()
+    for start in range(0, len(backlog), SEND_BATCH):
+        chunk = backlog[start : start + SEND_BATCH]
+        sent.update(str(result.get("result_id", "")) for result in chunk)
+        yield b"".join(_result_event(result) for result in chunk)
     if more:
         last = backlog[-1] if backlog else {}
-        yield ServerSentEvent(
-            event="gap", raw_data=dumps({"after": last.get("captured_at")}).decode()
-        )
+        yield _event("gap", dumps({"after": last.get("captured_at")}).decode())
     reported = 0
+    queue = listener.queue
     while True:
-        result = await listener.queue.get()
+        if queue.empty():
+            try:
+                first = await asyncio.wait_for(queue.get(), keepalive_s)
+            except TimeoutError:
+                yield KEEPALIVE
+                continue
+        else:
+            first = queue.get_nowait()
+        # No await from here to the yield: nothing is offered (or dropped) meanwhile, so every
+        # drop counted so far was of results older than this batch.
+        batch = [first]
+        while len(batch) < SEND_BATCH and not queue.empty():
+            batch.append(queue.get_nowait())
+        parts: list[bytes] = []
         if listener.dropped > reported:
             dropped, reported = listener.dropped - reported, listener.dropped
-            yield ServerSentEvent(
-                event="dropped", raw_data=orjson.dumps({"count": dropped}).decode()
-            )
-        if sent and str(result.get("result_id", "")) in sent:
-            continue
-        yield _result_event(result)
+            parts.append(_event("dropped", orjson.dumps({"count": dropped}).decode()))
+        for result in batch:
+            if sent and str(result.get("result_id", "")) in sent:
+                continue
+            parts.append(_result_event(result))
+        if parts:
+            yield b"".join(parts)
