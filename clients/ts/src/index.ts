@@ -17,7 +17,7 @@ export { serviceOf, SERVICE_NAMES, type ServiceName } from "./services.js";
 export { systemClock, type Clock } from "./clock.js";
 export type { Stats, StatsSnapshot } from "./stats.js";
 export type { OutboxEvent, OutboxItem, ReplayReport } from "./outbox.js";
-export { subscribeResults, type ResultFilter, type StoredResult, type SubscribeOptions, type LiveStatus } from "./live.js";
+export { subscribeResults, type GapFill, type ResultFilter, type StoredResult, type SubscribeOptions, type LiveStatus } from "./live.js";
 export {
   migrateFromLocalStorage,
   rollbackMigration,

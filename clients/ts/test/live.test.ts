@@ -49,6 +49,7 @@ describe("subscribeResults", () => {
         }
         return problem(401, "Unauthorized"); // ends the subscription
       }),
+      http.get(api("/api/results/:id"), () => HttpResponse.json(result(3))),
       http.get(api("/api/results"), ({ request }) => {
         const url = new URL(request.url);
         listed.push(url.search);
@@ -111,6 +112,66 @@ describe("subscribeResults", () => {
     expect(dropped).toEqual([7]);
     expect(listed).toBeGreaterThanOrEqual(1);
     expect(got).toEqual(["01", "05"]);
+  });
+
+  it("fills every gap once its closing result is stored, each from its own window, even while another fill runs", async () => {
+    const store = [1, 2, 3, 4, 5, 6].map(result);
+    const lookups: string[] = [];
+    const windows: { since: string | null; until: string | null }[] = [];
+    let connections = 0;
+    server.use(
+      http.get(api("/api/results/stream"), () => {
+        connections += 1;
+        if (connections > 1) return problem(403, "Forbidden");
+        // 2 and 3 skipped before 4, then 5 skipped before 6: the second gap comes while the
+        // first one's fill is still waiting for 4 to be stored
+        return stream([
+          ": connected\n\n",
+          frame(result(1)),
+          'event: dropped\ndata: {"count": 2}\n\n',
+          frame(result(4)),
+          'event: dropped\ndata: {"count": 1}\n\n',
+          frame(result(6)),
+        ]);
+      }),
+      http.get(api("/api/results/:id"), ({ params }) => {
+        const id = String(params["id"]);
+        lookups.push(id.slice(-2));
+        // the feed runs ahead of the database: the first look finds 4 not yet stored
+        if (lookups.length === 1) return problem(404, "Not Found");
+        return HttpResponse.json(store.find((r) => r.result_id === id));
+      }),
+      http.get(api("/api/results"), ({ request }) => {
+        const query = new URL(request.url).searchParams;
+        const since = query.get("since");
+        const until = query.get("until");
+        windows.push({ since, until });
+        const items = store
+          .filter((r) => (!since || r.captured_at >= since) && (!until || r.captured_at < until))
+          .reverse();
+        return HttpResponse.json({ items, next_cursor: null });
+      }),
+    );
+    const { client, clock } = makeClient();
+    const got: string[] = [];
+    const fills: number[] = [];
+    await new Promise<void>((resolve) =>
+      client.subscribeResults({}, (r) => got.push(r.result_id.slice(-2)), {
+        gapMarginMs: 1000,
+        onGapFill: (f) => fills.push(f.delivered),
+        onStatus: (s) => s === "closed" && resolve(),
+      }),
+    );
+    expect([...got].sort()).toEqual(["01", "02", "03", "04", "05", "06"]);
+    expect(got.slice(0, 2)).toEqual(["01", "04"]); // the stream's own come as they come
+    expect(lookups).toEqual(["04", "04", "06"]);
+    expect(clock.sleeps[0]).toBe(100); // one pause while 4 was not stored yet
+    const at = (n: number): string => new Date(Date.UTC(2026, 0, 1, 0, 0, n)).toISOString();
+    expect(windows).toEqual([
+      { since: at(0), until: at(5) }, // 1 s before 1 to 1 s after 4
+      { since: at(3), until: at(7) }, // 1 s before 4 to 1 s after 6
+    ]);
+    expect(fills).toEqual([2, 1]);
   });
 
   it("reconnects with backoff after errors and honours Retry-After; unsubscribe stops it", async () => {

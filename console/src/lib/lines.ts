@@ -60,9 +60,10 @@ export class LinesModel {
   private seenBefore = new Set<string>();
   constructor(private readonly feedSize = 50) {}
 
-  add(result: LineResult, now = Date.now()): void {
+  /** Counts a result once; false when it was counted already. */
+  add(result: LineResult, now = Date.now()): boolean {
     const id = result.result_id;
-    if (this.seen.has(id) || this.seenBefore.has(id)) return;
+    if (this.seen.has(id) || this.seenBefore.has(id)) return false;
     this.seen.add(id);
     if (this.seen.size > 20_000) {
       this.seenBefore = this.seen;
@@ -75,7 +76,14 @@ export class LinesModel {
     }
     counter.add(result.verdict, Date.parse(result.captured_at), now);
     this.feed.push(result);
-    if (this.feed.length > this.feedSize * 4) this.feed = this.feed.slice(-this.feedSize);
+    if (this.feed.length > this.feedSize * 4) this.trimFeed();
+    return true;
+  }
+
+  /** The newest `feedSize` by capture time: a gap filled from the list brings older results late. */
+  private trimFeed(): void {
+    this.feed.sort((a, b) => (a.captured_at < b.captured_at ? -1 : a.captured_at > b.captured_at ? 1 : 0));
+    this.feed = this.feed.slice(-this.feedSize);
   }
 
   tiles(now = Date.now()): LineTile[] {
@@ -93,6 +101,7 @@ export class LinesModel {
   }
 
   newest(): LineResult[] {
-    return this.feed.slice(-this.feedSize).reverse();
+    this.trimFeed();
+    return [...this.feed].reverse();
   }
 }
