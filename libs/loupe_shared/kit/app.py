@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from loupe_shared import __version__
 from loupe_shared.kit.auth import CurrentPrincipal, Permission, require
+from loupe_shared.kit.coalesce import CoalescingHttpToolsProtocol
 from loupe_shared.kit.etags import ETagMiddleware
 from loupe_shared.kit.health import Check, health_router
 from loupe_shared.kit.idempotency import IdempotencyMiddleware
@@ -152,6 +153,7 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         host=settings.host,
         port=settings.port,
         log_config=None,
+        http=CoalescingHttpToolsProtocol,
         server_header=False,
         proxy_headers=True,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),

@@ -107,8 +107,10 @@ def parse_sort_key(sort: str, raw: Any) -> Any:
 
 # --- hot read paths, on the plain asyncpg pool -------------------------------------------
 
+# The config as PostgreSQL writes its JSON: the answer embeds that text as it is, rather
+# than decoding it into Python values only to encode them again.
 _PROGRAM_SQL = """
-SELECT p.*, r.config, r.schema_version
+SELECT p.*, r.config::text AS config_json, r.schema_version
 FROM programs p
 JOIN program_revisions r ON r.program_id = p.id AND r.revision = p.current_revision
 WHERE p.id = $1
