@@ -204,21 +204,41 @@ def _upload_rows(
         if answer.status_code != 201:
             raise RuntimeError(f"upload answered {answer.status_code}: {answer.text[:300]}")
         body = answer.json()
-        if body["duplicate"] or len(body["thumbnails"]) != len(thumbnails.SIZES):
+        sizes = [t["size"] for t in body["thumbnails"]] + body["thumbnails_pending"]
+        if body["duplicate"] or sorted(sizes) != sorted(thumbnails.SIZES):
             raise RuntimeError(f"unexpected upload answer: {body}")
         stored.append(body["sha256"])
+
+    def settle(shas: list[str]) -> float:
+        """Seconds until the large thumbnails that followed these uploads' answers are all
+        stored: a GET of one waits for it. Afterwards the next round starts on an idle
+        service, so no work of this round is done in the next one's time."""
+        started = time.perf_counter()
+        client = clients.get()
+        try:
+            for sha in shas:
+                client.get(
+                    f"/api/images/{sha}/thumbnail", params={"size": max(thumbnails.SIZES)}
+                ).raise_for_status()
+        finally:
+            clients.put(client)
+        return time.perf_counter() - started
 
     warm, measured = photos[:WARM_UPS], photos[WARM_UPS:]
     per_round = len(measured) // ROUNDS
     baseline, loupe = _Run(), _Run()
+    settling = 0.0
     try:
         _Run().add(bare, warm)
         _Run().add(upload, warm)
+        settle(stored)
         # Alternating rounds, so a slow spell of the machine (or the S3 server) hits both.
         for r in range(ROUNDS):
             chunk = measured[r * per_round : (r + 1) * per_round]
             baseline.add(bare, chunk)
+            before = len(stored)
             loupe.add(upload, chunk)
+            settling += settle(stored[before:])
     finally:
         while not clients.empty():
             clients.get().close()
@@ -239,6 +259,16 @@ def _upload_rows(
     ]
     rows[1]["throughput_vs_baseline"] = round(
         rows[1]["uploads_per_s"] / rows[0]["uploads_per_s"], 2
+    )
+    # The same uploads, counted until their large thumbnails were stored too.
+    whole = round(len(loupe.samples) / (loupe.elapsed + settling), 2)
+    rows.append(
+        {
+            "bench": "images",
+            "case": "12 MP JPEG upload, until the large thumbnails are stored too",
+            "uploads_per_s": whole,
+            "throughput_vs_baseline": round(whole / rows[0]["uploads_per_s"], 2),
+        }
     )
     return rows, stored
 

@@ -2,6 +2,7 @@
 existence check."""
 
 import hashlib
+import json
 
 import cv2
 import httpx
@@ -10,9 +11,13 @@ import pytest
 from minio import Minio
 
 from loupe_images.images import storage, thumbnails
+from loupe_shared.contracts import subjects
+from loupe_shared.kit import s3 as s3kit
+from loupe_shared.kit.settings import NatsSettings
 from loupe_stack.stack import Stack
 from tests.conftest import auth
-from tests.images.helpers import make_image
+from tests.images.helpers import events, make_image
+from tests.support import eventually
 
 
 @pytest.mark.parametrize(
@@ -121,3 +126,96 @@ def test_batch_existence_check(gateway: httpx.Client, admin_token: str) -> None:
     bad = gateway.post("/api/images/exists", json={"sha256": ["XYZ"]}, headers=auth(admin_token))
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"].startswith("body:sha256.0")
+
+
+def _large_jpeg(seed: int) -> bytes:
+    """A 2400 x 1800 photo-like JPEG: more pixels than the large thumbnail waits for."""
+    rng = np.random.default_rng(seed)
+    x = np.linspace(0, 255, 2400, dtype=np.float32)[None, :]
+    y = np.linspace(0, 255, 1800, dtype=np.float32)[:, None]
+    planes = [np.clip(x * a + y * (1 - a), 0, 255).astype(np.uint8) for a in rng.random(3)]
+    image = cv2.merge(planes)
+    cv2.circle(image, (1200, 900), int(rng.integers(100, 800)), (20, 40, 200), -1)
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return bytes(encoded.tobytes())
+
+
+def test_a_large_upload_is_answered_with_the_small_thumbnail_and_the_large_one_follows(
+    platform: Stack, gateway: httpx.Client, admin_token: str, nats_settings: NatsSettings
+) -> None:
+    data = _large_jpeg(seed=11)
+    sha = hashlib.sha256(data).hexdigest()
+    answer = gateway.post("/api/images", content=data, headers=auth(admin_token))
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    assert [t["size"] for t in body["thumbnails"]] == [256]
+    assert body["thumbnails_pending"] == [1024]
+    # The blob is stored before the answer, the small thumbnail is there too.
+    s3 = _s3(platform)
+    bucket = platform.settings.images_bucket
+    assert s3kit.get_bytes(s3, bucket, storage.blob_key(sha)) == data
+    small = gateway.get(
+        f"/api/images/{sha}/thumbnail", params={"size": 256}, headers=auth(admin_token)
+    )
+    assert small.status_code == 200
+    assert small.content == s3kit.get_bytes(s3, bucket, storage.thumbnail_key(sha, 256))
+
+    # Asked for at once, the large one is answered (waited for, or made on the spot).
+    large = gateway.get(
+        f"/api/images/{sha}/thumbnail", params={"size": 1024}, headers=auth(admin_token)
+    )
+    assert large.status_code == 200
+    decoded = cv2.imdecode(np.frombuffer(large.content, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded is not None
+    assert decoded.shape[:2] == (768, 1024)
+
+    def done() -> bool:
+        status = gateway.get(f"/api/images/{sha}/status", headers=auth(admin_token)).json()
+        return bool(status["state"] == "done")
+
+    eventually("the large thumbnail recorded", done)
+    status = gateway.get(f"/api/images/{sha}/status", headers=auth(admin_token)).json()
+    assert sorted(t["size"] for t in status["thumbnails"]) == [256, 1024]
+    assert large.content == s3kit.get_bytes(s3, bucket, storage.thumbnail_key(sha, 1024))
+    # Announced with the small thumbnail before the answer, then with both.
+    announced = [
+        sorted(t["size"] for t in event["thumbnails"])
+        for event in events(nats_settings, platform.namespace, subjects.IMAGES_STORED)
+        if event["sha256"] == sha
+    ]
+    assert announced == [[256], [256, 1024]]
+
+
+def test_a_small_upload_is_answered_with_every_thumbnail(
+    gateway: httpx.Client, admin_token: str
+) -> None:
+    data = make_image(".jpg", seed=12, size=(1500, 2000))
+    body = gateway.post("/api/images", content=data, headers=auth(admin_token)).json()
+    assert sorted(t["size"] for t in body["thumbnails"]) == [256, 1024]
+    assert body["thumbnails_pending"] == []
+
+
+def test_an_upload_whose_large_thumbnail_never_followed_is_finished_when_sent_again(
+    platform: Stack, gateway: httpx.Client, admin_token: str
+) -> None:
+    """The process stopped after answering, before the large thumbnail was stored: the
+    status is still pending. The same upload again finishes it."""
+    data = make_image(".jpg", seed=13, size=(600, 800))
+    sha = hashlib.sha256(data).hexdigest()
+    first = gateway.post("/api/images", content=data, headers=auth(admin_token)).json()
+    s3 = _s3(platform)
+    bucket = platform.settings.images_bucket
+    small = [t for t in first["thumbnails"] if t["size"] == 256]
+    s3kit.remove(s3, bucket, storage.thumbnail_key(sha, 1024))
+    pending = {"state": "pending", "error": None, "thumbnails": small}
+    s3kit.put_bytes(s3, bucket, storage.status_key(sha), json.dumps(pending).encode())
+
+    again = gateway.post("/api/images", content=data, headers=auth(admin_token))
+    assert again.status_code == 200
+    assert again.json()["duplicate"] is True
+    assert sorted(t["size"] for t in again.json()["thumbnails"]) == [256, 1024]
+    assert again.json()["thumbnails_pending"] == []
+    status = gateway.get(f"/api/images/{sha}/status", headers=auth(admin_token)).json()
+    assert status["state"] == "done"
+    assert s3kit.exists(s3, bucket, storage.thumbnail_key(sha, 1024))

@@ -102,6 +102,8 @@ def build(settings: ImagesSettings) -> FastAPI:
                 finally:
                     await cancel_and_wait(tasks)
                     await scrubber.close()
+                    # Thumbnails following answered uploads are stored before NATS closes.
+                    await thumbnailer.drain()
         finally:
             thumbnailer.close()
 

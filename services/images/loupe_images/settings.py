@@ -21,6 +21,9 @@ class ImagesSettings(ServiceSettings, S3Settings, NatsSettings, LeaseSettings):
     # A thumbnail job taking longer than this is given up (the status tells why).
     thumbnail_timeout_s: float = 20.0
     thumbnail_workers: int = 2
+    # An upload of more pixels than this is answered once the blob and its small thumbnail
+    # are stored; the large thumbnail (its WebP encoding the costliest step) follows.
+    large_thumbnail_later_pixels: int = Field(default=4_000_000, ge=0)
     # Served thumbnails kept in memory (and served while the object store is down).
     thumbnail_cache_bytes: int = 64 * 1024 * 1024
     thumbnail_cache_ttl_s: float = 300.0

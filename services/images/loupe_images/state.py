@@ -27,8 +27,9 @@ class ImagesState:
         app.state.images = self
 
 
-def images_state(request: Request) -> ImagesState:
-    """The service's state; the app is not serving before the lifespan set it."""
+async def images_state(request: Request) -> ImagesState:
+    """The service's state; the app is not serving before the lifespan set it. (Async, so
+    FastAPI calls it on the event loop rather than hopping to a worker thread.)"""
     state: ImagesState = request.app.state.images
     return state
 

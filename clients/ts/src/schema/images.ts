@@ -586,8 +586,17 @@ export interface components {
             size: number;
             /** Tags */
             tags: string[];
-            /** Thumbnails */
+            /**
+             * Thumbnails
+             * @description the thumbnails stored
+             */
             thumbnails: components["schemas"]["Thumbnail"][];
+            /**
+             * Thumbnails Pending
+             * @description sizes (longest side, px) of thumbnails still being made after the answer; a GET of one waits for it (or makes it)
+             * @default []
+             */
+            thumbnails_pending?: number[];
             /** Width */
             width: number;
         };

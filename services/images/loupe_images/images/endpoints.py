@@ -1,10 +1,13 @@
 """The images API: handlers parse, call the service layer (`service`, `serving`), shape the
 answer."""
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
+from starlette.types import Receive, Scope, Send
 
 from loupe_images.images import service, serving
 from loupe_images.images.schemas import (
@@ -18,7 +21,7 @@ from loupe_images.images.schemas import (
     UploadOptions,
 )
 from loupe_images.settings import MAX_GC_GRACE_S
-from loupe_images.state import State
+from loupe_images.state import State, images_state
 from loupe_shared.contracts.bounds import PositiveInt32
 from loupe_shared.contracts.images import ACCEPTED
 from loupe_shared.kit.audit import Actor
@@ -51,7 +54,7 @@ async def upload_image(
     content_type: Annotated[str | None, Header()] = None,
     x_content_sha256: Annotated[str | None, Header(pattern=r"^[0-9a-fA-F]{64}$")] = None,
 ) -> Uploaded:
-    image, thumbs, duplicate = await service.upload(
+    image, thumbs, pending, duplicate = await service.upload(
         state,
         Actor.of(request, principal),
         request.stream(),
@@ -63,7 +66,12 @@ async def upload_image(
     response.headers["Location"] = f"/api/images/{image.sha256}"
     response.headers["ETag"] = f'"{image.sha256}"'
     return Uploaded.model_validate(
-        {**image.as_dict(), "thumbnails": thumbs, "duplicate": duplicate}
+        {
+            **image.as_dict(),
+            "thumbnails": thumbs,
+            "thumbnails_pending": pending,
+            "duplicate": duplicate,
+        }
     )
 
 
@@ -83,12 +91,6 @@ async def image_status(sha256: Sha256, state: State, _: CanRead) -> ImageStatus:
     return ImageStatus.model_validate(await service.thumbnail_status(state, sha256))
 
 
-@router.get(
-    "/{sha256}/thumbnail",
-    summary="A WebP thumbnail (longest side 256 or 1024 px); regenerated when missing",
-    response_class=Response,
-    responses=binary(200, "The thumbnail", "image/webp"),
-)
 async def get_thumbnail(
     sha256: Sha256,
     state: State,
@@ -99,6 +101,41 @@ async def get_thumbnail(
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     return await serving.thumbnail(state, sha256, size, if_none_match)
+
+
+class ThumbnailRoute(APIRoute):
+    """The thumbnail GET is the hottest read (a gallery asks for dozens at once), and solving
+    its dependencies per request was most of what it cost. This route answers the plain
+    request itself — a well-formed hash, no query but `size=256` or `size=1024` — with the
+    same authorization and service call; anything else goes to the declared handler, so every
+    validation problem is answered as before."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        size = _PLAIN_SIZES.get(scope["query_string"])
+        sha256 = scope["path_params"].get("sha256", "")
+        if scope["method"] != "GET" or size is None or _SHA256.fullmatch(sha256) is None:
+            await super().handle(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        await _can_read(request)
+        answer = await serving.thumbnail(
+            await images_state(request), sha256, size, request.headers.get("if-none-match")
+        )
+        await answer(scope, receive, send)
+
+
+_PLAIN_SIZES = {b"": 256, b"size=256": 256, b"size=1024": 1024}
+_SHA256 = re.compile(SHA256)
+_can_read = require(Permission.IMAGES_READ)
+router.add_api_route(
+    "/{sha256}/thumbnail",
+    get_thumbnail,
+    methods=["GET"],
+    route_class_override=ThumbnailRoute,
+    summary="A WebP thumbnail (longest side 256 or 1024 px); regenerated when missing",
+    response_class=Response,
+    responses=binary(200, "The thumbnail", "image/webp"),
+)
 
 
 @router.head(

@@ -77,7 +77,14 @@ class ImageMetadata(BaseModel):
 
 
 class Uploaded(ImageMetadata):
-    thumbnails: list[ThumbnailEntry]
+    thumbnails: list[ThumbnailEntry] = Field(description="the thumbnails stored")
+    thumbnails_pending: list[int] = Field(
+        default=[],
+        description=(
+            "sizes (longest side, px) of thumbnails still being made after the answer; a GET "
+            "of one waits for it (or makes it)"
+        ),
+    )
     duplicate: bool = Field(description="the same bytes were stored already")
 
 

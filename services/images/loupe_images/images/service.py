@@ -15,7 +15,7 @@ import numpy as np
 from minio import Minio
 from nats.js.client import JetStreamContext
 
-from loupe_images.images import multipart, sniff, storage
+from loupe_images.images import multipart, sniff, storage, thumbnails
 from loupe_images.images.schemas import UploadOptions
 from loupe_images.images.thumbnailer import Thumbnailer
 from loupe_images.settings import ImagesSettings
@@ -85,8 +85,9 @@ async def store(
     js: JetStreamContext,
     thumbnailer: Thumbnailer,
     request_id: str | None,
-) -> tuple[storage.StoredImage, list[dict[str, Any]], bool]:
-    """Store the upload; answers the image, its thumbnails and whether it was there already."""
+) -> tuple[storage.StoredImage, list[dict[str, Any]], list[int], bool]:
+    """Store the upload; answers the image, its thumbnails, the sizes of those that follow
+    (made after the answer) and whether it was there already."""
     if declared_sha256 is not None and declared_sha256.lower() != sha256:
         raise Problem(
             400,
@@ -117,8 +118,10 @@ async def store(
         )
     existing = await asyncio.to_thread(storage.stat, s3, settings.images_bucket, sha256)
     if existing is not None:
+        await thumbnailer.settled(sha256)
         known = await thumbnailer.status(sha256)
-        if known is None:
+        followed = known is not None and known["state"] == "pending"
+        if known is None or followed:
             # An earlier upload stopped between the blob and its thumbnails: finish it.
             spool.seek(0)
             known = await thumbnailer.generate(
@@ -127,10 +130,27 @@ async def store(
         # Announced again (the same event id, so a no-op if it went out before), in case the
         # earlier upload stopped before announcing.
         await announce(js, existing, known["thumbnails"], settings.namespace, request_id)
-        return existing, known["thumbnails"], True
+        if followed:  # and those that were to follow its answer
+            await announce(
+                js, existing, known["thumbnails"], settings.namespace, request_id, following=True
+            )
+        return existing, known["thumbnails"], [], True
     spool.seek(0)
     data = spool.read()
-    if not await asyncio.get_running_loop().run_in_executor(None, _decode_check, data):
+    # The thumbnails' decode walks the whole compressed stream: it is also the check that
+    # the image is not truncated or corrupt. Only when it fails (or takes too long) is the
+    # image decoded once more the way the check always did, so what is refused is unchanged.
+    scaled: dict[int, Any] = {}
+    failure: str | None = None
+    try:
+        scaled = await thumbnailer.scale(data, header.width, header.height)
+    except thumbnails.ThumbnailError as exc:
+        failure = str(exc)
+    except TimeoutError:
+        failure = f"gave up after {thumbnailer.timeout_s:g} s"
+    if not scaled and not await asyncio.get_running_loop().run_in_executor(
+        None, _decode_check, data
+    ):
         raise Problem(
             422, f"The {header.content_type} image cannot be decoded (truncated or corrupt)."
         )
@@ -147,9 +167,25 @@ async def store(
         upload_id=uuid.uuid4().hex,
     )
     await asyncio.to_thread(storage.put, s3, settings.images_bucket, image, spool)
-    status = await thumbnailer.generate(sha256, data, header.width, header.height)
+    later: set[int] = set()
+    if failure is not None:
+        status = await thumbnailer.record_failure(sha256, failure)
+    else:
+        if header.width * header.height > settings.large_thumbnail_later_pixels:
+            later = {max(thumbnails.SIZES)}
+        status = await thumbnailer.store(sha256, scaled, later=later)
     await announce(js, image, status["thumbnails"], settings.namespace, request_id)
-    return image, status["thumbnails"], False
+    if status["state"] != "pending":
+        return image, status["thumbnails"], [], False
+
+    async def announce_all(thumbs: list[dict[str, Any]]) -> None:
+        await announce(js, image, thumbs, settings.namespace, request_id, following=True)
+
+    # Only once the first announcement is out, so the complete one comes after it.
+    thumbnailer.follow(
+        sha256, {size: scaled[size] for size in later}, status["thumbnails"], announce_all
+    )
+    return image, status["thumbnails"], sorted(later), False
 
 
 async def announce(
@@ -158,11 +194,15 @@ async def announce(
     thumbs: list[dict[str, Any]],
     namespace: str,
     request_id: str | None,
+    *,
+    following: bool = False,
 ) -> None:
     """`images.stored`, only ever after the object is stored. The id names this storing of
-    the bytes, so a repeat announcement is a no-op."""
+    the bytes, so a repeat announcement is a no-op; thumbnails that followed the upload's
+    answer are announced once more (`following`), with every thumbnail."""
     event = ImageStored(
-        event_id=f"images.stored.{image.sha256}.{image.upload_id}",
+        event_id=f"images.stored.{image.sha256}.{image.upload_id}"
+        + (".thumbnails" if following else ""),
         sha256=image.sha256,
         size=image.size,
         width=image.width,
@@ -191,9 +231,10 @@ async def upload(
     content_type: str | None,
     options: UploadOptions,
     declared_sha256: str | None,
-) -> tuple[storage.StoredImage, list[dict[str, Any]], bool]:
+) -> tuple[storage.StoredImage, list[dict[str, Any]], list[int], bool]:
     """Receive a raw or multipart (`file`) body and store it; a new image is audited.
-    Answers the image, its thumbnails and whether it was stored already."""
+    Answers the image, its thumbnails, the sizes of those that follow and whether it was
+    stored already."""
     settings = state.settings
     declared = (content_type or "").split(";")[0].strip().lower() or None
     if declared == "multipart/form-data":
@@ -209,7 +250,7 @@ async def upload(
     else:
         spool, sha256, size = await receive(chunks, settings)
     try:
-        image, thumbs, duplicate = await store(
+        image, thumbs, pending, duplicate = await store(
             spool=spool,
             sha256=sha256,
             size=size,
@@ -236,7 +277,7 @@ async def upload(
             namespace=settings.namespace,
             details={"size": size, "kind": options.kind},
         )
-    return image, thumbs, duplicate
+    return image, thumbs, pending, duplicate
 
 
 async def stored(state: ImagesState, sha256: str) -> storage.StoredImage:
@@ -277,6 +318,8 @@ async def delete(state: ImagesState, actor: Actor, sha256: str, *, force: bool) 
     if force and Permission.IMAGES_FORCE_DELETE not in actor.principal.permissions:
         raise Problem(403, "Only an admin may force the deletion of a referenced image.")
     await stored(state, sha256)
+    # Thumbnails still following the image's upload are stored before it goes, not after.
+    await state.thumbnailer.settled(sha256)
     reply = await state.deleter.delete(sha256, force=force, request_id=actor.request_id)
     if sha256 not in reply.granted:
         uses = reply.referenced.get(sha256, [])
