@@ -28,7 +28,6 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, TypeVar
@@ -318,11 +317,16 @@ class Leases:
         finally:
             for running in (task, keeper):
                 running.cancel()
-            for running in (task, keeper):
-                with suppress(asyncio.CancelledError, Exception):
-                    await running
-            if not lost:
-                await self.release(held)
+            try:
+                # Waited for without taking their outcome: a cancellation of this task while
+                # it waits must reach the caller, never be taken for theirs.
+                await asyncio.wait({task, keeper})
+            finally:
+                for running in (task, keeper):
+                    if running.done() and not running.cancelled():
+                        running.exception()  # seen: what the work raised while stopping
+                if not lost:
+                    await self.release(held)
 
     async def run(self, name: str, work: Callable[[], Awaitable[T]]) -> T:
         """`work` under the lease `name`: `LeaseTaken` when another holder has it."""
