@@ -20,10 +20,13 @@ export function ms(x: number): string {
   return x >= 1000 ? `${(x / 1000).toFixed(2)} s` : `${x.toFixed(1)} ms`;
 }
 
+// One formatter for all: `toLocaleString` with options builds a new one on every call, which
+// shows when a live feed formats hundreds of times a second.
+const WHEN = new Intl.DateTimeFormat(undefined, { dateStyle: "short", timeStyle: "medium" });
+
 export function when(iso: string | null | undefined): string {
   if (!iso) return "—";
-  const d = new Date(iso);
-  return d.toLocaleString(undefined, { dateStyle: "short", timeStyle: "medium" });
+  return WHEN.format(new Date(iso));
 }
 
 export function age(seconds: number): string {
