@@ -1,11 +1,14 @@
 """Durable ingest of `results.recorded` into PostgreSQL.
 
 A pull consumer (`catalog-results-ingest`, shared by any number of ingesters) fetches a
-batch of messages; their results are COPYed into a session-local staging table and moved
-with `INSERT ... ON CONFLICT DO NOTHING` in one transaction; the messages are acknowledged
-only after the commit. A crash before the commit leaves them unacknowledged (redelivered
-after `ACK_WAIT_S`); a crash after the commit and before the acknowledgements redelivers
-rows that are already there, which the insert skips.
+batch of messages (the next batch is fetched and decoded while this one is stored); their
+results are COPYed into `results` in one transaction, and the messages are acknowledged only
+after the commit. Rows that may be stored already (a message delivered before, or a COPY
+refused on the primary key because a publisher sent some results again) go through a
+session-local staging table and `INSERT ... ON CONFLICT DO NOTHING` instead. A crash before
+the commit leaves the messages unacknowledged (redelivered after `ACK_WAIT_S`); a crash after
+the commit and before the acknowledgements redelivers rows that are already there, which the
+insert skips.
 
 Poison never holds the stream. A message that breaks the contract, or cannot be converted
 (whatever the exception), is set aside on `deadletter.results` with the reason before the
@@ -19,8 +22,10 @@ that says nothing about the values (an internal error, a permission) is retried 
 way. A message delivered before is stored on its own, so it cannot hold a batch again.
 """
 
+import asyncio
+import collections
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 
@@ -58,6 +63,7 @@ PARTITIONS_EVERY_S = 6 * 3600
 _REFUSED_SQLSTATES = ("22", "23")
 _REFUSED_CLASSES = (OverflowError, UnicodeError, ValueError, TypeError)
 _COLUMNS = ", ".join(COLUMNS)
+_LINE, _VERDICT = COLUMNS.index("line_id"), COLUMNS.index("verdict")
 # Answers what it inserted per line and verdict (duplicates are not inserted), for the
 # per-line counter the dashboards' results/s and pass rate come from.
 _MOVE = (
@@ -125,6 +131,7 @@ class Ingester:
     async def _run(self) -> None:
         conn = await self._connect()
         subscription = None
+        ahead: asyncio.Task[list[tuple[Msg, _Converted]]] | None = None
         try:
             await partitions.ensure(conn)
             partitions_at = time.monotonic()
@@ -147,46 +154,85 @@ class Ingester:
                 # Fenced: a restore takes its restore point only once no batch is under way,
                 # and none starts until it is over (the stream keeps what arrives meanwhile).
                 async with fenced(self.fence):
-                    try:
-                        messages = await subscription.fetch(self.fetch_messages, timeout=1)
-                    except TimeoutError:  # nats-py raises its own subclass or the builtin
+                    fetched = await (ahead or self._read(subscription))
+                    ahead = None
+                    if not fetched:
                         continue
-                    await self.handle(conn, messages)
+                    # The next batch is fetched and decoded (nothing written, nothing set
+                    # aside) while the database stores this one; the ingester's Python and
+                    # PostgreSQL then work side by side instead of in turn.
+                    ahead = asyncio.create_task(self._read(subscription))
+                    await self.handle(conn, [m for m, _ in fetched], [c for _, c in fetched])
         finally:
+            if ahead is not None:  # its messages, unacknowledged, are delivered again
+                ahead.cancel()
+                with suppress(Exception, asyncio.CancelledError):
+                    await ahead
             if subscription is not None:
                 with suppress(Exception):
                     await subscription.unsubscribe()
             with suppress(Exception):
                 await conn.close(timeout=2)
 
-    async def handle(self, conn: asyncpg.Connection, messages: list[Msg]) -> None:
+    async def _read(
+        self, subscription: JetStreamContext.PullSubscription
+    ) -> list[tuple[Msg, "_Converted"]]:
+        """The next batch with each message converted (or the exception converting it
+        raised); empty when nothing came within the fetch's wait."""
+        try:
+            messages = await subscription.fetch(self.fetch_messages, timeout=1)
+        except TimeoutError:  # nats-py raises its own subclass or the builtin
+            return []
+        converted: list[tuple[Msg, _Converted]] = []
+        for i, message in enumerate(messages):
+            if i and i % 8 == 0:
+                await asyncio.sleep(0)  # lets the store of the batch before go on meanwhile
+            converted.append((message, self._convert(message)))
+        return converted
+
+    def _convert(self, message: Msg) -> "_Converted":
+        if _delivered(message) > self.max_deliveries:
+            return None  # set aside unread
+        try:
+            return self.convert(message.data)
+        except Exception as exc:
+            return exc
+
+    async def handle(
+        self,
+        conn: asyncpg.Connection,
+        messages: list[Msg],
+        converted: list["_Converted"] | None = None,
+    ) -> None:
+        """Store `messages` (their conversions, when `converted` holds them already), set
+        aside what cannot be stored, acknowledge what is settled."""
         started = time.perf_counter()
+        if converted is None:
+            converted = [self._convert(message) for message in messages]
         fresh: list[_Pending] = []
         again: list[_Pending] = []
-        for message in messages:
+        for message, found in zip(messages, converted, strict=True):
             delivered = _delivered(message)
-            if delivered > self.max_deliveries:
+            if found is None:
                 await self._set_aside(
                     message, f"delivered {delivered} times without being stored", "redelivered"
                 )
                 continue
-            try:
-                found = self.convert(message.data)
-            except Malformed as exc:
-                await self._set_aside(message, str(exc), "malformed")
+            if isinstance(found, Malformed):
+                await self._set_aside(message, str(found), "malformed")
                 continue
-            except Exception as exc:  # a conversion the contract's checks did not foresee
-                await self._set_aside(message, f"cannot be converted: {exc!r}", "unconvertible")
+            if isinstance(found, Exception):  # a conversion the contract's checks did not foresee
+                await self._set_aside(message, f"cannot be converted: {found!r}", "unconvertible")
                 continue
             (again if delivered > 1 else fresh).append(_Pending(message, found))
         try:
-            await self._isolate(conn, fresh)
+            await self._isolate(conn, fresh, maybe_stored=False)
             away: Exception | None = None
             for one in again:
                 # One by one; a passing failure of one leaves it for later and goes on with
                 # the rest, unless the connection went with it.
                 try:
-                    await self._isolate(conn, [one])
+                    await self._isolate(conn, [one], maybe_stored=True)
                 except Exception as exc:
                     if not is_passing(exc) or conn.is_closed():
                         raise
@@ -204,13 +250,17 @@ class Ingester:
                         await pending.message.nak(delay=retry_delay(delivered, self.retry_first_s))
         self.batch_seconds.observe(time.perf_counter() - started)
 
-    async def _isolate(self, conn: asyncpg.Connection, group: list["_Pending"]) -> None:
+    async def _isolate(
+        self, conn: asyncpg.Connection, group: list["_Pending"], *, maybe_stored: bool
+    ) -> None:
         """Store `group` in one transaction; if the database refuses it, halve it until the
         refused messages stand alone. A passing failure raises."""
         if not group:
             return
         try:
-            await self._store(conn, [row for pending in group for row in pending.rows])
+            await self._store(
+                conn, [row for pending in group for row in pending.rows], maybe_stored
+            )
         except Exception as exc:
             if is_passing(exc):
                 raise
@@ -218,8 +268,8 @@ class Ingester:
                 await self._refused(group[0], exc)
                 return
             middle = len(group) // 2
-            await self._isolate(conn, group[:middle])
-            await self._isolate(conn, group[middle:])
+            await self._isolate(conn, group[:middle], maybe_stored=maybe_stored)
+            await self._isolate(conn, group[middle:], maybe_stored=maybe_stored)
             return
         for pending in group:
             await pending.message.ack()
@@ -241,19 +291,40 @@ class Ingester:
             return
         pending.settled = True
 
-    async def _store(self, conn: asyncpg.Connection, found: list[Row]) -> None:
+    async def _store(self, conn: asyncpg.Connection, found: list[Row], maybe_stored: bool) -> None:
+        """Store `found` once. Rows never delivered before are COPYed straight into
+        `results`: one pass, as a bare COPY. Should some be there already (a publisher sent
+        them again), that COPY fails whole on the primary key and the rows take the careful
+        way: COPYed into the staging table and moved with `ON CONFLICT DO NOTHING`."""
         if not found:
             return
+        if not maybe_stored:
+            try:
+                async with conn.transaction():
+                    await conn.copy_records_to_table("results", records=found, columns=COLUMNS)
+            except asyncpg.UniqueViolationError:
+                pass
+            else:
+                per_line = collections.Counter((row[_LINE], row[_VERDICT]) for row in found)
+                self._count(per_line.items())
+                self.ingested.inc(len(found))
+                _log.debug("results.stored", rows=len(found), inserted=len(found))
+                return
         async with conn.transaction():
             await conn.copy_records_to_table("results_staging", records=found, columns=COLUMNS)
             moved = await conn.fetch(_MOVE)
-        inserted = 0
-        for row in moved:
-            inserted += row["n"]
-            self.per_line.labels(row["line_id"], row["verdict"]).inc(row["n"])
+        inserted = self._count(((row["line_id"], row["verdict"]), row["n"]) for row in moved)
         self.ingested.inc(inserted)
         self.duplicates.inc(len(found) - inserted)
         _log.debug("results.stored", rows=len(found), inserted=inserted)
+
+    def _count(self, counts: Iterable[tuple[tuple[str, str], int]]) -> int:
+        """Add stored results to the per-line counter; answer how many."""
+        total = 0
+        for (line, verdict), n in counts:
+            self.per_line.labels(line, verdict).inc(n)
+            total += n
+        return total
 
     async def _set_aside(self, message: Msg, reason: str, kind: str) -> None:
         await self.dead_letters.set_aside(
@@ -265,6 +336,10 @@ class Ingester:
             reason=reason,
             kind=kind,
         )
+
+
+# A message's rows, the exception converting it raised, or None: delivered too often to try.
+_Converted = list[Row] | Exception | None
 
 
 @dataclass
