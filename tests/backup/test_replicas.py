@@ -18,7 +18,14 @@ from loupe_shared.contracts.streams import LEASES_BUCKET
 from loupe_shared.contracts.subjects import stream_name
 from loupe_shared.kit.nats import connect
 from loupe_stack.processes import ManagedProcess, free_port, http_ok, wait_until
-from tests.backup.conftest import MakeInstallation, table_locked, waiting_on_lock
+from tests.backup.conftest import (
+    MakeInstallation,
+    backup,
+    finished_restore,
+    start_restore,
+    table_locked,
+    waiting_on_lock,
+)
 from tests.support import eventually
 
 LEASE_TTL_S = 2.0
@@ -149,5 +156,45 @@ def test_one_replica_runs_a_schedule_and_the_other_fails_its_set_when_it_dies(
             timeout_s=15,
         )
         assert schedule(other_pid)["last_backup_id"] != running_id
+    finally:
+        second.stop()
+
+
+@pytest.mark.slow
+def test_one_restore_at_a_time_across_replicas(make_installation: MakeInstallation) -> None:
+    """A restore running on one replica refuses another on the other replica (409); once it
+    finished, the other replica may restore."""
+    inst = make_installation()
+    settings = {"LEASE_TTL_S": str(LEASE_TTL_S)}
+    inst.start("backup", restore_hold_before_commit_s="2", **settings)
+    port = free_port()
+    second = ManagedProcess(
+        "backup-2",
+        [sys.executable, "-m", "loupe_backup"],
+        env=inst.env("backup", port=str(port), **settings),
+        log_path=inst.log_dir / "backup-2.log",
+    )
+    second.start()
+    try:
+        wait_until("backup 2", lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), second, 60)
+        taken = backup(inst)
+        assert taken["status"] == "completed"
+        started = start_restore(inst, taken["id"])
+        assert started.status_code == 202, started.text
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as other:
+            path = f"/api/backups/{taken['id']}/restore"
+            refused = other.post(path, json={"dry_run": False}, headers=inst.admin)
+            assert refused.status_code == 409, refused.text
+            assert "another restore" in refused.json()["detail"]
+            state = finished_restore(inst, taken["id"], started.json()["id"])
+            assert state["status"] == "completed", state
+            again = other.post(path, json={"dry_run": False}, headers=inst.admin)
+            assert again.status_code == 202, again.text
+            with inst.client("backup") as first:
+                answer = first.get(
+                    f"/api/backups/{taken['id']}/restores/{again.json()['id']}",
+                    headers=inst.admin,
+                )
+            assert answer.status_code == 200
     finally:
         second.stop()

@@ -37,7 +37,8 @@ async def supervise(
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
     """Cancel every task, then wait for each to finish; what they raise while stopping is
-    logged, not raised (shutdown goes on)."""
+    logged, not raised (shutdown goes on). A cancellation of the caller itself while it waits
+    is passed on, not taken for one of the tasks'."""
     pending = list(tasks)
     for task in pending:
         task.cancel()
@@ -45,7 +46,9 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
         try:
             await task
         except asyncio.CancelledError:
-            pass
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
         except Exception as exc:
             _log.warning("task.failed_while_stopping", task=_name(task), error=str(exc))
 

@@ -53,13 +53,16 @@ from loupe_shared.contracts.streams import MAINTENANCE_BUCKET, TOKENS_BUCKET
 from loupe_shared.kit import db, maintenance
 from loupe_shared.kit.audit import Actor, audit_actor, publish_audit
 from loupe_shared.kit.auth import Principal, TokenRecord, TokenStore
-from loupe_shared.kit.lease import Held, LeaseLost, Leases
+from loupe_shared.kit.lease import Held, LeaseLost, Leases, LeaseTaken
 from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.tasks import cancel_and_wait
 
 _log = get_logger("backup.service")
 _REVISIONS_TTL_S = 5.0
 SWEEP_LEASE = "backup.interrupted"
+# Held by the one restore running anywhere (besides its own lease): a restore on another
+# replica is refused while it is held.
+RESTORE_LEASE = "backup.restore"
 
 
 def job_lease(backup_id: str) -> str:
@@ -611,6 +614,36 @@ class BackupService:
     ) -> RestoreRecord:
         if self.restore_task is not None and not self.restore_task.done():
             raise Busy("another restore is running")
+        try:
+            exclusive = await self.leases.acquire(RESTORE_LEASE)
+        except LeaseTaken:
+            raise Busy("another restore is running") from None
+        try:
+            restore, held, manifest = await self._start_restore(record, mode, principal)
+        except BaseException:
+            await self.leases.release(exclusive)
+            raise
+        self.restore_task = asyncio.create_task(
+            self._held(
+                exclusive,
+                lambda: self._held(
+                    held,
+                    lambda: self._restore(
+                        restore,
+                        manifest,
+                        restore_point and mode == "replace",
+                        principal,
+                        _tokens_restored(manifest, restore_tokens),
+                    ),
+                ),
+            ),
+            name=f"restore-{restore.id}",
+        )
+        return restore
+
+    async def _start_restore(
+        self, record: BackupRecord, mode: str, principal: Principal
+    ) -> tuple[RestoreRecord, Held, Manifest]:
         manifest = await self.store.manifest(record)
         plan = await self.restorer.plan(manifest, mode)
         if not plan["can_restore"]:
@@ -628,20 +661,7 @@ class BackupService:
         except BaseException:
             await self.leases.release(held)
             raise
-        self.restore_task = asyncio.create_task(
-            self._held(
-                held,
-                lambda: self._restore(
-                    restore,
-                    manifest,
-                    restore_point and mode == "replace",
-                    principal,
-                    _tokens_restored(manifest, restore_tokens),
-                ),
-            ),
-            name=f"restore-{restore.id}",
-        )
-        return restore
+        return restore, held, manifest
 
     async def _restore(
         self,
