@@ -13,9 +13,10 @@ from minio import Minio
 from loupe_images.images import storage, thumbnails
 from loupe_shared.contracts import subjects
 from loupe_shared.kit import s3 as s3kit
+from loupe_shared.kit.auth import Role
 from loupe_shared.kit.settings import NatsSettings
 from loupe_stack.stack import Stack
-from tests.conftest import auth
+from tests.conftest import TokenMaker, auth
 from tests.images.helpers import events, make_image
 from tests.support import eventually
 
@@ -219,3 +220,44 @@ def test_an_upload_whose_large_thumbnail_never_followed_is_finished_when_sent_ag
     status = gateway.get(f"/api/images/{sha}/status", headers=auth(admin_token)).json()
     assert status["state"] == "done"
     assert s3kit.exists(s3, bucket, storage.thumbnail_key(sha, 1024))
+
+
+def test_a_thumbnail_deleted_while_its_large_one_follows_leaves_nothing_behind(
+    platform: Stack, gateway: httpx.Client, admin_token: str
+) -> None:
+    data = _large_jpeg(seed=14)
+    body = gateway.post("/api/images", content=data, headers=auth(admin_token)).json()
+    sha = body["sha256"]
+    assert body["thumbnails_pending"] == [1024]
+    assert gateway.delete(f"/api/images/{sha}", headers=auth(admin_token)).status_code == 204
+    s3 = _s3(platform)
+    bucket = platform.settings.images_bucket
+    left = list(storage.listing(s3, bucket, f"thumbnails/{sha[:2]}/{sha}/"))
+    assert left == []
+    assert not s3kit.exists(s3, bucket, storage.status_key(sha))
+    assert not s3kit.exists(s3, bucket, storage.blob_key(sha))
+
+
+def test_every_thumbnail_request_is_authorized_and_checked_alike(
+    gateway: httpx.Client, admin_token: str, make_token: TokenMaker
+) -> None:
+    """The plain request is answered by the route itself, the rest by the declared
+    handler: both refuse and answer the same way."""
+    data = make_image(".png", seed=15)
+    sha = gateway.post("/api/images", content=data, headers=auth(admin_token)).json()["sha256"]
+    path = f"/api/images/{sha}/thumbnail"
+    viewer = auth(make_token(Role.VIEWER, "thumbnail-viewer"))
+    unknown = auth("loupe_" + "0" * 16 + "_" + "x" * 32)
+    plain = gateway.get(path, params={"size": 256}, headers=viewer)
+    assert plain.status_code == 200
+    spelled_otherwise = gateway.get(f"{path}?size=0256", headers=viewer)
+    assert spelled_otherwise.status_code == 200
+    assert spelled_otherwise.content == plain.content
+    for headers in ({}, unknown):
+        refusals = [gateway.get(path + query, headers=headers) for query in ("?size=256", "")]
+        refusals.append(gateway.get(f"{path}?size=0256", headers=headers))
+        assert {r.status_code for r in refusals} == {401}
+        assert {r.headers["content-type"] for r in refusals} == {"application/problem+json"}
+        assert len({r.json()["detail"] for r in refusals}) == 1
+    missing = gateway.get(f"/api/images/{'0' * 64}/thumbnail", headers=viewer)
+    assert missing.status_code == 404
