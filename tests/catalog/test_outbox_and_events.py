@@ -12,7 +12,7 @@ import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from loupe_shared.contracts import subjects
-from loupe_shared.contracts.events import ImageStored
+from loupe_shared.contracts.events import ImageStored, Thumbnail
 from loupe_shared.kit.nats import connect
 from loupe_shared.kit.settings import NatsSettings
 from loupe_stack.stack import Stack
@@ -88,6 +88,34 @@ def test_image_events_are_recorded_once(
     assert gateway.get(f"/api/image-records/{sha}", headers=auth(admin_token)).json() == record
     assert record["kind"] == "master"
     assert record["source"] == "event"
+
+
+def test_the_announcement_of_more_thumbnails_wins_whatever_the_order(
+    gateway: httpx.Client, admin_token: str, nats_settings: NatsSettings
+) -> None:
+    """A large upload is announced with its small thumbnail, then again with both: the
+    first announcement redelivered after the second keeps both on the record."""
+    sha = random_sha()
+    small = Thumbnail(size=256, key=f"thumbs/{sha}/256.webp", width=256, height=192, bytes=900)
+    large = Thumbnail(size=1024, key=f"thumbs/{sha}/1024.webp", width=1024, height=768, bytes=9000)
+
+    def announce(thumbnails: list[Thumbnail]) -> None:
+        event = ImageStored(
+            sha256=sha,
+            size=10,
+            width=4000,
+            height=3000,
+            content_type="image/jpeg",
+            kind="capture",
+            thumbnails=thumbnails,
+        )
+        publish(nats_settings, subjects.IMAGES_STORED, event.model_dump_json().encode())
+
+    announce([small, large])
+    announce([small])
+    stored_image(nats_settings, gateway, admin_token)  # handled in order: a sentinel
+    record = gateway.get(f"/api/image-records/{sha}", headers=auth(admin_token)).json()
+    assert [t["size"] for t in record["thumbnails"]] == [256, 1024]
 
 
 def test_malformed_image_event_is_dead_lettered(

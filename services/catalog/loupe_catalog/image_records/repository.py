@@ -30,9 +30,11 @@ Conn = AsyncSession | AsyncConnection
 
 
 async def upsert(conn: Conn, values: dict[str, Any]) -> None:
-    """Record an image; events may arrive twice. A repeat keeps the first sighting, fills in
-    what the first one lacked (line, thumbnails) and revives a record whose blob an admin had
-    deleted and that was uploaded again."""
+    """Record an image; events may arrive twice, and in any order. A repeat keeps the first
+    sighting, fills in what the first one lacked (line, thumbnails: the event announcing more
+    thumbnail bytes wins, so the announcement of the small thumbnail alone, redelivered after
+    the one of both, changes nothing) and revives a record whose blob an admin had deleted and
+    that was uploaded again."""
     statement = insert(image_records).values(**values)
     excluded = statement.excluded
     statement = statement.on_conflict_do_update(
@@ -42,7 +44,7 @@ async def upsert(conn: Conn, values: dict[str, Any]) -> None:
                 sa.func.nullif(image_records.c.line_id, ""), excluded.line_id
             ),
             "thumbnails": sa.case(
-                (excluded.thumbnail_bytes > 0, excluded.thumbnails),
+                (excluded.thumbnail_bytes > image_records.c.thumbnail_bytes, excluded.thumbnails),
                 else_=image_records.c.thumbnails,
             ),
             "thumbnail_bytes": sa.func.greatest(
