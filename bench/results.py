@@ -42,8 +42,8 @@ BARE_SINGLE_COUNT = 10_000
 WINDOW = 64
 LATENCY_RATE = 2_000
 LATENCY_SECONDS = 15.0
-POLL_S = 0.02
-SINCE_MARGIN = timedelta(milliseconds=100)
+POLL_S = 0.01
+SINCE_MARGIN = timedelta(milliseconds=50)
 
 Row = dict[str, Any]
 

@@ -58,6 +58,7 @@ ACK_WAIT_S = 10
 # aside; a database outage does not count, as nothing is fetched while it lasts.
 MAX_DELIVERIES = 20
 PARTITIONS_EVERY_S = 6 * 3600
+FETCH_MORE_S = 0.25
 # What says a message's own values are refused: a data exception, an integrity constraint
 # (a missing value, a check), and what the driver raises encoding a value it cannot send.
 _REFUSED_SQLSTATES = ("22", "23")
@@ -179,16 +180,32 @@ class Ingester:
     ) -> list[tuple[Msg, "_Converted"]]:
         """The next batch with each message converted (or the exception converting it
         raised); empty when nothing came within the fetch's wait."""
-        try:
-            messages = await subscription.fetch(self.fetch_messages, timeout=1)
-        except TimeoutError:  # nats-py raises its own subclass or the builtin
-            return []
+        messages = await self._fetch(subscription)
         converted: list[tuple[Msg, _Converted]] = []
         for i, message in enumerate(messages):
             if i and i % 8 == 0:
                 await asyncio.sleep(0)  # lets the store of the batch before go on meanwhile
             converted.append((message, self._convert(message)))
         return converted
+
+    async def _fetch(self, subscription: JetStreamContext.PullSubscription) -> list[Msg]:
+        """The first message as soon as there is one, and what the stream holds behind it
+        (up to `fetch_messages`). Not one `fetch(fetch_messages)`: when nothing is waiting,
+        nats-py's fetch holds the first message that comes until the batch is full or the
+        fetch's time is up, so a trickle of results would wait up to that time."""
+        try:
+            messages = await subscription.fetch(1, timeout=1)
+        except TimeoutError:  # nats-py raises its own subclass or the builtin
+            return []
+        behind = messages[-1].metadata.num_pending or 0
+        if behind and self.fetch_messages > 1:
+            # Asked for what is there; should another ingester take it first, the wait
+            # for more is short.
+            with suppress(TimeoutError):
+                messages += await subscription.fetch(
+                    min(behind, self.fetch_messages - 1), timeout=FETCH_MORE_S
+                )
+        return messages
 
     def _convert(self, message: Msg) -> "_Converted":
         if _delivered(message) > self.max_deliveries:
@@ -300,8 +317,9 @@ class Ingester:
             return
         if not maybe_stored:
             try:
-                async with conn.transaction():
-                    await conn.copy_records_to_table("results", records=found, columns=COLUMNS)
+                # One statement, so its own transaction: committed (and synced) when it
+                # returns, without a BEGIN and a COMMIT to wait for.
+                await conn.copy_records_to_table("results", records=found, columns=COLUMNS)
             except asyncpg.UniqueViolationError:
                 pass
             else:
