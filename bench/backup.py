@@ -93,15 +93,26 @@ def _bare_copy(s3: Minio, source: str, keys: list[str], target: str) -> float:
     return time.perf_counter() - started
 
 
-def _wait(client: httpx.Client, path: str, timeout_s: float = 1800) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+def _wait(
+    client: httpx.Client,
+    path: str,
+    timeout_s: float = 1800,
+    phases: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """Poll until done: every 10 ms for the first second (an incremental backup takes a few
+    tenths of one; a 100 ms poll would be a third of what it measures), then every 100 ms (so
+    the polls do not take CPU from a long backup). `phases` gets the time at which each
+    phase of a restore was first seen."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
         state: dict[str, Any] = client.get(path).json()
+        if phases is not None:
+            phases.setdefault(state.get("phase", "?"), round(time.monotonic() - started, 2))
         if state["status"] != "running":
             if state["status"] != "completed":
                 raise RuntimeError(f"{path}: {state}")
             return state
-        time.sleep(0.1)
+        time.sleep(0.01 if time.monotonic() - started < 1 else 0.1)
     raise RuntimeError(f"{path} did not finish")
 
 
@@ -210,7 +221,8 @@ def _restore_rows(
                 f"/api/backups/{backup_id}/restore", json={"mode": "empty", "dry_run": False}
             )
             answer.raise_for_status()
-            _wait(client, f"/api/backups/{backup_id}/restores/{answer.json()['id']}")
+            seen: dict[str, float] = {}
+            _wait(client, f"/api/backups/{backup_id}/restores/{answer.json()['id']}", phases=seen)
             restore_s = time.perf_counter() - started
     finally:
         process.stop()
@@ -219,7 +231,10 @@ def _restore_rows(
         _sql(stack, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     return [
         _row("bare S3 copy out of the backup bucket", bare_s, total),
-        _row("restore (new database, new images bucket)", restore_s, total, bare_s),
+        {
+            **_row("restore (new database, new images bucket)", restore_s, total, bare_s),
+            "phases_seen_at_s": seen,
+        },
     ]
 
 

@@ -6,6 +6,7 @@ from fastapi import FastAPI, Request
 from starlette.middleware import Middleware
 
 from loupe_backup.backups import endpoints as backup_endpoints
+from loupe_backup.backups import objects
 from loupe_backup.backups.ratelimit import RateLimiter
 from loupe_backup.backups.service import BackupService
 from loupe_backup.exports import endpoints as export_endpoints
@@ -26,7 +27,7 @@ def build(settings: BackupSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = db.create_engine(settings, "loupe-backup")
-        client = s3.client(settings)
+        client = objects.client(settings)
         try:
             async with nats_and_tokens(app, settings, "loupe-backup") as messaging:
                 await s3.ensure_bucket(client, settings.backup_bucket)

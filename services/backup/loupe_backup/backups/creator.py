@@ -21,6 +21,7 @@ from loupe_backup.settings import BackupSettings
 from loupe_shared import __version__
 from loupe_shared.kit import db
 from loupe_shared.kit.logging import get_logger
+from loupe_shared.kit.tasks import cancel_and_wait
 
 _log = get_logger("backup.creator")
 # What the images bucket holds: blobs, their thumbnails and their processing status.
@@ -63,7 +64,9 @@ def _copy(
     )
     copied = False
     if fetched.sha256 not in present:
-        objects.put(s3, target, layout.blob_key(fetched.sha256), fetched.data)
+        objects.put_checked(
+            s3, target, layout.blob_key(fetched.sha256), fetched.data, fetched.sha256
+        )
         present.add(fetched.sha256)
         copied = True
     return entry, None, copied
@@ -82,24 +85,34 @@ class BackupCreator:
         with tempfile.TemporaryDirectory(prefix="loupe-backup-", dir=work) as directory:
             await reporter.report("snapshot", force=True)
             # What the backup bucket holds is listed meanwhile (it only ever gains blobs a
-            # running backup can use).
+            # running backup can use), and so are the images once the database's snapshot is
+            # fixed: every blob a row of the snapshot names was stored before that row was
+            # committed, so a listing begun after the snapshot finds it.
             present_task = asyncio.create_task(
                 asyncio.to_thread(list_backup_blobs, self.s3, self.settings.backup_bucket)
             )
+            listing: list[asyncio.Task[list[objects.Listed]]] = []
+
+            def snapshot_taken() -> None:
+                if record.include.images:
+                    listing.append(asyncio.create_task(self._list_images()))
+
             try:
                 conn = await db.connect(self.settings, "loupe-backup")
                 try:
-                    dumped, revisions = await database.dump(conn, record.include, Path(directory))
+                    dumped, revisions = await database.dump(
+                        conn, record.include, Path(directory), snapshot_taken
+                    )
                 finally:
                     await conn.close()
+                hashed = await asyncio.gather(
+                    *(asyncio.to_thread(objects.file_sha256, d.path) for d in dumped)
+                )
+                await reporter.report("listing", force=True)
+                listed = await listing[0] if listing else []
             except BaseException:
-                present_task.cancel()
+                await cancel_and_wait([present_task, *listing])
                 raise
-            hashed = await asyncio.gather(
-                *(asyncio.to_thread(objects.file_sha256, d.path) for d in dumped)
-            )
-            await reporter.report("listing", force=True)
-            listed = await self._list_images() if record.include.images else []
             p = record.progress
             p.objects_total = len(listed) + len(dumped)
             p.bytes_total = sum(o.size for o in listed) + sum(size for _, size in hashed)
@@ -149,13 +162,11 @@ class BackupCreator:
         )
 
     async def _list_images(self) -> list[objects.Listed]:
-        def run() -> list[objects.Listed]:
-            found: list[objects.Listed] = []
-            for prefix in IMAGE_PREFIXES:
-                found.extend(objects.listing(self.s3, self.settings.images_bucket, prefix))
-            return found
+        def run(prefix: str) -> list[objects.Listed]:
+            return list(objects.listing(self.s3, self.settings.images_bucket, prefix))
 
-        return await asyncio.to_thread(run)
+        found = await asyncio.gather(*(asyncio.to_thread(run, p) for p in IMAGE_PREFIXES))
+        return [item for part in found for item in part]
 
     async def _copy_objects(
         self,

@@ -2,6 +2,7 @@
 itself (never a fixed list), dumped in one REPEATABLE READ transaction as CSV with a header,
 and loaded back by column name in one transaction."""
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,12 +141,20 @@ class Dumped:
 
 
 async def dump(
-    conn: asyncpg.Connection, include: Include, directory: Path
+    conn: asyncpg.Connection,
+    include: Include,
+    directory: Path,
+    snapshot_taken: Callable[[], object] | None = None,
 ) -> tuple[list[Dumped], list[str]]:
     """Write every included table to `directory` from one consistent snapshot; answer the
-    files and every row of alembic_version."""
+    files and every row of alembic_version. `snapshot_taken` is called once the snapshot is
+    fixed (a REPEATABLE READ transaction takes it at its first statement, not at BEGIN):
+    what is read after that call sees at least what the dump holds."""
     dumped: list[Dumped] = []
     async with conn.transaction(isolation="repeatable_read", readonly=True):
+        await conn.execute("SELECT 1")
+        if snapshot_taken is not None:
+            snapshot_taken()
         tables = await describe(conn)
         revisions: list[str] = []
         if any(t.name == ALEMBIC for t in tables):

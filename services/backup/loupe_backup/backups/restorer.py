@@ -170,8 +170,14 @@ class Restorer:
                     )
                 if fetched.sha256 != entry.sha256:
                     raise RestoreRefused(f"blob {entry.sha256} ({entry.key}) is corrupt in backup")
-                objects.put(
-                    self.s3, target, entry.key, fetched.data, entry.content_type, entry.metadata
+                objects.put_checked(
+                    self.s3,
+                    target,
+                    entry.key,
+                    fetched.data,
+                    fetched.sha256,
+                    entry.content_type,
+                    entry.metadata,
                 )
             except BaseException:
                 stop.set()
