@@ -108,3 +108,20 @@ def test_a_master_keeps_roi_references_within_its_footprint() -> None:
     assert prepared.nbytes <= MASTER_FOOTPRINT * prepared.gray.nbytes
     # The first references were kept: asking again gives the same object.
     assert prepared.roi((0, 0, 150, 150)) is prepared.roi((0, 0, 150, 150))
+
+
+def test_a_master_keeps_the_reference_of_an_roi_over_the_whole_image() -> None:
+    prepared = master("m", side=200)
+    prepared.reduced(0.25)
+    reference = prepared.roi((0, 0, 200, 200))
+    assert prepared.roi((0, 0, 200, 200)) is reference
+    assert prepared.nbytes <= MASTER_FOOTPRINT * prepared.gray.nbytes
+
+
+def test_a_master_answers_the_mean_grey_level_of_an_roi() -> None:
+    gray = np.zeros((100, 100), np.uint8)
+    gray[:, 50:] = 200
+    prepared = PreparedMaster("m", gray)
+    assert prepared.mean((0, 0, 100, 100)) == pytest.approx(100.0)
+    assert prepared.mean((50, 10, 20, 20)) == pytest.approx(200.0)
+    assert prepared.mean((0, 0, 50, 100)) == pytest.approx(0.0)

@@ -12,7 +12,7 @@ import pytest
 from loupe_inspect.pipeline.align import AlignmentFailed
 from loupe_inspect.pipeline.config import InspectionConfig
 from loupe_inspect.pipeline.images import PreparedMaster, UndecodableImage, decode_gray
-from loupe_inspect.pipeline.run import Outcome, RoiOutside, inspect
+from loupe_inspect.pipeline.run import Outcome, RoiOutside, _coverage, inspect
 from tests.inspect import synthetic
 
 ALIGN_PIXELS = 400_000
@@ -174,3 +174,34 @@ def test_decoding_makes_grey_from_colour() -> None:
     assert image.shape == (20, 30)
     assert image.dtype == np.uint8
     assert image.mean() > 50
+
+
+def _coverage_at_full_scale(
+    local: np.ndarray, capture_shape: tuple[int, int], size: tuple[int, int]
+) -> np.ndarray:
+    """The coverage mask made the plain way: enlarged, then eroded at full scale."""
+    ones = np.full((capture_shape[0] // 4, capture_shape[1] // 4), 255, np.uint8)
+    small = local.astype(np.float64).copy()
+    small[:, 2] /= 4
+    out = (-(-size[0] // 4), -(-size[1] // 4))
+    flags = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+    covered = cv2.warpAffine(ones, small, out, flags=flags, borderValue=0)
+    full = cv2.resize(covered, (out[0] * 4, out[1] * 4), interpolation=cv2.INTER_NEAREST)
+    return np.asarray(cv2.erode(full[: size[1], : size[0]], np.ones((13, 13), np.uint8)))
+
+
+def test_the_coverage_mask_is_the_full_scale_erosion_of_the_enlarged_mask() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        capture_h, capture_w, out_h, out_w = (int(v) for v in rng.integers(20, 300, 4))
+        angle = math.radians(rng.uniform(-3, 3))
+        local = np.array(
+            [
+                [math.cos(angle), -math.sin(angle), rng.uniform(-40, 60)],
+                [math.sin(angle), math.cos(angle), rng.uniform(-40, 60)],
+            ]
+        )
+        made = _coverage(local, (capture_h, capture_w), (out_w, out_h))
+        expected = _coverage_at_full_scale(local, (capture_h, capture_w), (out_w, out_h))
+        assert made.shape == expected.shape
+        assert np.array_equal(made, expected)

@@ -76,17 +76,22 @@ def roi_reference(master: Gray, rect: tuple[int, int, int, int]) -> RoiReference
 @dataclass
 class PreparedMaster:
     """A decoded master with its reduced copies for alignment and, filled as tools ask, the
-    references of its ROIs. Shared by concurrent inspections: entries are only added, and
-    only while they take at most `EXTRA_FOOTPRINT` times the master's own size (beyond that,
-    say 64 tools with ROIs of their own, references are made for each inspection)."""
+    references of its ROIs and their mean grey levels. Shared by concurrent inspections:
+    entries are only added, and only while they take at most `EXTRA_FOOTPRINT` times the
+    master's own size (beyond that, say 64 tools with ROIs of their own, references are made
+    for each inspection)."""
 
     sha256: str
     gray: Gray
     _reduced: dict[float, Gray] = field(default_factory=dict)
     _rois: dict[tuple[int, int, int, int], RoiReference] = field(default_factory=dict)
+    _means: dict[tuple[int, int, int, int], float] = field(default_factory=dict)
     _extra_bytes: int = 0
 
-    EXTRA_FOOTPRINT = 3
+    # An ROI over the whole image takes three times the master (smoothed, low, high); one
+    # more leaves room for the reduced copies, so the commonest program keeps its reference
+    # instead of making it again (a tenth of an inspection) for every capture.
+    EXTRA_FOOTPRINT = 4
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -111,6 +116,15 @@ class PreparedMaster:
             if self._room(found.nbytes):
                 self._rois[rect] = found
                 self._extra_bytes += found.nbytes
+        return found
+
+    def mean(self, rect: tuple[int, int, int, int]) -> float:
+        """The master's mean grey level in `rect`."""
+        found = self._means.get(rect)
+        if found is None:
+            x, y, w, h = rect
+            found = float(cv2.mean(self.gray[y : y + h, x : x + w])[0])
+            self._means[rect] = found
         return found
 
     @property

@@ -105,19 +105,26 @@ _COVERAGE_SCALE = 4
 
 def _coverage(local: np.ndarray, capture_shape: tuple[int, ...], size: tuple[int, int]) -> Gray:
     """255 where the warped capture has pixels of its own (not a replicated border). Made
-    at a quarter of the scale and enlarged: only its edge matters, and it is eroded anyway."""
+    at a quarter of the scale and enlarged: only its edge matters. Eroded by 13 x 13 pixels
+    (half a quarter-scale pixel, as an edge block may be partly outside, and the smoothing's
+    reach) without an erosion at full scale: a pixel x stays when the quarter-scale pixels
+    (x - 6) // 4 ... (x + 6) // 4 are all 255, and those are (x + 2) // 4 - 2 ... + 1; so
+    the quarter-scale mask eroded by a 4 x 4 square anchored at (2, 2), enlarged and read
+    from 2 pixels on, is the same mask. Pixels past the output count as covered, as in an
+    erosion's border."""
     q = _COVERAGE_SCALE
     ones = np.full((capture_shape[0] // q, capture_shape[1] // q), 255, np.uint8)
     small = local.astype(np.float64).copy()
     small[:, 2] /= q
-    out = (max(1, -(-size[0] // q)), max(1, -(-size[1] // q)))
+    out_w, out_h = max(1, -(-size[0] // q)), max(1, -(-size[1] // q))
     flags = cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
-    covered = cv2.warpAffine(ones, small, out, flags=flags, borderValue=0)
-    full = cv2.resize(covered, (out[0] * q, out[1] * q), interpolation=cv2.INTER_NEAREST)
-    # Eroded by half a quarter-scale pixel (an edge block may be partly outside) and by
-    # the smoothing's reach.
-    full = cv2.erode(full[: size[1], : size[0]], np.ones((13, 13), np.uint8))
-    return np.ascontiguousarray(full, dtype=np.uint8)
+    covered = cv2.warpAffine(ones, small, (out_w + 1, out_h + 1), flags=flags, borderValue=0)
+    covered[out_h:, :] = 255
+    covered[:, out_w:] = 255
+    lead = 2
+    eroded = cv2.erode(covered, np.ones((q, q), np.uint8), anchor=(lead, lead))
+    full = cv2.resize(eroded, ((out_w + 1) * q, (out_h + 1) * q), interpolation=cv2.INTER_NEAREST)
+    return np.asarray(full[lead : lead + size[1], lead : lead + size[0]], dtype=np.uint8)
 
 
 def inspect(
@@ -191,7 +198,7 @@ def _brightness(
 ) -> ToolOutcome:
     x, y, w, h = rect
     captured = float(cv2.mean(crop, mask)[0])
-    expected = float(cv2.mean(master.gray[y : y + h, x : x + w])[0])
+    expected = master.mean(rect)
     delta = captured - expected
     passed = abs(delta) <= tool.threshold
     found = [] if passed else [Found("brightness", tool.id, x, y, w, h, w * h, abs(delta))]
