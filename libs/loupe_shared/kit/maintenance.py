@@ -161,6 +161,7 @@ class MaintenanceGuard:
         self._drained.set()
         self._acked: str | None = None
         self._loop: asyncio.Task[None] | None = None
+        self._bucket: KeyValue | None = None
 
     async def current(self, app: FastAPI) -> MaintenanceNotice | None:
         if time.monotonic() >= self._next_check:
@@ -221,10 +222,15 @@ class MaintenanceGuard:
                 await asyncio.wait_for(kv.delete(self._key(app, LIVE_PREFIX)), self._timeout_s)
 
     async def _kv(self, app: FastAPI) -> KeyValue | None:
+        # Opened once and kept: a heartbeat is then one round trip, not two, which keeps it
+        # on time on a loaded machine (an instance whose heartbeat lapses is not waited for).
+        if self._bucket is not None:
+            return self._bucket
         messaging = kit_state(app).messaging
         if messaging is None:
             return None
-        return await open_bucket(messaging.js, bucket_for(messaging.tokens.bucket))
+        self._bucket = await open_bucket(messaging.js, bucket_for(messaging.tokens.bucket))
+        return self._bucket
 
     def _key(self, app: FastAPI, prefix: str) -> str:
         return f"{prefix}{kit_state(app).service}.{self.instance}"
