@@ -6,7 +6,7 @@ verified, content-addressed blobs that later sets can share."""
 
 import asyncio
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -79,8 +79,13 @@ class BackupCreator:
         self.copier = copier
 
     async def run(
-        self, record: BackupRecord, reporter: ProgressReporter, parent: Manifest | None
+        self,
+        record: BackupRecord,
+        reporter: ProgressReporter,
+        parent: Awaitable[Manifest | None],
     ) -> Manifest:
+        """`parent`: the parent set's manifest (None for a full backup), awaited only when the
+        objects are compared with it."""
         work = Path(self.settings.work_dir) if self.settings.work_dir else None
         with tempfile.TemporaryDirectory(prefix="loupe-backup-", dir=work) as directory:
             await reporter.report("snapshot", force=True)
@@ -105,10 +110,8 @@ class BackupCreator:
                     )
                 finally:
                     await conn.close()
-                hashed = await asyncio.gather(
-                    *(asyncio.to_thread(objects.file_sha256, d.path) for d in dumped)
-                )
-                await reporter.report("listing", force=True)
+                hashed = [(d.sha256, d.size) for d in dumped]
+                await reporter.report("listing")
                 listed = await listing[0] if listing else []
             except BaseException:
                 await cancel_and_wait([present_task, *listing])
@@ -116,10 +119,10 @@ class BackupCreator:
             p = record.progress
             p.objects_total = len(listed) + len(dumped)
             p.bytes_total = sum(o.size for o in listed) + sum(size for _, size in hashed)
-            await reporter.report("objects", force=True)
+            await reporter.report("objects")
             present = await present_task
-            entries, problems = await self._copy_objects(listed, present, reporter, parent)
-            await reporter.report("data", force=True)
+            entries, problems = await self._copy_objects(listed, present, reporter, await parent)
+            await reporter.report("data")
             tables = [
                 TableFile(
                     table=item.table.name,
@@ -180,7 +183,8 @@ class BackupCreator:
         entries: list[ObjectEntry] = []
         problems: list[dict[str, Any]] = []
 
-        async def one(item: objects.Listed) -> None:
+        changed: list[objects.Listed] = []
+        for item in listed:
             previous = known.get(item.key)
             if (
                 previous is not None
@@ -191,18 +195,22 @@ class BackupCreator:
                 entries.append(previous)  # unchanged since the parent set: nothing to read
                 reporter.add(objects=1, bytes_=item.size)
             else:
-                entry, problem, copied = await self.copier.run(
-                    _copy, self.s3, self.settings.images_bucket, bucket, item, present
-                )
-                if entry is not None:
-                    entries.append(entry)
-                if problem is not None:
-                    _log.warning("backup.source_object_corrupt", **problem)
-                    problems.append(problem)
-                reporter.add(objects=1, bytes_=item.size, copied=copied)
+                changed.append(item)
+        await reporter.report()
+
+        async def one(item: objects.Listed) -> None:
+            entry, problem, copied = await self.copier.run(
+                _copy, self.s3, self.settings.images_bucket, bucket, item, present
+            )
+            if entry is not None:
+                entries.append(entry)
+            if problem is not None:
+                _log.warning("backup.source_object_corrupt", **problem)
+                problems.append(problem)
+            reporter.add(objects=1, bytes_=item.size, copied=copied)
             await reporter.report()
 
         async with asyncio.TaskGroup() as group:
-            for item in listed:
+            for item in changed:
                 group.create_task(one(item))
         return entries, problems

@@ -242,8 +242,3 @@ def read_sha256(source: IO[bytes]) -> tuple[str, int]:
         digest.update(chunk)
         size += len(chunk)
     return digest.hexdigest(), size
-
-
-def file_sha256(path: Path) -> tuple[str, int]:
-    with path.open("rb") as source:
-        return read_sha256(source)

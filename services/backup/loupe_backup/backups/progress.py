@@ -1,5 +1,8 @@
 """A job's progress: saved with its record and published as `backup.progress`, at most once
-per interval (and always at the end of a phase)."""
+per interval. A phase that starts is saved with the next report due (`force` saves at once:
+the first phase, so a job shows it has begun); the phases' durations are in every save and in
+the final record. A save per phase used to be most of an incremental backup of an unchanged
+installation (each one a PUT and a published event, before the work went on)."""
 
 import time
 

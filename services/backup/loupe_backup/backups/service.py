@@ -326,12 +326,14 @@ class BackupService:
         reporter = ProgressReporter(
             record, self.store, self.js, self.settings.namespace, self.settings.progress_interval_s
         )
+        # The parent's manifest is read while the database is dumped (it is first needed
+        # when the objects are compared with it).
+        parent = asyncio.create_task(self._parent_manifest(record.parent_id))
         try:
-            parent = None
-            if record.parent_id is not None:
-                found = await self.store.get(record.parent_id)
-                parent = await self.store.manifest(found) if found else None
-            manifest = await self.creator.run(record, reporter, parent)
+            try:
+                manifest = await self.creator.run(record, reporter, parent)
+            finally:
+                await cancel_and_wait([parent])
             if record.include.tokens:
                 tokens = await self.tokens.list()
                 manifest = manifest.model_copy(
@@ -365,6 +367,12 @@ class BackupService:
             )
         finally:
             self.jobs.pop(record.id, None)
+
+    async def _parent_manifest(self, parent_id: str | None) -> Manifest | None:
+        if parent_id is None:
+            return None
+        found = await self.store.get(parent_id)
+        return await self.store.manifest(found) if found else None
 
     async def _fail(self, record: BackupRecord, error: str) -> None:
         record.status = "failed"
@@ -684,10 +692,15 @@ class BackupService:
                 # The fence first: the restore point (and, in `empty` mode, the check that
                 # the installation is empty) sees every write that was answered, and no
                 # write is answered after it.
+                # The data files are fetched and checked meanwhile: that only reads the set.
                 await phase("maintenance")
-                renewer = await self._begin_maintenance(restore)
-                await phase("checking")
-                paths = await self.restorer.fetch_data(manifest, Path(directory))
+                checking = asyncio.create_task(self.restorer.fetch_data(manifest, Path(directory)))
+                try:
+                    renewer = await self._begin_maintenance(restore)
+                    await phase("checking")
+                    paths = await checking
+                finally:
+                    await cancel_and_wait([checking])
                 if take_restore_point:
                     await phase("restore-point")
                     point = await self.create("restore-point", Include(), restore.started_by)
