@@ -361,6 +361,8 @@ export interface components {
             /** Parent Id */
             parent_id?: string | null;
             progress?: components["schemas"]["Progress"];
+            /** Run By Namespace */
+            run_by_namespace?: string | null;
             /** Schedule Id */
             schedule_id?: string | null;
             /**
@@ -695,6 +697,8 @@ export interface components {
             rows?: {
                 [key: string]: number;
             };
+            /** Run By Namespace */
+            run_by_namespace?: string | null;
             /**
              * Started At
              * Format: date-time

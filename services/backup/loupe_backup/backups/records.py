@@ -58,6 +58,9 @@ class BackupRecord(BaseModel):
     app_version: str = ""
     format_version: int | None = None
     verification: Verification | None = None
+    # The namespace of the installation whose backup service runs the job (its leases are
+    # there); null for records written before it was kept, counted as this installation's.
+    run_by_namespace: str | None = Field(default=None, max_length=100)
 
     def shown_status(self, stale_after_s: float) -> Status:
         """A running set whose process stopped updating it is failed, never completed."""
@@ -83,3 +86,6 @@ class RestoreRecord(BaseModel):
     error: str | None = None
     rolled_back: bool = False
     details: dict[str, Any] = Field(default_factory=dict)
+    # The namespace of the installation whose backup service runs the job (its leases are
+    # there); null for records written before it was kept, counted as this installation's.
+    run_by_namespace: str | None = Field(default=None, max_length=100)

@@ -201,11 +201,16 @@ class BackupService:
     async def _job_live(self, lease: str) -> bool:
         return (await self.leases.observe(lease)).state == "live"
 
+    def _ours(self, record: BackupRecord | RestoreRecord) -> bool:
+        """Whether this installation runs the job: another one sharing the backup bucket (a
+        restore into a new installation) keeps its leases in its own namespace."""
+        return record.run_by_namespace in (None, self.settings.namespace)
+
     async def mark_interrupted(self) -> list[str]:
         """Running sets and restores whose own lease is gone or expired, marked failed."""
         marked: list[str] = []
         for found in await self.store.all():
-            if found.status != "running" or found.id in self.jobs:
+            if found.status != "running" or found.id in self.jobs or not self._ours(found):
                 continue
             if await self._job_live(job_lease(found.id)):
                 continue
@@ -223,7 +228,7 @@ class BackupService:
             marked.append(record.id)
         running_here = self.restore_task is not None and not self.restore_task.done()
         for seen in await self.store.restores():
-            if seen.status != "running" or running_here:
+            if seen.status != "running" or running_here or not self._ours(seen):
                 continue
             if await self._job_live(restore_lease(seen.id)):
                 continue
@@ -290,6 +295,7 @@ class BackupService:
             parent_id=parent.id if parent else None,
             created_by=created_by,
             schedule_id=schedule_id,
+            run_by_namespace=self.settings.namespace,
             format_version=BACKUP_FORMAT_VERSION,
             app_version=__version__,
         )
@@ -503,6 +509,7 @@ class BackupService:
             kind="imported",
             include=manifest.include,
             created_by=imported_by,
+            run_by_namespace=self.settings.namespace,
             format_version=manifest.format_version,
             app_version=manifest.app_version,
             alembic_revisions=manifest.alembic_revisions,
@@ -662,6 +669,7 @@ class BackupService:
             mode="empty" if mode == "empty" else "replace",
             started_by=principal.name,
             compatibility=plan["compatibility"],
+            run_by_namespace=self.settings.namespace,
         )
         held = await self.leases.acquire(restore_lease(restore.id))
         try:
