@@ -28,9 +28,16 @@ def cluster() -> Iterator[Stack]:
             "log_level": "warning",
         }
     )
-    # A worker's requests go to another worker once their ack wait (the time limit plus a
-    # slack) passed: a short limit keeps the test short (its images take milliseconds).
-    stack = Stack(settings, service_extra_env={"inspect": {"TIME_LIMIT_S": "5"}})
+    # A dead worker's requests go to another once their ack wait (time limit plus slack)
+    # passed, a dead backup process's set is marked failed once its lease expired: short
+    # ones keep the tests short (their images take milliseconds).
+    stack = Stack(
+        settings,
+        service_extra_env={
+            "inspect": {"TIME_LIMIT_S": "5", "ACK_SLACK_S": "5"},
+            "backup": {"LEASE_TTL_S": "5"},
+        },
+    )
     stack.start()
     try:
         yield stack

@@ -78,6 +78,7 @@ def build(settings: InspectSettings) -> FastAPI:
                     concurrency=settings.concurrency,
                     max_deliveries=settings.max_deliveries,
                     retry_delay_s=settings.retry_delay_s,
+                    ack_slack_s=settings.ack_slack_s,
                 )
                 keep(app, InspectState(settings, store, js, inspector, worker))
                 await rpc.serve(nc, inspector, settings.namespace)

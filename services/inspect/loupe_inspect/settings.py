@@ -1,4 +1,4 @@
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from loupe_shared.kit.settings import NatsSettings, S3Settings, ServiceSettings
@@ -29,6 +29,9 @@ class InspectSettings(ServiceSettings, S3Settings, NatsSettings):
     # A request taking longer than this (loading, decoding and inspecting) gets an `error`
     # result.
     time_limit_s: float = 30.0
+    # A request stays with the worker that fetched it for time_limit_s + ack_slack_s; past
+    # that (the worker died) another worker gets it. Read when the consumer is created.
+    ack_slack_s: float = Field(default=30.0, ge=1.0, le=3600.0)
     # A request that failed for a passing reason (catalog or object store unreachable) is
     # delivered again after `retry_delay_s`, at most this many times, then dead-lettered.
     max_deliveries: int = 5

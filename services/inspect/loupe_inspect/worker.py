@@ -31,7 +31,8 @@ from loupe_shared.kit.tasks import supervise
 
 _log = get_logger("inspect.worker")
 STREAM = "INSPECTION"
-# Seconds a fetched request may stay unacknowledged beyond the time limit.
+# Seconds a fetched request may stay unacknowledged beyond the time limit (by default): a
+# worker that died holding it, it goes to another worker after time limit + slack.
 ACK_SLACK_S = 30.0
 
 
@@ -47,6 +48,7 @@ class Worker:
         concurrency: int,
         max_deliveries: int,
         retry_delay_s: float,
+        ack_slack_s: float = ACK_SLACK_S,
     ) -> None:
         self.js = js
         self.inspector = inspector
@@ -56,6 +58,7 @@ class Worker:
         self.concurrency = max(1, concurrency)
         self.max_deliveries = max(1, max_deliveries)
         self.retry_delay_s = retry_delay_s
+        self.ack_slack_s = ack_slack_s
         self.running = False
 
     async def run(self) -> None:
@@ -73,7 +76,7 @@ class Worker:
             config=ConsumerConfig(
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
-                ack_wait=self.inspector.time_limit_s + ACK_SLACK_S,
+                ack_wait=self.inspector.time_limit_s + self.ack_slack_s,
                 max_deliver=-1,  # counted here, so the last delivery can be set aside
             ),
         )
