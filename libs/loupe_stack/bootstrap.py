@@ -40,10 +40,15 @@ class SetupSettings(NatsSettings, S3Settings):
     admin_token: str = ""
 
 
+def _kv_prefix(namespace: str) -> str:
+    """The start of the streams behind every key-value bucket of the namespace."""
+    return "KV_" + stream_name("LOUPE_", namespace)
+
+
 async def _replicate_buckets(js: JetStreamContext, namespace: str, replicas: int) -> None:
     """Every key-value bucket of the namespace (tokens, maintenance, idempotency, leases) at
     the streams' replica count, so that losing one NATS node of a cluster loses none."""
-    prefix = "KV_" + stream_name("LOUPE_", namespace)
+    prefix = _kv_prefix(namespace)
     for info in await js.streams_info():
         config = info.config
         if not (config.name or "").startswith(prefix) or config.num_replicas == replicas:
@@ -61,7 +66,7 @@ async def _await_leaders(
     if replicas <= 1:
         return
     names = {stream_name(spec.name, namespace) for spec in STREAMS}
-    prefix = "KV_" + stream_name("LOUPE_", namespace)
+    prefix = _kv_prefix(namespace)
     deadline = time.monotonic() + timeout_s
     while True:
         waiting = []
