@@ -39,7 +39,7 @@ def test_audit_rows_are_filtered_by_request_id(
     assert unknown.json()["items"] == []
 
 
-@pytest.mark.parametrize("bad", ["", "has space", "x" * 129, "semi;colon"])
+@pytest.mark.parametrize("bad", ["", "has space", "x" * 129, "semi;colon", "a\x00b"])
 def test_a_malformed_request_id_is_a_422_problem(
     gateway: httpx.Client, admin_token: str, bad: str
 ) -> None:
