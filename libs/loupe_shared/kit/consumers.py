@@ -284,11 +284,14 @@ class _Consumer:
         )
         try:
             while True:
+                # Fetched outside the fence: an idle fetch waits up to its timeout, which
+                # would hold a restore's fence that long; a fetch changes nothing. Handled
+                # inside it (messages fetched while a notice is up wait unacknowledged).
+                try:
+                    messages = await subscription.fetch(self.batch, timeout=2)
+                except TimeoutError:  # nats-py raises its own subclass or the builtin
+                    continue
                 async with fenced(self.fence):
-                    try:
-                        messages = await subscription.fetch(self.batch, timeout=2)
-                    except TimeoutError:  # nats-py raises its own subclass or the builtin
-                        continue
                     await self.handle_batch(messages)
         finally:
             # Unsubscribed here, so draining the connection on shutdown has nothing to wait for.

@@ -152,13 +152,16 @@ class Ingester:
                 if time.monotonic() - partitions_at > PARTITIONS_EVERY_S:
                     await partitions.ensure(conn)
                     partitions_at = time.monotonic()
-                # Fenced: a restore takes its restore point only once no batch is under way,
-                # and none starts until it is over (the stream keeps what arrives meanwhile).
+                # Read outside the fence (a read changes nothing, and an idle fetch waits up
+                # to its timeout: inside, it would hold a restore's fence that long); stored
+                # inside it: a restore takes its restore point only once no batch is under
+                # way, and none starts until it is over (a batch read meanwhile waits
+                # unacknowledged, the stream keeps what arrives).
+                fetched = await (ahead or self._read(subscription))
+                ahead = None
+                if not fetched:
+                    continue
                 async with fenced(self.fence):
-                    fetched = await (ahead or self._read(subscription))
-                    ahead = None
-                    if not fetched:
-                        continue
                     # The next batch is fetched and decoded (nothing written, nothing set
                     # aside) while the database stores this one; the ingester's Python and
                     # PostgreSQL then work side by side instead of in turn.
