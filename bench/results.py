@@ -32,6 +32,7 @@ from loupe_line.client import LineClient
 from loupe_line.settings import LineSettings
 from loupe_line.simulate import ResultSimulator, SimulationPlan
 from loupe_shared.contracts import subjects
+from loupe_shared.contracts.results import new_result_id
 from loupe_shared.kit.nats import connect, ensure_streams
 from loupe_shared.kit.settings import NatsSettings
 from loupe_stack.processes import ManagedProcess
@@ -59,7 +60,7 @@ def _result(i: int, line_id: str) -> dict[str, Any]:
         "score": 0.8,
     }
     return {
-        "result_id": str(uuid.uuid4()),
+        "result_id": str(new_result_id()),  # time-ordered, as the line client makes them
         "line_id": line_id,
         "station": "st-1",
         "part_id": f"p{i}",

@@ -3,6 +3,7 @@
 from loupe_line.client import LineClient, LineStats, NotConnectedError, SpoolError
 from loupe_line.settings import LineSettings
 from loupe_line.spool import SpoolBusyError
+from loupe_shared.contracts.results import new_result_id
 
 __all__ = [
     "LineClient",
@@ -11,4 +12,5 @@ __all__ = [
     "NotConnectedError",
     "SpoolBusyError",
     "SpoolError",
+    "new_result_id",
 ]

@@ -287,7 +287,8 @@ class LineClient:
         answers a future that completes when it is. For callers that pipeline many results
         (await the futures, or call flush()). Waits only when too many are pending."""
         body = self._encode_result(result)
-        await self._reserve()
+        if self._state is not _State.RUNNING or self._unresolved >= self._limit:
+            await self._reserve()  # (the common case, room and running, needs no await)
         done = self._add(body)
         if self._open is None:
             # A batch was just cut: let it leave even if the caller never waits.
@@ -321,8 +322,9 @@ class LineClient:
             model = InspectionResult.model_validate(result)
         else:
             raise TypeError(f"expected an InspectionResult or a mapping, not {type(result)}")
-        # The model's own serializer: a subclass keeps its own fields.
-        body = model.model_dump_json().encode()
+        # The model's own serializer (a subclass keeps its own fields), called for bytes:
+        # `model_dump_json()` is the same call decoded to a str, which would be encoded back.
+        body = model.__pydantic_serializer__.to_json(model)
         if len(body) + len(_HEAD) + len(_TAIL) > self._max_bytes:
             raise ValueError(
                 f"result {model.result_id} is {len(body)} bytes encoded; a message holds at"

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from loupe_shared.contracts.results import BoundingBox, Defect, InspectionResult
+from loupe_shared.contracts.results import BoundingBox, Defect, InspectionResult, new_result_id
 
 # The camera's frame, in pixels.
 FRAME_WIDTH = 2448
@@ -55,8 +55,9 @@ class ResultSimulator:
         else:
             score = None
         return InspectionResult(
-            # Unique even across runs with the same seed: a result id is never reused.
-            result_id=uuid.uuid4(),
+            # Unique even across runs with the same seed: a result id is never reused; time-
+            # ordered, as the line client recommends.
+            result_id=new_result_id(),
             line_id=plan.line_id,
             station=plan.station,
             program_id=plan.program_id,
