@@ -23,6 +23,7 @@ from bench.images import bench_images
 from bench.inspect import bench_inspect
 from bench.legacy import bench_legacy
 from bench.results import bench_results
+from bench.summarize import print_table
 from loupe_shared.kit.logging import configure_logging
 from loupe_stack.config import StackSettings
 from loupe_stack.processes import free_port
@@ -164,6 +165,8 @@ def main() -> int:
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     (out / "latest.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print()
+    print_table([rows])  # the ratios issue 19 tracks, beside their goals
     return 0
 
 
