@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from loupe_line.settings import LineSettings
 from loupe_line.simulate import ResultSimulator, SimulationPlan
 from loupe_shared.contracts import subjects
 from loupe_shared.contracts.results import new_result_id
+from loupe_shared.contracts.streams import STREAMS
 from loupe_shared.kit.nats import connect, ensure_streams
 from loupe_shared.kit.settings import NatsSettings
 from loupe_stack.processes import ManagedProcess
@@ -47,6 +49,9 @@ LATENCY_RATE = 2_000
 LATENCY_SECONDS = 15.0
 POLL_S = 0.01
 SINCE_MARGIN = timedelta(milliseconds=50)
+DRAIN_NAMESPACE = "benchdrain"
+DRAIN_DATABASE = "bench_drain"
+PUBLISH_NAMESPACE = "benchpublish"
 
 Row = dict[str, Any]
 
@@ -114,8 +119,8 @@ async def _publish_all(settings: NatsSettings, messages: list[bytes], window: in
 
 
 def bench_drain(stack: Stack, work: Path) -> list[Row]:
-    namespace = "benchdrain"
-    database = "bench_drain"
+    namespace = DRAIN_NAMESPACE
+    database = DRAIN_DATABASE
     messages = [
         orjson.dumps(
             {"results": [_result(i * PER_MESSAGE + j, "line-d") for j in range(PER_MESSAGE)]}
@@ -240,7 +245,7 @@ def bench_drain(stack: Stack, work: Path) -> list[Row]:
 
 
 def bench_publish(stack: Stack, work: Path) -> list[Row]:
-    namespace = "benchpublish"
+    namespace = PUBLISH_NAMESPACE
     settings = _line(stack, work, namespace, "line-p")
     simulator = ResultSimulator(SimulationPlan(line_id="line-p", seed=2))
     singles = [
@@ -411,6 +416,31 @@ def bench_latency(stack: Stack, work: Path) -> list[Row]:
     ]
 
 
+async def _clear_away(stack: Stack) -> None:
+    """What the drain and publish benchmarks left: their database (200,000 results and the
+    baselines' 600,000 rows in throwaway tables) and their streams; then a checkpoint. The
+    latency benchmark then does not pay for their writes (PostgreSQL writing them out in a
+    checkpoint during its 15 s stalls the catalog's commits), as a stack with nothing
+    before it would not."""
+    conn = await _connect_pg(stack, "postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{DRAIN_DATABASE}" WITH (FORCE)')
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+    nc = await connect(_nats(stack), "bench-clear")
+    try:
+        js = nc.jetstream()
+        for namespace in (DRAIN_NAMESPACE, PUBLISH_NAMESPACE):
+            for name in {s.name for s in STREAMS}:
+                with suppress(NotFoundError):
+                    await js.delete_stream(subjects.stream_name(name, namespace))
+    finally:
+        await nc.close()
+
+
 def bench_results(stack: Stack, work: Path) -> list[Row]:
     work.mkdir(parents=True, exist_ok=True)
-    return bench_drain(stack, work) + bench_publish(stack, work) + bench_latency(stack, work)
+    rows = bench_drain(stack, work) + bench_publish(stack, work)
+    asyncio.run(_clear_away(stack))
+    return rows + bench_latency(stack, work)
