@@ -432,9 +432,9 @@ async def _clear_away(stack: Stack) -> None:
     try:
         js = nc.jetstream()
         for namespace in (DRAIN_NAMESPACE, PUBLISH_NAMESPACE):
-            for name in {s.name for s in STREAMS}:
+            for spec in STREAMS:
                 with suppress(NotFoundError):
-                    await js.delete_stream(subjects.stream_name(name, namespace))
+                    await js.delete_stream(subjects.stream_name(spec.name, namespace))
     finally:
         await nc.close()
 
