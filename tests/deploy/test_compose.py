@@ -1,37 +1,29 @@
 """Static checks of docker-compose.yml and deploy/: they need no Docker engine."""
 
 import re
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from pydantic_settings import BaseSettings
 
-from loupe_backup.settings import BackupSettings
-from loupe_catalog.settings import CatalogSettings
-from loupe_images.settings import ImagesSettings
-from loupe_inspect.settings import InspectSettings
-from loupe_stack.bootstrap import SetupSettings
+from tests.deploy.compose import (
+    COMPOSE_FILE,
+    HTTP_SERVICES,
+    ROOT,
+    SETTINGS,
+    compose,
+    depends_on,
+    environment,
+    mounts,
+    prefix,
+    required_fields,
+    services,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 CADDYFILE = ROOT / "deploy" / "Caddyfile"
 ENV_EXAMPLE = ROOT / "deploy" / "compose.env.example"
 
-HTTP_SERVICES: dict[str, type[BaseSettings]] = {
-    "catalog": CatalogSettings,
-    "images": ImagesSettings,
-    "backup": BackupSettings,
-    "inspect": InspectSettings,
-}
-SETTINGS: dict[str, type[BaseSettings]] = {
-    **HTTP_SERVICES,
-    "migrate": CatalogSettings,
-    "setup": SetupSettings,
-}
 ONE_SHOT = ("migrate", "setup")
 GATEWAY = "caddy"
 GRAFANA = "grafana"
@@ -42,69 +34,6 @@ SECRETS = (
     "LOUPE_S3_SECRET_KEY",
     "LOUPE_ADMIN_TOKEN",
 )
-# Settings whose defaults are right for compose too.
-OPTIONAL_FIELDS = {"db_pool_size", "s3_secure", "s3_region"}
-
-
-@cache
-def _compose() -> dict[str, Any]:
-    loaded = yaml.safe_load(COMPOSE_FILE.read_text())
-    assert isinstance(loaded, dict), "docker-compose.yml is not a mapping"
-    return loaded
-
-
-def _services() -> dict[str, dict[str, Any]]:
-    services = _compose().get("services")
-    assert isinstance(services, dict), "docker-compose.yml has no services mapping"
-    assert services, "docker-compose.yml defines no services"
-    return services
-
-
-def _environment(service: str) -> dict[str, str]:
-    raw = _services()[service].get("environment") or {}
-    if isinstance(raw, list):
-        pairs = (item.partition("=") for item in raw)
-        return {key: value for key, _, value in pairs}
-    return {key: "" if value is None else str(value) for key, value in raw.items()}
-
-
-def _depends_on(service: str) -> dict[str, str]:
-    """Each dependency with its condition (`service_started` for the list form)."""
-    raw = _services()[service].get("depends_on") or {}
-    if isinstance(raw, list):
-        return dict.fromkeys(raw, "service_started")
-    return {name: (spec or {}).get("condition", "service_started") for name, spec in raw.items()}
-
-
-def _mounts(service: str) -> list[tuple[str, str, str, bool]]:
-    """(type, source, target, read_only) of each volume entry; type is `volume` or `bind`."""
-    mounts = []
-    for entry in _services()[service].get("volumes") or []:
-        if isinstance(entry, dict):
-            source, target = str(entry.get("source", "")), str(entry["target"])
-            kind = str(entry.get("type", "volume"))
-            read_only = bool(entry.get("read_only", False))
-        else:
-            source, _, rest = str(entry).partition(":")
-            target, _, mode = rest.partition(":")
-            kind = "bind" if source.startswith((".", "/", "~")) else "volume"
-            read_only = "ro" in mode.split(",")
-        mounts.append((kind, source, target, read_only))
-    return mounts
-
-
-def _prefix(settings_class: type[BaseSettings]) -> str:
-    return str(settings_class.model_config["env_prefix"])
-
-
-def _required_fields(settings_class: type[BaseSettings]) -> list[str]:
-    return sorted(
-        name
-        for name in settings_class.model_fields
-        if name == "host"
-        or name in ("images_bucket", "backup_bucket")
-        or (name.startswith(("db_", "nats_", "s3_")) and name not in OPTIONAL_FIELDS)
-    )
 
 
 def _dockerfile_instructions() -> list[tuple[str, str]]:
@@ -123,33 +52,33 @@ def _dockerfile_instructions() -> list[tuple[str, str]]:
 def test_every_service_gets_its_required_settings(
     service: str, settings_class: type[BaseSettings]
 ) -> None:
-    assert service in _services(), f"compose service {service!r} is missing"
-    prefix = _prefix(settings_class)
-    environment = _environment(service)
+    assert service in services(), f"compose service {service!r} is missing"
+    env_prefix = prefix(settings_class)
+    given = environment(service)
     missing = [
-        prefix + name.upper()
-        for name in _required_fields(settings_class)
-        if prefix + name.upper() not in environment
+        env_prefix + name.upper()
+        for name in required_fields(settings_class)
+        if env_prefix + name.upper() not in given
     ]
     assert not missing, f"compose service {service!r} does not set {missing}"
 
 
 def test_http_services_listen_on_all_interfaces() -> None:
     for service, settings_class in HTTP_SERVICES.items():
-        key = _prefix(settings_class) + "HOST"
-        value = _environment(service).get(key)
+        key = prefix(settings_class) + "HOST"
+        value = environment(service).get(key)
         assert value == "0.0.0.0", f"{service}: {key} is {value!r}, the gateway needs 0.0.0.0"
 
 
-def test_depends_on_names_defined_services() -> None:
-    for service in _services():
-        unknown = set(_depends_on(service)) - set(_services())
+def test_depends_on_names_definedservices() -> None:
+    for service in services():
+        unknown = set(depends_on(service)) - set(services())
         assert not unknown, f"{service} depends on undefined services {sorted(unknown)}"
 
 
 def test_http_services_wait_for_setup_and_healthy_servers() -> None:
     for service in HTTP_SERVICES:
-        depends = _depends_on(service)
+        depends = depends_on(service)
         for job in ONE_SHOT:
             assert depends.get(job) == "service_completed_successfully", (
                 f"{service} must wait for {job} with service_completed_successfully"
@@ -162,21 +91,21 @@ def test_http_services_wait_for_setup_and_healthy_servers() -> None:
 
 
 def test_long_running_services_have_healthchecks() -> None:
-    for service, spec in _services().items():
+    for service, spec in services().items():
         if service not in ONE_SHOT:
             assert (spec.get("healthcheck") or {}).get("test"), f"{service} has no healthcheck"
     for service, settings_class in HTTP_SERVICES.items():
-        port = _environment(service)[_prefix(settings_class) + "PORT"]
-        probe = " ".join(_services()[service]["healthcheck"]["test"])
+        port = environment(service)[prefix(settings_class) + "PORT"]
+        probe = " ".join(services()[service]["healthcheck"]["test"])
         assert f"127.0.0.1:{port}/readyz" in probe, f"{service} healthcheck must hit its /readyz"
 
 
 def test_named_volumes_are_declared_and_used() -> None:
-    declared = set(_compose().get("volumes") or {})
+    declared = set(compose().get("volumes") or {})
     used = {
         source
-        for service in _services()
-        for kind, source, _, _ in _mounts(service)
+        for service in services()
+        for kind, source, _, _ in mounts(service)
         if kind == "volume" and source
     }
     assert used <= declared, f"volumes used but not declared: {sorted(used - declared)}"
@@ -184,7 +113,7 @@ def test_named_volumes_are_declared_and_used() -> None:
 
 
 def test_builds_use_the_deploy_dockerfile() -> None:
-    built = {name: spec["build"] for name, spec in _services().items() if "build" in spec}
+    built = {name: spec["build"] for name, spec in services().items() if "build" in spec}
     assert set(HTTP_SERVICES) | set(ONE_SHOT) <= set(built), "every Loupe service is built"
     for service, build in built.items():
         assert isinstance(build, dict), f"{service}: build must name context and dockerfile"
@@ -195,21 +124,21 @@ def test_builds_use_the_deploy_dockerfile() -> None:
 
 
 def test_mounted_repo_files_exist() -> None:
-    for service in _services():
-        for kind, source, target, _ in _mounts(service):
+    for service in services():
+        for kind, source, target, _ in mounts(service):
             if kind == "bind":
                 assert (ROOT / source).exists(), f"{service} mounts {source} (at {target}), missing"
 
 
 def test_repo_files_are_mounted_read_only() -> None:
-    for service in _services():
-        for kind, source, _, read_only in _mounts(service):
+    for service in services():
+        for kind, source, _, read_only in mounts(service):
             if kind == "bind":
                 assert read_only, f"{service} mounts {source} writable; mount it :ro"
 
 
 def test_images_have_explicit_tags() -> None:
-    for service, spec in _services().items():
+    for service, spec in services().items():
         image = spec.get("image")
         if image is None:
             assert "build" in spec, f"{service} has neither image nor build"
@@ -220,31 +149,31 @@ def test_images_have_explicit_tags() -> None:
         assert tag != "latest", f"{service}: image {image!r} must pin a version, not latest"
 
 
-def test_gateway_upstreams_match_services() -> None:
+def test_gateway_upstreams_matchservices() -> None:
     upstreams = {
         key: value
-        for key, value in _environment(GATEWAY).items()
+        for key, value in environment(GATEWAY).items()
         if re.fullmatch(r"LOUPE_\w+_UPSTREAM", key)
     }
     routed = set()
     for key, value in upstreams.items():
         host, _, port = value.rpartition(":")
         assert host in HTTP_SERVICES, f"{key}={value}: {host!r} is not a Loupe HTTP service"
-        service_port = _environment(host).get(_prefix(HTTP_SERVICES[host]) + "PORT")
+        service_port = environment(host).get(prefix(HTTP_SERVICES[host]) + "PORT")
         assert port == service_port, f"{key}={value}, but {host} listens on {service_port}"
         routed.add(host)
     assert routed == set(HTTP_SERVICES), f"the gateway routes to {sorted(routed)} only"
 
 
-def test_caddyfile_reads_gateway_environment() -> None:
+def test_caddyfile_reads_gatewayenvironment() -> None:
     caddyfile = CADDYFILE.read_text()
-    unread = [key for key in _environment(GATEWAY) if "{$" + key not in caddyfile]
+    unread = [key for key in environment(GATEWAY) if "{$" + key not in caddyfile]
     assert not unread, f"deploy/Caddyfile never reads {unread}"
 
 
 def test_catalog_reaches_images_service() -> None:
-    images_port = _environment("images")["IMAGES_PORT"]
-    url = _environment("catalog").get("CATALOG_IMAGES_URL")
+    images_port = environment("images")["IMAGES_PORT"]
+    url = environment("catalog").get("CATALOG_IMAGES_URL")
     assert url == f"http://images:{images_port}", f"CATALOG_IMAGES_URL is {url!r}"
 
 
@@ -258,7 +187,7 @@ def _published(port: Any) -> tuple[str, str]:
 
 def test_only_the_gateway_and_grafana_publish_ports_on_loopback() -> None:
     published = [
-        (service, port) for service, spec in _services().items() for port in spec.get("ports", [])
+        (service, port) for service, spec in services().items() for port in spec.get("ports", [])
     ]
     assert sorted(service for service, _ in published) == sorted([GATEWAY, GRAFANA]), (
         f"only {GATEWAY} and {GRAFANA} may publish a port, found {published}"
@@ -267,7 +196,7 @@ def test_only_the_gateway_and_grafana_publish_ports_on_loopback() -> None:
         host_ip, target = _published(port)
         assert host_ip == "127.0.0.1", f"{service}: port {port!r} must be bound to 127.0.0.1"
         if service == GATEWAY:
-            gateway_port = _environment(GATEWAY).get("LOUPE_GATEWAY_PORT")
+            gateway_port = environment(GATEWAY).get("LOUPE_GATEWAY_PORT")
             assert target == gateway_port, f"publishes {target}, gateway listens on {gateway_port}"
         else:
             assert target == "3000", f"{service} publishes {target}, Grafana listens on 3000"

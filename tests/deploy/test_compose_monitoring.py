@@ -2,21 +2,14 @@
 deploy/monitoring: every HTTP service scraped where compose runs it, with a token from a
 mounted secret; the rules, dashboards and provisioning mounted where the configs look."""
 
+import re
 from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
-from tests.deploy.test_compose import (
-    HTTP_SERVICES,
-    ROOT,
-    _compose,
-    _environment,
-    _mounts,
-    _prefix,
-    _services,
-)
+from tests.deploy.compose import HTTP_SERVICES, ROOT, compose, environment, mounts, prefix, services
 
 MONITORING = ("prometheus", "alertmanager", "grafana")
 MONITORING_DIR = ROOT / "deploy" / "monitoring"
@@ -45,7 +38,7 @@ def _targets(job: dict[str, Any]) -> set[str]:
 def _mounted_at(service: str, target: str) -> Path:
     """The repository path mounted in `service` at (or above) `target`."""
     wanted = PurePosixPath(target)
-    for kind, source, mount, _ in _mounts(service):
+    for kind, source, mount, _ in mounts(service):
         at = PurePosixPath(mount)
         if kind == "bind" and (wanted == at or at in wanted.parents):
             return ROOT / source / wanted.relative_to(mount)
@@ -53,9 +46,9 @@ def _mounted_at(service: str, target: str) -> Path:
 
 
 def _secret_files(service: str) -> set[str]:
-    declared = set(_compose().get("secrets") or {})
+    declared = set(compose().get("secrets") or {})
     used = set()
-    for entry in _services()[service].get("secrets") or []:
+    for entry in services()[service].get("secrets") or []:
         name = entry if isinstance(entry, str) else entry["source"]
         assert name in declared, f"{service} uses undeclared secret {name}"
         target = name if isinstance(entry, str) else entry.get("target", name)
@@ -64,7 +57,7 @@ def _secret_files(service: str) -> set[str]:
 
 
 def test_monitoring_services_run_only_in_their_profile() -> None:
-    for service, spec in _services().items():
+    for service, spec in services().items():
         profiles = spec.get("profiles") or []
         if service in MONITORING:
             assert profiles == ["monitoring"], f"{service}: profiles {profiles}"
@@ -73,7 +66,7 @@ def test_monitoring_services_run_only_in_their_profile() -> None:
 
 
 def test_prometheus_config_is_mounted_as_given() -> None:
-    command = " ".join(_services()["prometheus"]["command"])
+    command = " ".join(services()["prometheus"]["command"])
     assert "--config.file=/etc/prometheus/prometheus.yml" in command
     assert _mounted_at("prometheus", "/etc/prometheus/prometheus.yml") == PROMETHEUS_CONFIG
 
@@ -82,7 +75,7 @@ def test_every_http_service_is_scraped_at_its_compose_address() -> None:
     jobs = _scrape_jobs()
     for service, settings_class in HTTP_SERVICES.items():
         assert service in jobs, f"prometheus.yml has no job {service!r}"
-        port = _environment(service)[_prefix(settings_class) + "PORT"]
+        port = environment(service)[prefix(settings_class) + "PORT"]
         assert _targets(jobs[service]) == {f"{service}:{port}"}, f"job {service} targets"
 
 
@@ -116,7 +109,7 @@ def test_alerts_go_to_the_compose_alertmanager() -> None:
         for t in c["targets"]
     }
     assert targets == {"alertmanager:9093"}
-    config = " ".join(_services()["alertmanager"]["command"])
+    config = " ".join(services()["alertmanager"]["command"])
     assert "--config.file=/etc/alertmanager/alertmanager.yml" in config
     mounted = _mounted_at("alertmanager", "/etc/alertmanager/alertmanager.yml")
     assert mounted.is_file()
@@ -143,7 +136,25 @@ def test_grafana_provisioning_and_dashboards_are_mounted() -> None:
 
 def test_monitoring_secrets_come_from_the_environment_example() -> None:
     example = (ROOT / "deploy" / "compose.env.example").read_text()
-    for name, spec in (_compose().get("secrets") or {}).items():
+    for name, spec in (compose().get("secrets") or {}).items():
         variable = spec.get("environment")
         assert variable, f"secret {name} must be read from an environment variable"
         assert f"\n{variable}=" in "\n" + example, f"compose.env.example lacks {variable}"
+
+
+def test_the_images_service_has_a_capacity_source_for_the_storage_alerts() -> None:
+    """The storage alerts divide by the object store's capacity: in compose (MinIO, which
+    reports none over S3) that is the quota `.env` sets, given a value by the example."""
+    given = environment("images")
+    settings = HTTP_SERVICES["images"]
+    quota = given.get(prefix(settings) + "STORE_QUOTA_BYTES", "")
+    admin = given.get(prefix(settings) + "STORE_ADMIN_URL", "")
+    assert quota or admin, "compose gives the images service no capacity source"
+    variable = re.fullmatch(r"\$\{(\w+):-0\}", quota)
+    assert variable, f"the quota is not taken from the environment: {quota!r}"
+    example = dict(
+        line.split("=", 1)
+        for line in (ROOT / "deploy" / "compose.env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert int(example[variable.group(1)]) > 0, "the example leaves the storage alerts silent"

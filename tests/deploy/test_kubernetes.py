@@ -15,14 +15,12 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
-from loupe_backup.settings import BackupSettings
-from loupe_catalog.settings import CatalogSettings
-from loupe_images.settings import ImagesSettings
 from loupe_inspect import worker
 from loupe_inspect.settings import InspectSettings
 from loupe_shared.contracts.streams import STREAMS
 from loupe_shared.kit.health import health_router
-from loupe_stack.bootstrap import SetupSettings
+from tests.deploy.compose import HTTP_SERVICES, JOBS, SETTINGS, compose, required_fields
+from tests.deploy.compose import prefix as env_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -35,18 +33,8 @@ KUBERNETES_VERSION = "1.33"
 
 Doc = dict[str, Any]
 
-HTTP_SERVICES: dict[str, type[BaseSettings]] = {
-    "catalog": CatalogSettings,
-    "images": ImagesSettings,
-    "backup": BackupSettings,
-    "inspect": InspectSettings,
-}
-JOBS: dict[str, type[BaseSettings]] = {"migrate": CatalogSettings, "setup": SetupSettings}
-SETTINGS = {**HTTP_SERVICES, **JOBS}
 GATEWAY = "gateway"
 LOUPE_IMAGE = "loupe"
-# Settings whose defaults are right on Kubernetes too (as in tests/deploy/test_compose.py).
-OPTIONAL_FIELDS = {"db_pool_size", "s3_secure", "s3_region"}
 # Kinds of the operators' custom resources: not in the Kubernetes schemas, checked by hand.
 CUSTOM_KINDS = {
     ("postgresql.cnpg.io/v1", "Cluster"),
@@ -224,13 +212,6 @@ def _base() -> list[Doc]:
 
 
 @cache
-def _compose() -> dict[str, Any]:
-    loaded = yaml.safe_load(COMPOSE_FILE.read_text())
-    assert isinstance(loaded, dict)
-    return loaded
-
-
-@cache
 def _nats_values() -> Doc:
     loaded = yaml.safe_load(NATS_VALUES.read_text())
     assert isinstance(loaded, dict)
@@ -276,23 +257,9 @@ def _environment(documents: list[Doc], workload: str) -> dict[str, str]:
     return environment
 
 
-def _prefix(settings_class: type[BaseSettings]) -> str:
-    return str(settings_class.model_config["env_prefix"])
-
-
-def _required_fields(settings_class: type[BaseSettings]) -> list[str]:
-    return sorted(
-        name
-        for name in settings_class.model_fields
-        if name == "host"
-        or name in ("images_bucket", "backup_bucket")
-        or (name.startswith(("db_", "nats_", "s3_")) and name not in OPTIONAL_FIELDS)
-    )
-
-
 def _port(documents: list[Doc], service: str) -> int:
     settings_class = HTTP_SERVICES[service]
-    key = _prefix(settings_class) + "PORT"
+    key = env_prefix(settings_class) + "PORT"
     value = _environment(documents, service).get(key)
     return int(value) if value else int(settings_class.model_fields["port"].default)
 
@@ -347,7 +314,7 @@ def test_documents_match_the_kubernetes_schemas(production: list[Doc]) -> None:
     assert not errors, "\n".join(errors)
 
 
-def test_custom_resources_have_their_required_fields(production: list[Doc]) -> None:
+def test_custom_resources_have_theirrequired_fields(production: list[Doc]) -> None:
     kinds = {(d["apiVersion"], d["kind"]) for d in production}
     assert kinds >= CUSTOM_KINDS, f"missing custom resources {sorted(CUSTOM_KINDS - kinds)}"
 
@@ -360,7 +327,7 @@ def test_custom_resources_have_their_required_fields(production: list[Doc]) -> N
         catalog["CATALOG_DB_NAME"],
         catalog["CATALOG_DB_USER"],
     ), "the Cluster's database and owner are not the ones the services use"
-    compose_major = _compose()["services"]["postgres"]["image"].partition(":")[2].split(".")[0]
+    compose_major = compose()["services"]["postgres"]["image"].partition(":")[2].split(".")[0]
     assert cluster["imageName"].endswith(f":{compose_major}"), "PostgreSQL major differs"
     connections = int(cluster["postgresql"]["parameters"]["max_connections"])
     assert connections >= 300, "max_connections below the compose setting"
@@ -373,7 +340,7 @@ def test_custom_resources_have_their_required_fields(production: list[Doc]) -> N
         assert not missing, f"Tenant pool misses {sorted(missing)}"
         drives += pool["servers"] * pool["volumesPerServer"]
     assert drives >= 4, "MinIO erasure coding needs at least 4 drives"
-    assert tenant["image"] == _compose()["services"]["minio"]["image"], "MinIO release differs"
+    assert tenant["image"] == compose()["services"]["minio"]["image"], "MinIO release differs"
     secrets = _secrets(production)
     assert "config.env" in secrets.get(tenant["configuration"]["name"], set())
     for user in tenant["users"]:
@@ -392,7 +359,7 @@ def test_custom_resources_have_their_required_fields(production: list[Doc]) -> N
 def test_every_compose_service_has_a_kubernetes_counterpart(production: list[Doc]) -> None:
     services = {
         name: spec
-        for name, spec in _compose()["services"].items()
+        for name, spec in compose()["services"].items()
         if not spec.get("profiles")  # the monitoring profile is deployed on its own
     }
     unmapped = sorted(set(services) - set(COMPOSE_COUNTERPARTS))
@@ -408,7 +375,7 @@ def test_every_compose_service_has_a_kubernetes_counterpart(production: list[Doc
 @pytest.mark.parametrize("workload", list(SETTINGS))
 def test_commands_and_images_match_compose(production: list[Doc], workload: str) -> None:
     container = _container(production, workload)
-    assert container["command"] == _compose()["services"][workload]["command"]
+    assert container["command"] == compose()["services"][workload]["command"]
     base_image = _container(_base(), workload)["image"]
     assert base_image.partition(":")[0] == LOUPE_IMAGE, f"{workload} runs {base_image}"
     pyproject = (ROOT / "pyproject.toml").read_text()
@@ -423,7 +390,7 @@ def test_commands_and_images_match_compose(production: list[Doc], workload: str)
 def test_environment_is_the_settings_class(
     production: list[Doc], workload: str, settings_class: type[BaseSettings]
 ) -> None:
-    prefix = _prefix(settings_class)
+    prefix = env_prefix(settings_class)
     environment = _environment(production, workload)
     unknown = [
         key
@@ -434,7 +401,7 @@ def test_environment_is_the_settings_class(
     assert not unknown, f"{workload} sets variables its settings do not read: {unknown}"
     missing = [
         prefix + field.upper()
-        for field in _required_fields(settings_class)
+        for field in required_fields(settings_class)
         if prefix + field.upper() not in environment
     ]
     assert not missing, f"{workload} does not set {missing}"
@@ -498,7 +465,7 @@ def test_ports_and_probes_match_the_service(production: list[Doc], service: str)
 def test_service_addresses_point_at_services(production: list[Doc]) -> None:
     for workload, settings_class in SETTINGS.items():
         environment = _environment(production, workload)
-        prefix = _prefix(settings_class)
+        prefix = env_prefix(settings_class)
         for key, value in environment.items():
             if key.endswith("_URL") and key != prefix + "NATS_URL":
                 host, port = _host_port(value)
@@ -543,7 +510,7 @@ def test_nats_values_cluster_with_synced_jetstream(production: list[Doc]) -> Non
     assert config["monitor"]["enabled"], "KEDA reads the monitoring port"
     authorization = config["merge"]["authorization"]
     for workload, settings_class in SETTINGS.items():
-        user = _environment(production, workload)[_prefix(settings_class) + "NATS_USER"]
+        user = _environment(production, workload)[env_prefix(settings_class) + "NATS_USER"]
         assert user == authorization["user"], f"{workload} signs in as another NATS user"
     variable = re.fullmatch(r"<< \$(\w+) >>", authorization["password"])
     assert variable, "the NATS password must come from the environment"
@@ -625,7 +592,7 @@ def test_gateway_serves_the_repository_caddyfile(production: list[Doc]) -> None:
         "deploy/k8s/base/gateway/Caddyfile differs from deploy/Caddyfile: copy it again"
     )
     container = _container(production, GATEWAY)
-    assert container["image"] == _compose()["services"]["caddy"]["image"]
+    assert container["image"] == compose()["services"]["caddy"]["image"]
     pod = _one(production, "Deployment", GATEWAY)["spec"]["template"]["spec"]
     config_maps = {v["name"]: v["configMap"]["name"] for v in pod["volumes"] if "configMap" in v}
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
