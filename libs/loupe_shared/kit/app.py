@@ -4,16 +4,16 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from loupe_shared import __version__
-from loupe_shared.kit.auth import CurrentPrincipal, Permission, require
+from loupe_shared.kit.auth import CurrentPrincipal, Permission, Role, require
 from loupe_shared.kit.coalesce import CoalescingHttpToolsProtocol
 from loupe_shared.kit.etags import ETagMiddleware
 from loupe_shared.kit.health import Check, health_router
@@ -30,6 +30,24 @@ from loupe_shared.kit.summary import Sampler, ServiceSummary, summary
 from loupe_shared.kit.tasks import cancel_and_wait
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+class Caller(BaseModel):
+    """The token a request came with."""
+
+    token_id: str
+    name: str
+    role: Role
+    permissions: list[Permission]
+
+
+class About(BaseModel):
+    """Which service and version answered, the request's id, and who asked."""
+
+    service: str
+    version: str
+    request_id: str | None
+    caller: Caller
 
 
 def create_app(
@@ -104,19 +122,24 @@ def create_app(
         await scrape.run(request)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get(f"/api/services/{service}", tags=["service"], summary="Who answers, and who asks")
-    async def about(request: Request, principal: CurrentPrincipal) -> dict[str, Any]:
-        return {
-            "service": service,
-            "version": __version__,
-            "request_id": request_id(request),
-            "caller": {
-                "token_id": principal.token_id,
-                "name": principal.name,
-                "role": principal.role,
-                "permissions": sorted(principal.permissions),
-            },
-        }
+    @app.get(
+        f"/api/services/{service}",
+        tags=["service"],
+        response_model=About,
+        summary="Who answers, and who asks",
+    )
+    async def about(request: Request, principal: CurrentPrincipal) -> About:
+        return About(
+            service=service,
+            version=__version__,
+            request_id=request_id(request),
+            caller=Caller(
+                token_id=principal.token_id,
+                name=principal.name,
+                role=principal.role,
+                permissions=sorted(principal.permissions),
+            ),
+        )
 
     @app.get(
         f"/api/services/{service}/summary",

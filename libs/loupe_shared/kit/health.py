@@ -21,6 +21,12 @@ class CheckOutcome(BaseModel):
     ms: float
 
 
+class Alive(BaseModel):
+    """The process answers."""
+
+    status: Literal["ok"]
+
+
 class Readiness(BaseModel):
     """Every check passed (otherwise a 503 problem with the same `checks`)."""
 
@@ -54,9 +60,9 @@ async def run_checks(
 def health_router(checks: dict[str, Check]) -> APIRouter:
     router = APIRouter(tags=["health"])
 
-    @router.get("/healthz", summary="Liveness: the process is up")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @router.get("/healthz", summary="Liveness: the process is up", response_model=Alive)
+    async def healthz() -> Alive:
+        return Alive(status="ok")
 
     @router.get("/readyz", summary="Readiness: every dependency answers", response_model=Readiness)
     async def readyz(request: Request) -> JSONResponse:

@@ -285,6 +285,30 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * About
+         * @description Which service and version answered, the request's id, and who asked.
+         */
+        About: {
+            caller: components["schemas"]["Caller"];
+            /** Request Id */
+            request_id: string | null;
+            /** Service */
+            service: string;
+            /** Version */
+            version: string;
+        };
+        /**
+         * Alive
+         * @description The process answers.
+         */
+        Alive: {
+            /**
+             * Status
+             * @constant
+             */
+            status: "ok";
+        };
         /** BackupCreate */
         BackupCreate: {
             include?: components["schemas"]["IncludeIn"];
@@ -377,6 +401,19 @@ export interface components {
              */
             updated_at?: string;
             verification?: components["schemas"]["Verification"] | null;
+        };
+        /**
+         * Caller
+         * @description The token a request came with.
+         */
+        Caller: {
+            /** Name */
+            name: string;
+            /** Permissions */
+            permissions: components["schemas"]["Permission"][];
+            role: components["schemas"]["Role"];
+            /** Token Id */
+            token_id: string;
         };
         /** CheckOutcome */
         CheckOutcome: {
@@ -512,6 +549,11 @@ export interface components {
             /** P99 S */
             p99_s: number | null;
         };
+        /**
+         * Permission
+         * @enum {string}
+         */
+        Permission: "programs:read" | "programs:write" | "images:read" | "images:write" | "images:delete" | "images:force-delete" | "results:read" | "results:write" | "inspections:request" | "audit:read" | "backups:read" | "backups:write" | "backups:restore" | "migrations:run" | "integrity:read" | "storage:manage" | "retention:manage" | "metrics:read" | "tokens:manage";
         /**
          * Problem
          * @description RFC 9457 problem details; members beyond these name what went wrong.
@@ -760,6 +802,11 @@ export interface components {
              */
             keep_weekly?: number;
         };
+        /**
+         * Role
+         * @enum {string}
+         */
+        Role: "viewer" | "engineer" | "line" | "operator" | "admin";
         /** Schedule */
         Schedule: {
             /**
@@ -2989,9 +3036,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["About"];
                 };
             };
             /** @description Not modified: If-None-Match matched */
@@ -3162,9 +3207,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: string;
-                    };
+                    "application/json": components["schemas"]["Alive"];
                 };
             };
             /** @description The request is malformed. */

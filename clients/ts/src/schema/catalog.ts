@@ -672,6 +672,30 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * About
+         * @description Which service and version answered, the request's id, and who asked.
+         */
+        About: {
+            caller: components["schemas"]["Caller"];
+            /** Request Id */
+            request_id: string | null;
+            /** Service */
+            service: string;
+            /** Version */
+            version: string;
+        };
+        /**
+         * Alive
+         * @description The process answers.
+         */
+        Alive: {
+            /**
+             * Status
+             * @constant
+             */
+            status: "ok";
+        };
         /** AuditEntry */
         AuditEntry: {
             /** Action */
@@ -721,6 +745,19 @@ export interface components {
             y: number;
         } & {
             [key: string]: unknown;
+        };
+        /**
+         * Caller
+         * @description The token a request came with.
+         */
+        Caller: {
+            /** Name */
+            name: string;
+            /** Permissions */
+            permissions: components["schemas"]["Permission"][];
+            role: components["schemas"]["Role"];
+            /** Token Id */
+            token_id: string;
         };
         /** CheckOutcome */
         CheckOutcome: {
@@ -1205,6 +1242,11 @@ export interface components {
             line_id: string;
             total: components["schemas"]["Usage"];
         };
+        /**
+         * Permission
+         * @enum {string}
+         */
+        Permission: "programs:read" | "programs:write" | "images:read" | "images:write" | "images:delete" | "images:force-delete" | "results:read" | "results:write" | "inspections:request" | "audit:read" | "backups:read" | "backups:write" | "backups:restore" | "migrations:run" | "integrity:read" | "storage:manage" | "retention:manage" | "metrics:read" | "tokens:manage";
         /** Policy */
         Policy: {
             /** Captures Max Age Days */
@@ -6258,9 +6300,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["About"];
                 };
             };
             /** @description Not modified: If-None-Match matched */
@@ -6892,9 +6932,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: string;
-                    };
+                    "application/json": components["schemas"]["Alive"];
                 };
             };
             /** @description The request is malformed. */

@@ -127,6 +127,19 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * About
+         * @description Which service and version answered, the request's id, and who asked.
+         */
+        About: {
+            caller: components["schemas"]["Caller"];
+            /** Request Id */
+            request_id: string | null;
+            /** Service */
+            service: string;
+            /** Version */
+            version: string;
+        };
         /** Accepted */
         Accepted: {
             /**
@@ -151,6 +164,17 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        /**
+         * Alive
+         * @description The process answers.
+         */
+        Alive: {
+            /**
+             * Status
+             * @constant
+             */
+            status: "ok";
+        };
         /** BoundingBox */
         BoundingBox: {
             /** Height */
@@ -163,6 +187,19 @@ export interface components {
             y: number;
         } & {
             [key: string]: unknown;
+        };
+        /**
+         * Caller
+         * @description The token a request came with.
+         */
+        Caller: {
+            /** Name */
+            name: string;
+            /** Permissions */
+            permissions: components["schemas"]["Permission"][];
+            role: components["schemas"]["Role"];
+            /** Token Id */
+            token_id: string;
         };
         /** CheckOutcome */
         CheckOutcome: {
@@ -310,6 +347,11 @@ export interface components {
             p99_s: number | null;
         };
         /**
+         * Permission
+         * @enum {string}
+         */
+        Permission: "programs:read" | "programs:write" | "images:read" | "images:write" | "images:delete" | "images:force-delete" | "results:read" | "results:write" | "inspections:request" | "audit:read" | "backups:read" | "backups:write" | "backups:restore" | "migrations:run" | "integrity:read" | "storage:manage" | "retention:manage" | "metrics:read" | "tokens:manage";
+        /**
          * Problem
          * @description RFC 9457 problem details; members beyond these name what went wrong.
          */
@@ -363,6 +405,11 @@ export interface components {
              */
             window_s: number;
         };
+        /**
+         * Role
+         * @enum {string}
+         */
+        Role: "viewer" | "engineer" | "line" | "operator" | "admin";
         /** ServiceSummary */
         ServiceSummary: {
             /**
@@ -709,9 +756,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["About"];
                 };
             };
             /** @description Not modified: If-None-Match matched */
@@ -882,9 +927,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: string;
-                    };
+                    "application/json": components["schemas"]["Alive"];
                 };
             };
             /** @description The request is malformed. */

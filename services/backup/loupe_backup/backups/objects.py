@@ -3,12 +3,11 @@
 import copy
 import hashlib
 import html
-import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any
 
 from minio import Minio
 from urllib3 import BaseHTTPResponse
@@ -192,19 +191,11 @@ def put_checked(
     metadata: dict[str, str] | None = None,
 ) -> None:
     """Store `data`, whose SHA-256 the caller computed of these very bytes, in one PUT (as
-    `put`), signed with that digest when the client is a `DigestSigningMinio`."""
-    headers = {_META_PREFIX + name: value for name, value in (metadata or {}).items()}
+    `put`), signed with that digest when the client is a `DigestSigningMinio` (the SDK sends an
+    `x-amz-*` entry of the metadata as the header it names)."""
     if isinstance(s3, DigestSigningMinio):
-        headers[CONTENT_SHA256] = sha256
-    s3.put_object(
-        bucket,
-        key,
-        io.BytesIO(data),
-        len(data),
-        part_size=max(len(data), 5 * CHUNK),
-        content_type=content_type,
-        metadata=cast(Any, headers or None),
-    )
+        metadata = {**(metadata or {}), CONTENT_SHA256: sha256}
+    s3kit.put_bytes(s3, bucket, key, data, content_type, metadata)
 
 
 def put_file(s3: Minio, bucket: str, key: str, path: Path, content_type: str) -> None:
