@@ -20,9 +20,11 @@ run: $(STAMP)
 	$(BIN)/python -m loupe_stack.console
 	$(BIN)/loupe run
 
-## Run the whole test suite against real servers (and Debian's Chromium for the browser tests).
+## Run the whole test suite against real servers (and Debian's Chromium for the browser tests),
+## on TEST_WORKERS pytest-xdist workers, each with a session stack of its own (0: one process).
+TEST_WORKERS ?= 2
 test: $(STAMP) browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 ## Debian's Chromium, installed with apt-get where it is missing (Playwright never downloads one).
 browser:

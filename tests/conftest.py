@@ -29,7 +29,20 @@ from tests.support import free_stack_ports
 # Where every test is slow (process start-up, migrations, whole installations), `slow` is
 # given here by path, so `-m "not slow"` leaves them out without a marker in every file.
 # Paths are relative to this folder; a folder covers everything under it.
-SLOW_PATHS = ("backup", "cluster", "images", "results/test_ingest_faults.py", "stack")
+SLOW_PATHS = (
+    "backup",
+    "cluster",
+    "images",
+    "results/test_ingest_faults.py",
+    "stack/test_run.py",
+)
+
+
+# `make test` runs the suite on two pytest-xdist workers (`--dist loadgroup`), each with a
+# session stack of its own. A file's tests stay on one worker (its module fixtures are made
+# once); these folders stay whole because a session or package fixture of theirs is costly:
+# the backup tests' populated `source` installation, the cluster stack, the inspection rig.
+WHOLE_FOLDERS = ("backup", "cluster", "inspect")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -42,6 +55,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         if any(where == p or where.startswith(p + "/") for p in SLOW_PATHS):
             item.add_marker(slow)
+        folder = where.split("/", 1)[0]
+        group = folder if folder in WHOLE_FOLDERS else where
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _testcontainers(resources: ExitStack) -> Endpoints:

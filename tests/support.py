@@ -1,6 +1,7 @@
 """Helpers shared by the tests."""
 
 import contextlib
+import fcntl
 import os
 import queue
 import signal
@@ -47,6 +48,8 @@ CLUSTER_PORT_SETTINGS = (
     "IMAGES_PORT_2",
     "BACKUP_PORT_2",
     "INSPECT_PORT_2",
+    "INGESTER_METRICS_PORT",
+    "INGESTER_METRICS_PORT_2",
 )
 
 
@@ -58,7 +61,7 @@ def free_stack_ports(cluster: bool = False) -> dict[str, int]:
     for name in (*PORT_SETTINGS, *(CLUSTER_PORT_SETTINGS if cluster else ())):
         while True:
             port = free_port()
-            if port in taken or port > 55000:
+            if port in taken:
                 continue
             if name.startswith(("S3", "WEED")) and (
                 port + 10000 in taken or port_in_use(port + 10000)
@@ -250,3 +253,21 @@ def off_loop(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     ends is killed with it (`PR_SET_PDEATHSIG` follows the thread)."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(call, *args, **kwargs).result()
+
+
+def once_per_run(name: str, make: Callable[[], object]) -> None:
+    """Run `make` once per test run however many pytest-xdist workers ask for it (a build
+    into the checkout that every worker reads): the first to ask makes it under a lock, the
+    others wait for the lock and find the run's stamp. Without xdist it is simply run."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")
+    folder = ROOT / ".cache" / "once-per-run"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = folder / f"{name}.run"
+    with (folder / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if run and stamp.is_file() and stamp.read_text() == run:
+            return
+        stamp.unlink(missing_ok=True)
+        make()
+        if run:
+            stamp.write_text(run)

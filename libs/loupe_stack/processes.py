@@ -1,6 +1,8 @@
 """Child processes the stack starts, watches and stops."""
 
 import ctypes
+import os
+import random
 import signal
 import socket
 import subprocess
@@ -107,11 +109,36 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     return False
 
 
+# Ports for servers the tests and benchmarks start, picked below the kernel's ephemeral
+# range (32768-60999 on Linux): a port picked there could be taken by any outgoing connection
+# between the pick and the server's bind. SeaweedFS also binds port + 10000, hence the top.
+_PORTS_LOW, _PORTS_HIGH = 10_000, 22_767
+_pick = random.Random()  # its own generator: a test seeding `random` changes nothing here
+
+
+def _port_block() -> tuple[int, int]:
+    """The block of ports this process picks from: its pytest-xdist worker's own, so two
+    workers starting servers side by side never pick the same port."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    span = (_PORTS_HIGH - _PORTS_LOW + 1) // max(count, 1)
+    low = _PORTS_LOW + (index % max(count, 1)) * span
+    return low, low + span - 1
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A loopback port nothing listens on, for a server the tests or benchmarks start."""
+    low, high = _port_block()
+    for _ in range(1000):
+        port = _pick.randint(low, high)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
         return port
+    raise StackError(f"no free port between {low} and {high}")
 
 
 def wait_until(

@@ -10,15 +10,15 @@ from playwright.sync_api import Browser, BrowserContext, Page
 
 from loupe_stack import console
 from loupe_stack.stack import Stack
-from tests.client.helpers import PACKAGE, SCREENSHOTS, chromium, npm, serve_page
+from tests.client.helpers import PACKAGE, SCREENSHOTS, chromium, serve_page
+from tests.support import once_per_run
 
 
 @pytest.fixture(scope="session")
 def client_package() -> Path:
-    """The package installed and built: `dist/` with the browser bundle."""
-    console.install(PACKAGE)  # npm ci unless node_modules matches the lockfile
-    built = npm("run", "build")
-    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    """The package installed and built: `dist/` with the browser bundle. Built with the
+    console, which builds it first, once per run (both are read while other tests run)."""
+    once_per_run("frontend", console.build)
     bundle = PACKAGE / "dist" / "browser" / "loupe-client.js"
     assert bundle.is_file()
     return PACKAGE

@@ -13,7 +13,7 @@ from loupe_stack import console
 from loupe_stack.stack import Stack
 from tests.client.helpers import SCREENSHOTS, chromium
 from tests.conftest import TokenMaker
-from tests.support import off_loop
+from tests.support import off_loop, once_per_run
 
 SHOTS = SCREENSHOTS / "console"
 
@@ -21,7 +21,9 @@ SHOTS = SCREENSHOTS / "console"
 @pytest.fixture(scope="session")
 def console_dist(platform: Stack) -> Path:
     """The console built into the folder the platform's gateway serves."""
-    built = console.build()
+    once_per_run("frontend", console.build)  # the client and the console
+    built = console.CONSOLE / "dist"
+    assert (built / "index.html").is_file()
     assert built.resolve() == platform.settings.console_dir.resolve()
     return built
 
