@@ -44,6 +44,9 @@ class StackSettings(BaseSettings):
     images_port_2: int = 8112
     backup_port_2: int = 8113
     inspect_port_2: int = 8114
+    # Where each result ingester serves its metrics (cluster mode).
+    ingester_metrics_port: int = 8121
+    ingester_metrics_port_2: int = 8122
     # Space-separated frontend origins the gateway answers CORS requests for.
     cors_origins: str = "http://localhost:5173 http://127.0.0.1:5173"
     images_bucket: str = "loupe-images"
@@ -89,6 +92,10 @@ class StackSettings(BaseSettings):
                 entries.append(
                     (getattr(self, setting), "NATS cluster routes", f"LOUPE_{setting.upper()}")
                 )
+            for node, setting in enumerate(self.ingester_metrics_settings(), start=1):
+                entries.append(
+                    (getattr(self, setting), f"ingester {node} metrics", f"LOUPE_{setting.upper()}")
+                )
         for service in SERVICES:
             for replica in self.replicas(service):
                 setting = self.port_setting(service, replica)
@@ -100,6 +107,14 @@ class StackSettings(BaseSettings):
                     )
                 )
         return entries
+
+    @staticmethod
+    def ingester_metrics_settings() -> list[str]:
+        """The setting of each result ingester's metrics port (cluster mode)."""
+        return [
+            "ingester_metrics_port" + (f"_{n}" if n > 1 else "")
+            for n in range(1, CLUSTER_REPLICAS + 1)
+        ]
 
     def replicas(self, service: str) -> range:
         """The replica numbers of an HTTP service (1 and, in cluster mode, 2)."""

@@ -311,10 +311,14 @@ class Stack:
 
     def ingester_process(self, number: int) -> ManagedProcess:
         name = f"ingester-{number}"
+        setting = self.settings.ingester_metrics_settings()[number - 1]
         return ManagedProcess(
             name,
             [sys.executable, "-m", "loupe_catalog", "ingest"],
-            env=self.service_env("catalog"),
+            env={
+                **self.service_env("catalog"),
+                "CATALOG_INGEST_METRICS_PORT": str(getattr(self.settings, setting)),
+            },
             log_path=self.log_dir / f"{name}.log",
             stop_timeout_s=self.settings.stop_timeout_s,
         )

@@ -7,7 +7,7 @@ import sys
 from contextlib import suppress
 
 from alembic import command
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, start_http_server
 
 from loupe_catalog import migrations
 from loupe_catalog.app import build
@@ -54,18 +54,27 @@ async def ingest_only(settings: CatalogSettings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    registry = CollectorRegistry()
     ingester = Ingester(
         settings,
         nc.jetstream(),
         namespace=settings.namespace,
-        registry=CollectorRegistry(),
+        registry=registry,
         fetch_messages=settings.ingest_fetch_messages,
     )
+    exporter = None
+    if settings.ingest_metrics_port:
+        exporter, _ = start_http_server(
+            settings.ingest_metrics_port, addr=settings.host, registry=registry
+        )
+        get_logger().info("catalog.ingest_metrics", port=settings.ingest_metrics_port)
     task = asyncio.create_task(ingester.run())
     await stop.wait()
     task.cancel()
     with suppress(asyncio.CancelledError):
         await task
+    if exporter is not None:
+        exporter.shutdown()
     await nc.close()
 
 

@@ -1,3 +1,4 @@
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from loupe_shared.kit.settings import (
@@ -21,6 +22,11 @@ class CatalogSettings(ServiceSettings, DatabaseSettings, NatsSettings, LeaseSett
     # ingest` runs ingesters on their own).
     ingest_enabled: bool = True
     ingest_fetch_messages: int = 100
+    # `python -m loupe_catalog ingest` serves its Prometheus metrics (results ingested,
+    # duplicates, dead letters, batch time) at http://HOST:PORT/metrics; 0: not served. The
+    # API's /metrics needs a token; this one has none, so bind it where only Prometheus
+    # reaches it.
+    ingest_metrics_port: int = Field(default=0, ge=0, le=65535)
     # How often retention policies are applied (0: only on request); by one replica at a
     # time (`CATALOG_LEASE_TTL_S`).
     retention_interval_s: float = 3600.0
