@@ -12,7 +12,7 @@ import pytest
 
 from loupe_shared.contracts.streams import IDEMPOTENCY_BUCKET
 from loupe_shared.kit.auth import Role
-from loupe_shared.kit.idempotency import open_bucket
+from loupe_shared.kit.idempotency import IN_FLIGHT_TYPE, open_bucket
 from loupe_shared.kit.nats import connect
 from loupe_shared.kit.settings import NatsSettings
 from tests.catalog.conftest import IsolatedCatalog
@@ -157,6 +157,9 @@ def test_a_catalog_killed_before_keeping_the_answer_never_runs_the_request_twice
                 again = client.post("/api/programs", json=body, headers={**admin, **key})
                 assert again.status_code == 409, again.text
                 assert "still being answered" in again.json()["detail"]
+                # the one 409 a client sends again (its outbox tells it by the type)
+                assert again.json()["type"] == IN_FLIGHT_TYPE
+                assert again.headers["retry-after"] == "1"
             # The work committed once; a new key is a new request (here: the name is taken).
             assert len(named(client, admin, body["name"])) == 1
             fresh = client.post(
@@ -165,6 +168,7 @@ def test_a_catalog_killed_before_keeping_the_answer_never_runs_the_request_twice
                 headers={**admin, "Idempotency-Key": str(uuid.uuid4())},
             )
             assert fresh.status_code == 409
+            assert fresh.json()["type"] == "about:blank"  # a conflict: not sent again
             assert len(named(client, admin, body["name"])) == 1
     finally:
         crashing.stop()

@@ -1,5 +1,12 @@
 export { createLoupeClient, type LoupeClient, type LoupeClientOptions, type OutboxApi } from "./client.js";
-export { LoupeProblem, isConflict, isRetryable, parseRetryAfter, type FieldError } from "./problem.js";
+export {
+  IN_FLIGHT_PROBLEM,
+  LoupeProblem,
+  isConflict,
+  isRetryable,
+  parseRetryAfter,
+  type FieldError,
+} from "./problem.js";
 export { unwrap, type QueuedWrite, type ServiceClient } from "./typed.js";
 export {
   Transport,

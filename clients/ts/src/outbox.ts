@@ -2,7 +2,7 @@
 // each exactly once thanks to its stored Idempotency-Key.
 import type { Db, OutboxRecord, StoredHeaders } from "./db.js";
 import { uuid } from "./ids.js";
-import { LoupeProblem, parseRetryAfter } from "./problem.js";
+import { IN_FLIGHT_PROBLEM, LoupeProblem, parseRetryAfter } from "./problem.js";
 
 /** An item of the outbox as the application sees it. */
 export interface OutboxItem {
@@ -238,16 +238,18 @@ export class Outbox {
         });
         continue;
       }
-      const busy = status === 429 || status >= 500 || (status === 409 && response.headers.has("Retry-After"));
+      // A 409 is read first: only the one saying the first request with this key is still
+      // running (IN_FLIGHT_PROBLEM) is sent again; any other 409 is a conflict to show.
+      const conflictProblem = status === 409 ? await LoupeProblem.fromResponse(response) : undefined;
+      const busy = status === 429 || status >= 500 || conflictProblem?.type === IN_FLIGHT_PROBLEM;
       if (busy) {
-        // 409 with Retry-After: the first request with this key is still running
         await db.put("outbox", record);
         report.stopped = "busy";
         this.schedule(parseRetryAfter(response.headers.get("Retry-After"), Date.now()));
-        await response.body?.cancel();
+        if (!conflictProblem) await response.body?.cancel();
         break;
       }
-      const problem = await LoupeProblem.fromResponse(response);
+      const problem = conflictProblem ?? (await LoupeProblem.fromResponse(response));
       const conflict = status === 412 || status === 409;
       record.state = conflict ? "conflict" : "failed";
       record.problem = {

@@ -78,6 +78,12 @@ export class LoupeProblem extends Error {
   }
 }
 
+/**
+ * The problem type of the 409 Loupe answers while the first request with the same
+ * `Idempotency-Key` is still running (with `Retry-After`): the one 409 worth sending again.
+ */
+export const IN_FLIGHT_PROBLEM = "urn:loupe:problem:idempotency-key-in-flight";
+
 /** A 409 (the resource or the idempotency key is busy) or a 412 (If-Match is stale). */
 export function isConflict(error: unknown): error is LoupeProblem {
   return error instanceof LoupeProblem && (error.status === 409 || error.status === 412);

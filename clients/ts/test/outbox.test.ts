@@ -1,6 +1,6 @@
 import { http, HttpResponse } from "msw";
 import { describe, expect, it } from "vitest";
-import type { OutboxEvent } from "../src/index.js";
+import { IN_FLIGHT_PROBLEM, type OutboxEvent } from "../src/index.js";
 import { OTHER_ID, PROGRAM_ID, api, makeClient, problem, program, server, useServer } from "./helpers.js";
 
 useServer();
@@ -195,14 +195,14 @@ describe("the outbox", () => {
     expect((await client.outbox.list()).map((i) => i.state)).toEqual(["conflict"]);
   });
 
-  it("stops on 409 with Retry-After (the first request with the key still runs) and keeps the item", async () => {
+  it("stops on the 409 saying the first request with the key still runs, and keeps the item", async () => {
     let calls = 0;
     server.use(
       http.post(api("/api/programs"), () => {
         calls += 1;
         return calls === 1
           ? HttpResponse.error()
-          : new Response(JSON.stringify({ type: "about:blank", title: "Conflict", status: 409, detail: "in progress" }), {
+          : new Response(JSON.stringify({ type: IN_FLIGHT_PROBLEM, title: "Conflict", status: 409, detail: "in progress" }), {
               status: 409,
               headers: { "Content-Type": "application/problem+json", "Retry-After": "1" },
             });
@@ -214,6 +214,31 @@ describe("the outbox", () => {
     const report = await client.outbox.replay();
     expect(report).toMatchObject({ replayed: 0, stopped: "busy", remaining: 1 });
     expect((await client.outbox.list())[0]?.state).toBe("pending");
+    client.close();
+  });
+
+  it("never sends another 409 again, Retry-After or not: it is a conflict to show", async () => {
+    let calls = 0;
+    server.use(
+      http.post(api("/api/retention/runs"), () => {
+        calls += 1;
+        return calls === 1
+          ? HttpResponse.error()
+          : new Response(
+              JSON.stringify({ type: "about:blank", title: "Conflict", status: 409, detail: "another replica applies it" }),
+              { status: 409, headers: { "Content-Type": "application/problem+json", "Retry-After": "30" } },
+            );
+      }),
+    );
+    const { client } = makeClient({ retry: false });
+    const queued = await client.catalog.POST("/api/retention/runs", { params: { query: { dry_run: false } } });
+    expect(queued.queued).toBe(true);
+    const report = await client.outbox.replay();
+    expect(report).toMatchObject({ replayed: 0, conflicts: 1 });
+    expect(calls).toBe(2);
+    const [item] = await client.outbox.list();
+    expect(item?.state).toBe("conflict");
+    expect(item?.problem?.detail).toBe("another replica applies it");
     client.close();
   });
 

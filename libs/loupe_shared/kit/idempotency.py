@@ -43,6 +43,9 @@ _log = get_logger("loupe.idempotency")
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 KEY_TTL_S = 24 * 3600.0
+# The problem type of the 409 answered while the first request with a key still runs: the one
+# 409 a client sends again (after `Retry-After`); every other 409 is a conflict to show.
+IN_FLIGHT_TYPE = "urn:loupe:problem:idempotency-key-in-flight"
 # A claim still running this long belongs to a request whose process died.
 INTERRUPTED_AFTER_S = 300.0
 # What the bucket keeps of an answer's body (compressed); a larger answer is not replayed.
@@ -146,6 +149,7 @@ class IdempotencyMiddleware:
                     if state == "running"
                     else f"The request with this {HEADER} was interrupted and may or may not "
                     "have taken effect; look, then send it with a new key if it did not.",
+                    type_=IN_FLIGHT_TYPE if state == "running" else "about:blank",
                     headers={"Retry-After": "1"} if state == "running" else None,
                 )(scope, receive, send)
                 return
