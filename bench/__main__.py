@@ -22,6 +22,7 @@ from bench.console import bench_console
 from bench.images import bench_images
 from bench.inspect import bench_inspect
 from bench.legacy import bench_legacy
+from bench.outbox import bench_outbox
 from bench.results import bench_results
 from bench.summarize import print_table
 from loupe_shared.kit.logging import configure_logging
@@ -105,6 +106,7 @@ def main() -> int:
         "results",
         "inspect",
         "legacy",
+        "outbox",
         "client",
         "console",
         "backup",
@@ -135,6 +137,8 @@ def main() -> int:
                     rows += bench_inspect(stack, base / "inspect")
                 if "legacy" in args.names:
                     rows += bench_legacy(stack)
+                if "outbox" in args.names:
+                    rows += bench_outbox(stack)
                 if "client" in args.names:
                     rows += bench_client(stack, frontend_port)
                 if "console" in args.names:
