@@ -24,7 +24,7 @@ run: $(STAMP)
 ## on TEST_WORKERS pytest-xdist workers, each with a session stack of its own (0: one process).
 TEST_WORKERS ?= 2
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 ## Debian's Chromium, installed with apt-get where it is missing (Playwright never downloads one).
 browser:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -38,11 +39,37 @@ SLOW_PATHS = (
 )
 
 
-# `make test` runs the suite on two pytest-xdist workers (`--dist loadgroup`), each with a
-# session stack of its own. A file's tests stay on one worker (its module fixtures are made
-# once); these folders stay whole because a session or package fixture of theirs is costly:
-# the backup tests' populated `source` installation, the cluster stack, the inspection rig.
+# `make test` runs the suite on two pytest-xdist workers, each with a session stack of its
+# own, scheduled by scope (`pytest_xdist_make_scheduler` below): a file's tests stay on one
+# worker (its module fixtures are made once), and these folders stay whole because a session
+# or package fixture of theirs is costly: the backup tests' populated `source` installation,
+# the cluster stack, the inspection rig.
 WHOLE_FOLDERS = ("backup", "cluster", "inspect")
+# The scopes that take longest, run first (in this order), so that neither worker is left
+# with a long one at the end; the rest follow in collection order.
+LONGEST_FIRST = (
+    "backup",
+    "cluster",
+    "gateway/test_schemathesis.py",
+    "inspect",
+    "stack/test_run.py",
+    "results/test_ingest_faults.py",
+    "client/test_browser.py",
+    "images/test_deletion_and_gc.py",
+    "images/test_integrity_and_usage.py",
+    "images/test_replicas.py",
+)
+
+
+def scope_of(where: str) -> str:
+    """The scheduling scope of a test at `where` (its path under tests/)."""
+    path = where.split("::", 1)[0].removeprefix("tests/")
+    folder = path.split("/", 1)[0]
+    return folder if folder in WHOLE_FOLDERS else path
+
+
+def _rank(scope: str) -> int:
+    return LONGEST_FIRST.index(scope) if scope in LONGEST_FIRST else len(LONGEST_FIRST)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -55,9 +82,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         if any(where == p or where.startswith(p + "/") for p in SLOW_PATHS):
             item.add_marker(slow)
-        folder = where.split("/", 1)[0]
-        group = folder if folder in WHOLE_FOLDERS else where
-        item.add_marker(pytest.mark.xdist_group(group))
+    # Stable: within a rank, collection order (so a file's tests stay together, in order).
+    items.sort(key=lambda item: _rank(scope_of(item.nodeid)))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Whole scopes (files; the folders above) to each worker, in the order collected."""
+    from xdist.scheduler import LoadScopeScheduling  # type: ignore[import-untyped]
+
+    class ByScope(LoadScopeScheduling):  # type: ignore[misc]  # xdist ships no types
+        def _split_scope(self, nodeid: str) -> str:
+            return scope_of(nodeid)
+
+    config.option.loadscopereorder = False  # keep the longest-first order above
+    return ByScope(config, log)
 
 
 def _testcontainers(resources: ExitStack) -> Endpoints:
