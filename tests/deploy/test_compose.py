@@ -70,7 +70,7 @@ def test_http_services_listen_on_all_interfaces() -> None:
         assert value == "0.0.0.0", f"{service}: {key} is {value!r}, the gateway needs 0.0.0.0"
 
 
-def test_depends_on_names_definedservices() -> None:
+def test_depends_on_names_defined_services() -> None:
     for service in services():
         unknown = set(depends_on(service)) - set(services())
         assert not unknown, f"{service} depends on undefined services {sorted(unknown)}"
@@ -149,7 +149,7 @@ def test_images_have_explicit_tags() -> None:
         assert tag != "latest", f"{service}: image {image!r} must pin a version, not latest"
 
 
-def test_gateway_upstreams_matchservices() -> None:
+def test_gateway_upstreams_match_services() -> None:
     upstreams = {
         key: value
         for key, value in environment(GATEWAY).items()
@@ -165,7 +165,7 @@ def test_gateway_upstreams_matchservices() -> None:
     assert routed == set(HTTP_SERVICES), f"the gateway routes to {sorted(routed)} only"
 
 
-def test_caddyfile_reads_gatewayenvironment() -> None:
+def test_caddyfile_reads_gateway_environment() -> None:
     caddyfile = CADDYFILE.read_text()
     unread = [key for key in environment(GATEWAY) if "{$" + key not in caddyfile]
     assert not unread, f"deploy/Caddyfile never reads {unread}"

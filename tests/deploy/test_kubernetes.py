@@ -314,7 +314,7 @@ def test_documents_match_the_kubernetes_schemas(production: list[Doc]) -> None:
     assert not errors, "\n".join(errors)
 
 
-def test_custom_resources_have_theirrequired_fields(production: list[Doc]) -> None:
+def test_custom_resources_have_their_required_fields(production: list[Doc]) -> None:
     kinds = {(d["apiVersion"], d["kind"]) for d in production}
     assert kinds >= CUSTOM_KINDS, f"missing custom resources {sorted(CUSTOM_KINDS - kinds)}"
 
