@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { LoupeProblem, SERVICE_NAMES, isConflict, isRetryable, parseRetryAfter, serviceOf } from "../src/index.js";
-import { percentile } from "../src/stats.js";
+import { StatsRecorder, percentile } from "../src/stats.js";
 
 describe("serviceOf follows the OpenAPI documents", () => {
   it.each(SERVICE_NAMES)("every /api/ path of %s maps to it", (service) => {
@@ -72,5 +72,37 @@ describe("percentile", () => {
     expect(percentile(samples, 99)).toBe(99);
     expect(percentile([], 50)).toBe(0);
     expect(percentile([7], 99)).toBe(7);
+  });
+});
+
+describe("stats()", () => {
+  it("reads latency percentiles, error and cache hit rates from what was recorded, per service", () => {
+    const stats = new StatsRecorder();
+    // 100 catalog reads of 1..100 ms: 90 answered, 10 from the cache within the TTL.
+    for (let ms = 1; ms <= 100; ms += 1) {
+      stats.record({ service: "catalog", latencyMs: ms, outcome: ms > 90 ? "ttl-hit" : "network", status: 200, cacheable: true });
+    }
+    // 4 images calls: a 503, a network failure, a 404, a 201.
+    stats.record({ service: "images", latencyMs: 10, outcome: "network", status: 503, cacheable: false });
+    stats.record({ service: "images", latencyMs: 10, outcome: "failed", status: 0, cacheable: false });
+    stats.record({ service: "images", latencyMs: 10, outcome: "network", status: 404, cacheable: true });
+    stats.record({ service: "images", latencyMs: 10, outcome: "network", status: 201, cacheable: false });
+    const snapshot = stats.snapshot();
+    const catalog = snapshot.services.catalog;
+    expect(catalog.latency).toMatchObject({ p50Ms: 50, p95Ms: 95, p99Ms: 99, avgMs: 50.5, samples: 100 });
+    expect(catalog).toMatchObject({ operations: 100, errors: 0, cacheLookups: 100, cacheHits: 10, cacheHitRate: 0.1 });
+    const images = snapshot.services.images;
+    expect(images).toMatchObject({ operations: 4, errors: 2, errorRate: 0.5, clientErrors: 1, cacheLookups: 1, cacheHits: 0 });
+    expect(snapshot).toMatchObject({ operations: 104, errors: 2, errorRate: 2 / 104, cacheHits: 10, cacheLookups: 101 });
+    expect(snapshot.services.backup.operations).toBe(0);
+  });
+
+  it("keeps the latest 1,000 latencies for the percentiles and every one for the average", () => {
+    const stats = new StatsRecorder();
+    for (let i = 0; i < 1000; i += 1) stats.record({ service: "inspect", latencyMs: 1000, outcome: "network", status: 200, cacheable: false });
+    for (let i = 0; i < 1000; i += 1) stats.record({ service: "inspect", latencyMs: 1, outcome: "network", status: 200, cacheable: false });
+    const latency = stats.snapshot().latency;
+    expect(latency).toMatchObject({ p50Ms: 1, p99Ms: 1, samples: 1000 });
+    expect(latency.avgMs).toBeCloseTo(500.5, 6);
   });
 });
