@@ -120,6 +120,43 @@ def test_writes_made_offline_are_replayed_in_order_each_exactly_once(
     page.evaluate("log('replayed: the outbox is empty')")
 
 
+def test_reads_made_offline_answer_the_last_answer_kept_marked_stale(
+    page: Page, context: BrowserContext, gateway: httpx.Client, engineer_token: str
+) -> None:
+    headers = auth(engineer_token)
+    body = _program(f"stale-{uuid.uuid4().hex[:8]}")
+    created = gateway.post("/api/programs", json=body, headers=headers)
+    assert created.status_code == 201, created.text
+    program_id = created.json()["id"]
+    # TTL 0: every read goes to Loupe (the cache only revalidates), so offline is seen at once.
+    _client(page, engineer_token, retry={"attempts": 1}, cache={"ttl": {"/api/programs": 0}})
+    read = """async (id) => {
+        try {
+            const { data, response } = await loupe.catalog.GET("/api/programs/{program_id}", {
+                params: { path: { program_id: id } },
+            });
+            return {
+                name: data.name,
+                cache: response.headers.get("X-Loupe-Cache"),
+                stale: response.headers.get("X-Loupe-Stale"),
+            };
+        } catch (error) {
+            return { failed: error.status };
+        }
+    }"""
+    online = page.evaluate(read, program_id)
+    assert online == {"name": body["name"], "cache": None, "stale": None}
+    context.set_offline(True)
+    offline = page.evaluate(read, program_id)
+    assert offline == {"name": body["name"], "cache": "stale", "stale": "1"}
+    never_read = page.evaluate(read, str(uuid.uuid4()))
+    assert never_read == {"failed": 0}  # nothing kept to fall back on: the network's problem
+    assert page.evaluate("loupe.stats().staleServed") == 1
+    context.set_offline(False)
+    again = page.evaluate(read, program_id)
+    assert again["stale"] is None
+
+
 def test_a_change_made_elsewhere_meanwhile_is_a_conflict_not_an_overwrite(
     page: Page, context: BrowserContext, gateway: httpx.Client, engineer_token: str
 ) -> None:
