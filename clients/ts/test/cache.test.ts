@@ -1,5 +1,5 @@
 import { http, HttpResponse } from "msw";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { CACHE_HEADER, STALE_HEADER } from "../src/index.js";
 import { FakeClock, PROGRAM_ID, api, makeClient, program, server, uniqueDb, useServer } from "./helpers.js";
 
@@ -168,7 +168,9 @@ describe("in-flight GET deduplication", () => {
     );
     const { client } = makeClient();
     const all = Promise.all([client.catalog.GET("/api/audit"), client.catalog.GET("/api/audit"), client.catalog.GET("/api/audit")]);
-    await new Promise((r) => setTimeout(r, 10));
+    // The first request is held until the other two have joined it (a fixed wait was not
+    // enough on a loaded machine: the first could finish before the others looked).
+    await vi.waitFor(() => expect(client.stats().deduplicated).toBe(2), { timeout: 5000 });
     release();
     const answers = await all;
     expect(calls).toBe(1);
