@@ -1,5 +1,6 @@
 import { http, HttpResponse } from "msw";
 import { describe, expect, it, vi } from "vitest";
+import { openLoupeDb } from "../src/db.js";
 import { CACHE_HEADER, STALE_HEADER } from "../src/index.js";
 import { FakeClock, PROGRAM_ID, api, makeClient, program, server, uniqueDb, useServer } from "./helpers.js";
 
@@ -146,7 +147,10 @@ describe("the JSON cache", () => {
     expect(stale.response.headers.get(STALE_HEADER)).toBe("1");
     expect(client.stats().staleServed).toBe(1);
 
-    await new Promise((r) => setTimeout(r, 20)); // let the write-behind reach IndexedDB
+    // The answer reaches IndexedDB behind the read (write-behind): wait until it is there.
+    const db = await openLoupeDb(dbName);
+    await vi.waitFor(async () => expect(await db.count("cache")).toBe(1), { timeout: 5000 });
+    db.close();
     const reloaded = makeClient({ dbName, clock }).client; // a new page with the same database
     const fromDb = await get(reloaded);
     expect(fromDb.data?.id).toBe(PROGRAM_ID);
