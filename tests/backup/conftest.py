@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import psycopg
 import pytest
+from minio import Minio
 
 from loupe_shared.kit.auth import Role
 from loupe_shared.kit.nats import connect
@@ -297,6 +298,22 @@ def wait_backup(client: httpx.Client, inst: Installation, backup_id: str) -> dic
 
 
 MakeInstallation = Callable[..., Installation]
+
+
+@pytest.fixture
+def bucket(platform: Stack) -> Iterator[tuple[Minio, str]]:
+    """An empty bucket of the test's own on the session's object store (the minio seams'
+    tests), removed with what it holds."""
+    s3 = platform.endpoints.s3()
+    name = f"seam-{uuid.uuid4().hex[:12]}"
+    s3.make_bucket(name)
+    try:
+        yield s3, name
+    finally:
+        for found in s3.list_objects(name, recursive=True):
+            if found.object_name is not None:
+                s3.remove_object(name, found.object_name)
+        s3.remove_bucket(name)
 
 
 @pytest.fixture

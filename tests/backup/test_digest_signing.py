@@ -5,15 +5,11 @@ These fail when the pinned minio changes what the seam relies on."""
 import hashlib
 import inspect
 import os
-import uuid
-from collections.abc import Iterator
 
-import pytest
 from minio import Minio
 from minio.credentials.credentials import Credentials
 
 from loupe_backup.backups import objects
-from loupe_stack.stack import Stack
 
 
 def test_the_private_call_keeps_the_signature_the_seam_overrides() -> None:
@@ -50,20 +46,6 @@ def test_the_signing_client_is_the_same_client() -> None:
     assert isinstance(signing, objects.DigestSigningMinio)
     assert signing._http is plain._http
     assert type(plain) is Minio
-
-
-@pytest.fixture
-def bucket(platform: Stack) -> Iterator[tuple[Minio, str]]:
-    s3 = platform.endpoints.s3()
-    name = f"digest-{uuid.uuid4().hex[:12]}"
-    s3.make_bucket(name)
-    try:
-        yield s3, name
-    finally:
-        for found in s3.list_objects(name, recursive=True):
-            if found.object_name is not None:
-                s3.remove_object(name, found.object_name)
-        s3.remove_bucket(name)
 
 
 def test_a_checked_put_stores_the_bytes_type_and_metadata(bucket: tuple[Minio, str]) -> None:

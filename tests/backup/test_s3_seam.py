@@ -4,14 +4,10 @@ changes what the seam relies on, before a backup lists the wrong objects silentl
 
 import inspect
 import io
-import uuid
-from collections.abc import Iterator
 
-import pytest
 from minio import Minio
 
 from loupe_backup.backups import objects
-from loupe_stack.stack import Stack
 
 
 def test_the_private_calls_keep_the_signature_the_seam_calls() -> None:
@@ -26,20 +22,6 @@ def test_the_private_calls_keep_the_signature_the_seam_calls() -> None:
         )
     get_region = inspect.signature(Minio._get_region)
     assert list(get_region.parameters) == ["self", "bucket_name"]
-
-
-@pytest.fixture
-def bucket(platform: Stack) -> Iterator[tuple[Minio, str]]:
-    s3 = platform.endpoints.s3()
-    name = f"seam-{uuid.uuid4().hex[:12]}"
-    s3.make_bucket(name)
-    try:
-        yield s3, name
-    finally:
-        for found in s3.list_objects(name, recursive=True):
-            if found.object_name is not None:
-                s3.remove_object(name, found.object_name)
-        s3.remove_bucket(name)
 
 
 # Keys that XML escapes (&, <, >, quotes), spaces, non-ASCII, nesting; one outside the prefix.
