@@ -6,10 +6,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import BrowserContext, expect
 
 from loupe_shared.kit.auth import Role
-from tests.console.conftest import Console
+from loupe_stack.stack import Stack
+from tests.console.conftest import SHOTS, Console
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +43,30 @@ def test_the_gateway_serves_the_built_console_under_its_policy(
     assert js.status_code == 200
     assert "immutable" in js.headers["cache-control"]
     assert gateway.get("/console").status_code == 308
+
+
+@pytest.mark.parametrize("service", ["catalog", "images", "backup", "inspect"])
+def test_the_api_docs_render_with_nothing_loaded_from_elsewhere(
+    context: BrowserContext, platform: Stack, service: str
+) -> None:
+    """Operators read `/docs/<svc>` on factory networks that reach no CDN: Swagger UI's files
+    come from the service through the gateway, and its policy allows nothing else."""
+    page = context.new_page()
+    requested: list[str] = []
+    errors: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{platform.gateway_url}/docs/{service}")
+    expect(page.locator(".swagger-ui .info .title")).to_be_visible(timeout=15_000)
+    expect(page.locator(".swagger-ui .opblock").first).to_be_visible()
+    elsewhere = [url for url in requested if not url.startswith((platform.gateway_url, "data:"))]
+    assert elsewhere == []
+    assert errors == []
+    if service == "catalog":
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "api-docs-catalog.png"), full_page=False)
+    page.close()
 
 
 def test_a_wrong_token_shows_the_problem_and_its_request_id(ui: Console) -> None:

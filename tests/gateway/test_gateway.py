@@ -167,6 +167,20 @@ def test_docs_of_every_service_are_reachable(gateway: httpx.Client) -> None:
         page = gateway.get(f"/docs/{service}")
         assert page.status_code == 200
         assert f"/openapi/{service}.json" in page.text
+        # Swagger UI's files come from the service, through the gateway: nothing from elsewhere.
+        policy = page.headers["content-security-policy"]
+        assert "http" not in policy, policy
+        assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+        assert {a.rsplit("/", 1)[-1] for a in assets if a.startswith("/")} >= {
+            "swagger-ui-bundle.js",
+            "swagger-ui.css",
+        }, assets
+        assert all(a.startswith(("/", "data:")) for a in assets), assets
+        for asset in assets:
+            if asset.startswith("/"):
+                loaded = gateway.get(asset)
+                assert loaded.status_code == 200, asset
+                assert len(loaded.content) > 10_000, asset
         spec = gateway.get(f"/openapi/{service}.json")
         assert spec.status_code == 200
         assert json.loads(spec.text)["paths"]

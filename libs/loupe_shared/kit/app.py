@@ -4,9 +4,14 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from importlib.resources import files
+from pathlib import Path
 
 import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
@@ -50,6 +55,28 @@ class About(BaseModel):
     caller: Caller
 
 
+# Swagger UI's script and style, from a pinned wheel: the docs pages load nothing from
+# elsewhere (a factory network may reach no CDN; the gateway's policy allows only 'self').
+SWAGGER_UI = Path(str(files("fastapi_offline") / "static"))
+
+
+def _api_docs(app: FastAPI, service: str, title: str) -> None:
+    """`/docs/<service>`: Swagger UI on the service's OpenAPI, its files under
+    `/docs/<service>/assets/`."""
+    assets = f"/docs/{service}/assets"
+    app.mount(assets, StaticFiles(directory=SWAGGER_UI), name="docs-assets")
+
+    @app.get(f"/docs/{service}", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=f"/openapi/{service}.json",
+            title=f"{title} — API",
+            swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+            swagger_css_url=f"{assets}/swagger-ui.css",
+            swagger_favicon_url="data:,",
+        )
+
+
 def create_app(
     *,
     service: str,
@@ -86,10 +113,11 @@ def create_app(
         description=description,
         version=__version__,
         lifespan=sampled,
-        docs_url=f"/docs/{service}",
+        docs_url=None,  # below: the same page with Swagger UI's files served from here
         redoc_url=None,
         openapi_url=f"/openapi/{service}.json",
     )
+    _api_docs(app, service, title)
     install(app, KitState(service=service, registry=registry))
     # Innermost first: a write's idempotency key is claimed only once the restore fence let
     # it through; ETags are added to what the routes answered.
