@@ -46,6 +46,21 @@ def test_every_alert_is_tested_firing_and_quiet() -> None:
     assert not (firing | quiet) - names, f"tests of unknown alerts: {(firing | quiet) - names}"
 
 
+def test_every_alert_with_a_for_is_tested_pending_before_it() -> None:
+    """durations.test.yaml: an alert whose condition holds is pending, not firing, until its
+    `for:` has passed (a dropped or shortened `for` fails there)."""
+    durations = yaml.safe_load((RULE_TESTS_DIR / "durations.test.yaml").read_text())["tests"]
+    pending = {
+        check["alertname"]
+        for test in durations
+        for check in test.get("alert_rule_test", [])
+        if check.get("exp_alerts") == []
+    }
+    waiting = {rule["alert"] for rule in alerts() if rule.get("for")}
+    assert waiting, "no alert has a for:"
+    assert not waiting - pending, f"for: never tested: {sorted(waiting - pending)}"
+
+
 @pytest.mark.parametrize("alert", alerts(), ids=lambda a: str(a["alert"]))
 def test_every_alert_has_severity_summary_and_description(alert: dict[str, Any]) -> None:
     labels: dict[str, str] = alert.get("labels") or {}
