@@ -7,6 +7,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 SERVICES = ("catalog", "images", "backup", "inspect")
 # Processes of each HTTP service and result ingesters in cluster mode.
 CLUSTER_REPLICAS = 2
+# The port settings of the result ingesters' metrics, `ingester_metrics_port[_n]`.
+INGESTER_METRICS = "ingester_metrics"
 # Nodes of the NATS cluster in cluster mode (every data stream at this many replicas).
 CLUSTER_NATS_NODES = 3
 # The console's built files in a checkout (`python -m loupe_stack.console` builds them).
@@ -92,7 +94,8 @@ class StackSettings(BaseSettings):
                 entries.append(
                     (getattr(self, setting), "NATS cluster routes", f"LOUPE_{setting.upper()}")
                 )
-            for node, setting in enumerate(self.ingester_metrics_settings(), start=1):
+            for node in range(1, CLUSTER_REPLICAS + 1):
+                setting = self.port_setting(INGESTER_METRICS, node)
                 entries.append(
                     (getattr(self, setting), f"ingester {node} metrics", f"LOUPE_{setting.upper()}")
                 )
@@ -107,14 +110,6 @@ class StackSettings(BaseSettings):
                     )
                 )
         return entries
-
-    @staticmethod
-    def ingester_metrics_settings() -> list[str]:
-        """The setting of each result ingester's metrics port (cluster mode)."""
-        return [
-            "ingester_metrics_port" + (f"_{n}" if n > 1 else "")
-            for n in range(1, CLUSTER_REPLICAS + 1)
-        ]
 
     def replicas(self, service: str) -> range:
         """The replica numbers of an HTTP service (1 and, in cluster mode, 2)."""

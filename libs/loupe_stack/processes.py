@@ -120,10 +120,10 @@ def _port_block() -> tuple[int, int]:
     """The block of ports this process picks from: its pytest-xdist worker's own, so two
     workers starting servers side by side never pick the same port."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
-    span = (_PORTS_HIGH - _PORTS_LOW + 1) // max(count, 1)
-    low = _PORTS_LOW + (index % max(count, 1)) * span
+    count = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1))
+    index = int(worker[2:]) % count if worker.startswith("gw") and worker[2:].isdigit() else 0
+    span = (_PORTS_HIGH - _PORTS_LOW + 1) // count
+    low = _PORTS_LOW + index * span
     return low, low + span - 1
 
 

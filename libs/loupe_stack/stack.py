@@ -12,7 +12,7 @@ from minio import Minio
 
 from loupe_stack import servers
 from loupe_stack.bootstrap import SetupSettings, bootstrap
-from loupe_stack.config import CLUSTER_REPLICAS, SERVICES, StackSettings
+from loupe_stack.config import CLUSTER_REPLICAS, INGESTER_METRICS, SERVICES, StackSettings
 from loupe_stack.credentials import Credentials, load_or_create
 from loupe_stack.endpoints import Endpoints
 from loupe_stack.processes import (
@@ -311,13 +311,12 @@ class Stack:
 
     def ingester_process(self, number: int) -> ManagedProcess:
         name = f"ingester-{number}"
-        setting = self.settings.ingester_metrics_settings()[number - 1]
         return ManagedProcess(
             name,
             [sys.executable, "-m", "loupe_catalog", "ingest"],
             env={
                 **self.service_env("catalog"),
-                "CATALOG_INGEST_METRICS_PORT": str(getattr(self.settings, setting)),
+                "CATALOG_INGEST_METRICS_PORT": str(self.settings.port_of(INGESTER_METRICS, number)),
             },
             log_path=self.log_dir / f"{name}.log",
             stop_timeout_s=self.settings.stop_timeout_s,

@@ -10,6 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from loupe_line import LineClient
 from loupe_line.settings import LineSettings
+from loupe_stack.config import CLUSTER_REPLICAS, INGESTER_METRICS
 from loupe_stack.stack import Stack
 from tests.line.helpers import new_result, until
 
@@ -40,23 +41,24 @@ def _samples(port: int) -> dict[str, float]:
     return found
 
 
+def _ports(stack: Stack) -> list[int]:
+    return [stack.settings.port_of(INGESTER_METRICS, n) for n in range(1, CLUSTER_REPLICAS + 1)]
+
+
 def _ingested(stack: Stack, line: str) -> float:
-    ports = [getattr(stack.settings, s) for s in stack.settings.ingester_metrics_settings()]
-    return sum(_samples(port).get(f"results_line_ingested_total[{line}]", 0.0) for port in ports)
+    return sum(
+        _samples(port).get(f"results_line_ingested_total[{line}]", 0.0) for port in _ports(stack)
+    )
 
 
 async def test_each_ingester_serves_what_it_ingested_and_set_aside(
     cluster: Stack, tmp_path: Path
 ) -> None:
-    ports = [getattr(cluster.settings, s) for s in cluster.settings.ingester_metrics_settings()]
+    ports = _ports(cluster)
     assert len(set(ports)) == 2
     for port in ports:
         exported = _families(port)
-        for family in (
-            "results_ingested",
-            "results_ingest_batch_seconds",
-            "consumer_dead_lettered",
-        ):
+        for family in FAMILIES:
             assert family in exported, sorted(exported)
     line = f"m{uuid.uuid4().hex[:6]}"
     e = cluster.endpoints

@@ -10,6 +10,7 @@ from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page
 
 from loupe_shared.kit.auth import Role
 from loupe_stack import console
+from loupe_stack.config import CONSOLE_DIST
 from loupe_stack.stack import Stack
 from tests.client.helpers import SCREENSHOTS, chromium
 from tests.conftest import TokenMaker
@@ -22,7 +23,7 @@ SHOTS = SCREENSHOTS / "console"
 def console_dist(platform: Stack) -> Path:
     """The console built into the folder the platform's gateway serves."""
     once_per_run("frontend", console.build)  # the client and the console
-    built = console.CONSOLE / "dist"
+    built = CONSOLE_DIST
     assert (built / "index.html").is_file()
     assert built.resolve() == platform.settings.console_dir.resolve()
     return built

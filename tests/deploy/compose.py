@@ -16,6 +16,7 @@ from loupe_stack.bootstrap import SetupSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / "deploy" / "compose.env.example"
 
 HTTP_SERVICES: dict[str, type[BaseSettings]] = {
     "catalog": CatalogSettings,
@@ -89,3 +90,16 @@ def required_fields(settings_class: type[BaseSettings]) -> list[str]:
         or name in ("images_bucket", "backup_bucket")
         or (name.startswith(("db_", "nats_", "s3_")) and name not in OPTIONAL_FIELDS)
     )
+
+
+def env_file(path: Path) -> dict[str, str]:
+    """KEY=value lines; blank lines and # comments skipped (compose's `.env`, kustomize's env
+    files)."""
+    pairs = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, sep, value = line.partition("=")
+            assert sep, f"{path}: {line!r} is not KEY=value"
+            pairs[key] = value
+    return pairs

@@ -8,6 +8,7 @@ from pydantic_settings import BaseSettings
 
 from tests.deploy.compose import (
     COMPOSE_FILE,
+    ENV_EXAMPLE,
     HTTP_SERVICES,
     ROOT,
     SETTINGS,
@@ -22,7 +23,6 @@ from tests.deploy.compose import (
 
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 CADDYFILE = ROOT / "deploy" / "Caddyfile"
-ENV_EXAMPLE = ROOT / "deploy" / "compose.env.example"
 
 ONE_SHOT = ("migrate", "setup")
 GATEWAY = "caddy"

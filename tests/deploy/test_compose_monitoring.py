@@ -9,7 +9,17 @@ from typing import Any
 
 import yaml
 
-from tests.deploy.compose import HTTP_SERVICES, ROOT, compose, environment, mounts, prefix, services
+from tests.deploy.compose import (
+    ENV_EXAMPLE,
+    HTTP_SERVICES,
+    ROOT,
+    compose,
+    env_file,
+    environment,
+    mounts,
+    prefix,
+    services,
+)
 
 MONITORING = ("prometheus", "alertmanager", "grafana")
 MONITORING_DIR = ROOT / "deploy" / "monitoring"
@@ -152,9 +162,6 @@ def test_the_images_service_has_a_capacity_source_for_the_storage_alerts() -> No
     assert quota or admin, "compose gives the images service no capacity source"
     variable = re.fullmatch(r"\$\{(\w+):-0\}", quota)
     assert variable, f"the quota is not taken from the environment: {quota!r}"
-    example = dict(
-        line.split("=", 1)
-        for line in (ROOT / "deploy" / "compose.env.example").read_text().splitlines()
-        if line and not line.startswith("#")
+    assert int(env_file(ENV_EXAMPLE)[variable.group(1)]) > 0, (
+        "the example leaves the storage alerts silent"
     )
-    assert int(example[variable.group(1)]) > 0, "the example leaves the storage alerts silent"

@@ -19,7 +19,14 @@ from loupe_inspect import worker
 from loupe_inspect.settings import InspectSettings
 from loupe_shared.contracts.streams import STREAMS
 from loupe_shared.kit.health import health_router
-from tests.deploy.compose import HTTP_SERVICES, JOBS, SETTINGS, compose, required_fields
+from tests.deploy.compose import (
+    HTTP_SERVICES,
+    JOBS,
+    SETTINGS,
+    compose,
+    env_file,
+    required_fields,
+)
 from tests.deploy.compose import prefix as env_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,22 +89,10 @@ def _load_documents(path: Path) -> list[Doc]:
     return documents
 
 
-def _env_file(path: Path) -> dict[str, str]:
-    """KEY=value lines; blank lines and # comments skipped, as kustomize's env files."""
-    pairs = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            key, sep, value = line.partition("=")
-            assert sep, f"{path}: {line!r} is not KEY=value"
-            pairs[key] = value
-    return pairs
-
-
 def _generated(kind: str, spec: Doc, directory: Path) -> Doc:
     data: dict[str, str] = {}
     for env in spec.get("envs", []):
-        data |= _env_file(directory / env)
+        data |= env_file(directory / env)
     for entry in spec.get("files", []):
         key, _, source = str(entry).rpartition("=")
         data[key or Path(source).name] = (directory / source).read_text()

@@ -39,7 +39,8 @@ class Write:
     path: str
     params: dict[str, str]
     body: Callable[[], dict[str, Any] | list[Any]]
-    made: Callable[[httpx.Client, dict[str, str], dict[str, Any]], int]
+    # How many of what it made exist (None: nothing to count; the replayed answer is the check).
+    made: Callable[[httpx.Client, dict[str, str], dict[str, Any]], int] | None
     status: int
 
 
@@ -51,10 +52,6 @@ def _backups_with_id(client: httpx.Client, headers: dict[str, str], sent: dict[s
 
 def _programs_named(client: httpx.Client, headers: dict[str, str], sent: dict[str, Any]) -> int:
     return len(named(client, headers, sent["body"][0]["name"]))
-
-
-def _one_answer(client: httpx.Client, headers: dict[str, str], sent: dict[str, Any]) -> int:
-    return 1  # nothing to count: the replay's answer is compared with the first
 
 
 def _inspection() -> dict[str, Any]:
@@ -74,8 +71,8 @@ WRITES = {
         _programs_named,
         201,
     ),
-    "inspection": Write("/api/inspections", {}, _inspection, _one_answer, 202),
-    "retention run": Write("/api/retention/runs", {"dry_run": "true"}, dict, _one_answer, 200),
+    "inspection": Write("/api/inspections", {}, _inspection, None, 202),
+    "retention run": Write("/api/retention/runs", {"dry_run": "true"}, dict, None, 200),
 }
 
 
@@ -105,7 +102,8 @@ def test_the_same_key_and_body_replay_the_first_answer_and_start_nothing_new(
         assert again.status_code == write.status, again.text
         assert again.headers["idempotent-replayed"] == "true"
         assert again.json() == first.json()
-        assert write.made(gateway, admin, {"body": body, "answer": first.json()}) == 1
+        if write.made is not None:
+            assert write.made(gateway, admin, {"body": body, "answer": first.json()}) == 1
     finally:
         if what == "backup":
             _wait_backups_done(gateway, admin)
@@ -124,7 +122,7 @@ def test_the_same_key_with_another_body_is_a_422_and_changes_nothing(
     assert refused.status_code == 422, refused.text
     assert refused.headers["content-type"] == "application/problem+json"
     assert refused.json()["errors"][0]["field"] == "header:Idempotency-Key"
-    if what == "legacy migration":
+    if write.made is not None:
         assert write.made(gateway, admin, {"body": other, "answer": {}}) == 0
 
 
