@@ -71,9 +71,9 @@ export function program(id = PROGRAM_ID, revision = 1, name = "Coin tray") {
   };
 }
 
-export function problem(status: number, title: string, extra: Record<string, unknown> = {}) {
+export function problem(status: number, title: string, extra: Record<string, unknown> = {}, headers: Record<string, string> = {}) {
   return new Response(
     JSON.stringify({ type: "about:blank", title, status, detail: `${title} (test)`, request_id: "req-1", ...extra }),
-    { status, headers: { "Content-Type": "application/problem+json", "X-Request-Id": "req-1" } },
+    { status, headers: { "Content-Type": "application/problem+json", "X-Request-Id": "req-1", ...headers } },
   );
 }

@@ -202,10 +202,7 @@ describe("the outbox", () => {
         calls += 1;
         return calls === 1
           ? HttpResponse.error()
-          : new Response(JSON.stringify({ type: IN_FLIGHT_PROBLEM, title: "Conflict", status: 409, detail: "in progress" }), {
-              status: 409,
-              headers: { "Content-Type": "application/problem+json", "Retry-After": "1" },
-            });
+          : problem(409, "Conflict", { type: IN_FLIGHT_PROBLEM, detail: "in progress" }, { "Retry-After": "1" });
       }),
     );
     const { client } = makeClient({ retry: false });
@@ -224,10 +221,7 @@ describe("the outbox", () => {
         calls += 1;
         return calls === 1
           ? HttpResponse.error()
-          : new Response(
-              JSON.stringify({ type: "about:blank", title: "Conflict", status: 409, detail: "another replica applies it" }),
-              { status: 409, headers: { "Content-Type": "application/problem+json", "Retry-After": "30" } },
-            );
+          : problem(409, "Conflict", { detail: "another replica applies it" }, { "Retry-After": "30" });
       }),
     );
     const { client } = makeClient({ retry: false });
