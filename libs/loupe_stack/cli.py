@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
+from pydantic import ValidationError
 from pydantic_settings import SettingsConfigDict
 from rich.console import Console
 from rich.table import Table
@@ -236,6 +237,11 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.func(args)
     except StackError as exc:
         err.print(f"error: {exc}", soft_wrap=True)
+        return 2
+    except ValidationError as exc:  # a LOUPE_* setting out of its range or of the wrong type
+        for problem in exc.errors():
+            setting = "LOUPE_" + "_".join(str(part) for part in problem["loc"]).upper()
+            err.print(f"error: {setting}: {problem['msg']}", soft_wrap=True)
         return 2
     sys.stdout.flush()
     return code

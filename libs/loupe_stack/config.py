@@ -1,7 +1,9 @@
 """Settings of the embedded stack (env prefix `LOUPE_`)."""
 
 from pathlib import Path
+from typing import Annotated
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES = ("catalog", "images", "backup", "inspect")
@@ -11,6 +13,9 @@ CLUSTER_REPLICAS = 2
 INGESTER_METRICS = "ingester_metrics"
 # Nodes of the NATS cluster in cluster mode (every data stream at this many replicas).
 CLUSTER_NATS_NODES = 3
+# A TCP port a server of the stack listens on.
+Port = Annotated[int, Field(ge=1, le=65535)]
+
 # The console's built files in a checkout (`python -m loupe_stack.console` builds them).
 CONSOLE_DIST = Path(__file__).resolve().parents[2] / "console" / "dist"
 
@@ -19,36 +24,36 @@ class StackSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOUPE_", extra="ignore")
 
     data_dir: Path = Path("data")
-    gateway_port: int = 8080
-    pg_port: int = 5433
-    nats_port: int = 4222
-    nats_monitor_port: int = 8222
-    s3_port: int = 8333
-    weed_master_port: int = 9333
-    weed_volume_port: int = 9340
-    weed_filer_port: int = 8888
-    catalog_port: int = 8101
-    images_port: int = 8102
-    backup_port: int = 8103
-    inspect_port: int = 8104
+    gateway_port: Port = 8080
+    pg_port: Port = 5433
+    nats_port: Port = 4222
+    nats_monitor_port: Port = 8222
+    s3_port: Port = 8333
+    weed_master_port: Port = 9333
+    weed_volume_port: Port = 9340
+    weed_filer_port: Port = 8888
+    catalog_port: Port = 8101
+    images_port: Port = 8102
+    backup_port: Port = 8103
+    inspect_port: Port = 8104
     # Cluster mode (`loupe run --cluster`): three NATS nodes, two processes of each service
     # behind the gateway, two result ingesters, two SeaweedFS volume servers.
     cluster: bool = False
-    nats_port_2: int = 4223
-    nats_port_3: int = 4224
-    nats_monitor_port_2: int = 8223
-    nats_monitor_port_3: int = 8224
-    nats_route_port: int = 6222
-    nats_route_port_2: int = 6223
-    nats_route_port_3: int = 6224
-    weed_volume_port_2: int = 9341
-    catalog_port_2: int = 8111
-    images_port_2: int = 8112
-    backup_port_2: int = 8113
-    inspect_port_2: int = 8114
+    nats_port_2: Port = 4223
+    nats_port_3: Port = 4224
+    nats_monitor_port_2: Port = 8223
+    nats_monitor_port_3: Port = 8224
+    nats_route_port: Port = 6222
+    nats_route_port_2: Port = 6223
+    nats_route_port_3: Port = 6224
+    weed_volume_port_2: Port = 9341
+    catalog_port_2: Port = 8111
+    images_port_2: Port = 8112
+    backup_port_2: Port = 8113
+    inspect_port_2: Port = 8114
     # Where each result ingester serves its metrics (cluster mode).
-    ingester_metrics_port: int = 8121
-    ingester_metrics_port_2: int = 8122
+    ingester_metrics_port: Port = 8121
+    ingester_metrics_port_2: Port = 8122
     # Space-separated frontend origins the gateway answers CORS requests for.
     cors_origins: str = "http://localhost:5173 http://127.0.0.1:5173"
     images_bucket: str = "loupe-images"

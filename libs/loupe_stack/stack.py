@@ -139,6 +139,8 @@ class Stack:
         for port, what, setting in self.settings.ports():
             if self.external and (what in servers_owned or what.startswith("SeaweedFS")):
                 continue
+            if port > 65535:  # a SeaweedFS gRPC port: its setting + 10000
+                raise StackError(f"port {port} does not exist ({what}); set {setting} lower")
             if port_in_use(port):
                 raise StackError(
                     f"port {port} is already in use ({what}); set {setting} to a free port"

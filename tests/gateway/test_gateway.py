@@ -181,6 +181,15 @@ def test_docs_of_every_service_are_reachable(gateway: httpx.Client) -> None:
                 loaded = gateway.get(asset)
                 assert loaded.status_code == 200, asset
                 assert len(loaded.content) > 10_000, asset
+        # The files' folder serves its files only: no way out of it, no listing.
+        for outside in (
+            "%2e%2e/%2e%2e/%2e%2e/pyproject.toml",
+            "..%2f..%2f__init__.py",
+            "",
+            "nul%00.js",
+        ):
+            refused = gateway.get(f"/docs/{service}/assets/{outside}")
+            assert refused.status_code in (400, 404), (outside, refused.status_code)
         spec = gateway.get(f"/openapi/{service}.json")
         assert spec.status_code == 200
         assert json.loads(spec.text)["paths"]
