@@ -48,6 +48,8 @@ export class Outbox {
   private again: Promise<ReplayReport> | undefined;
   private timer: ReturnType<typeof setTimeout> | undefined;
   private backoffMs = 0;
+  /** After `close()` nothing more is sent: no timer is armed, no replay starts or goes on. */
+  private closed = false;
   private pending = 0;
   /** URLs behind a conflict and how many pending writes wait behind them (from the last replay). */
   private blockedUrls = new Set<string>();
@@ -185,7 +187,9 @@ export class Outbox {
   }
 
   close(): void {
+    this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
     this.listeners.clear();
   }
 
@@ -200,6 +204,7 @@ export class Outbox {
     let after = 0;
     let skipped = 0;
     for (;;) {
+      if (this.closed) break; // what is left waits in IndexedDB for the next page's client
       const range = IDBKeyRange.lowerBound(after, true);
       const record = (await db.getAll("outbox", range, 1))[0];
       if (!record || record.seq === undefined) break;
@@ -291,6 +296,7 @@ export class Outbox {
   }
 
   private schedule(retryAfterMs: number | undefined): void {
+    if (this.closed) return;
     this.backoffMs = Math.min(60_000, Math.max(1000, this.backoffMs * 2));
     const delay = retryAfterMs ?? Math.floor(this.backoffMs / 2 + (Math.random() * this.backoffMs) / 2);
     if (this.timer) clearTimeout(this.timer);

@@ -1,7 +1,7 @@
 import { http, HttpResponse } from "msw";
 import { describe, expect, it } from "vitest";
 import { IN_FLIGHT_PROBLEM, type OutboxEvent } from "../src/index.js";
-import { OTHER_ID, PROGRAM_ID, api, makeClient, problem, program, server, useServer } from "./helpers.js";
+import { OTHER_ID, PROGRAM_ID, api, makeClient, problem, program, server, uniqueDb, useServer } from "./helpers.js";
 
 useServer();
 
@@ -234,6 +234,26 @@ describe("the outbox", () => {
     expect(item?.state).toBe("conflict");
     expect(item?.problem?.detail).toBe("another replica applies it");
     client.close();
+  });
+
+  it("sends nothing once closed: the writes wait in IndexedDB for the next client", async () => {
+    let calls = 0;
+    server.use(
+      http.post(api("/api/programs"), () => {
+        calls += 1;
+        return calls === 1 ? HttpResponse.error() : HttpResponse.json(program(), { status: 201 });
+      }),
+    );
+    const dbName = uniqueDb();
+    const { client } = makeClient({ retry: false, dbName });
+    expect((await client.catalog.POST("/api/programs", { body: { name: "A", config: {} } })).queued).toBe(true);
+    client.close();
+    expect(await client.outbox.replay()).toMatchObject({ replayed: 0 });
+    expect(calls).toBe(1);
+    const next = makeClient({ retry: false, dbName }).client; // the next page
+    expect(await next.outbox.replay()).toMatchObject({ replayed: 1, remaining: 0 });
+    expect(calls).toBe(2);
+    next.close();
   });
 
   it("puts a new write behind pending ones, and a successful request starts the replay", async () => {
