@@ -8,7 +8,9 @@ from contextlib import contextmanager
 
 import httpx
 import psycopg
+from nats.js.errors import KeyNotFoundError
 
+from loupe_backup.backups.service import job_lease
 from loupe_shared.contracts.streams import LEASES_BUCKET
 from loupe_shared.contracts.subjects import stream_name
 from loupe_shared.kit.lease import LeaseRecord
@@ -51,11 +53,11 @@ async def _job_holder(stack: Stack, backup_id: str) -> LeaseRecord | None:
     nc = await connect(stack.endpoints.nats(), "tests-cluster")
     try:
         kv = await nc.jetstream().key_value(stream_name(LEASES_BUCKET, stack.namespace))
-        for key in await kv.keys():
-            if backup_id in key:
-                entry = await kv.get(key)
-                return LeaseRecord.model_validate_json(entry.value or b"")
-        return None
+        try:  # the job's own lease; not there yet until the backup process has taken it
+            entry = await kv.get(job_lease(backup_id))
+        except KeyNotFoundError:
+            return None
+        return LeaseRecord.model_validate_json(entry.value or b"")
     finally:
         await nc.close()
 
