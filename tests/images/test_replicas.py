@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from nats.js.errors import NoKeysError
 from prometheus_client.parser import text_string_to_metric_families
 
 from loupe_images.images.scrub import LEASE
@@ -38,6 +39,24 @@ def lease_record(nats: NatsSettings, namespace: str, name: str) -> dict[str, Any
                 return None
             found: dict[str, Any] = orjson.loads(entry.value or b"null")
             return found
+        finally:
+            await nc.drain()
+
+    return asyncio.run(read())
+
+
+def lease_writes(nats: NatsSettings, namespace: str, name: str) -> int:
+    """How many times the lease `name` was written (taken, renewed, released) in the bucket's
+    kept history: 0 when it never was."""
+
+    async def read() -> int:
+        nc = await connect(nats, "tests")
+        try:
+            kv = await nc.jetstream().key_value(stream_name(LEASES_BUCKET, namespace))
+            try:
+                return len(await kv.history(name))
+            except NoKeysError:
+                return 0
         finally:
             await nc.drain()
 
@@ -98,6 +117,11 @@ def test_one_replica_scrubs_and_the_other_resumes_when_it_is_killed(
                 clients[tag].get("/api/integrity/report", headers=operator).json()["scrub"]
             )
             return scrub
+
+        # Each replica looked whether a pass is due as it started, and none was: looking does
+        # not take the lease (a replica holding it only to look refused a pass asked for on the
+        # other meanwhile).
+        assert lease_writes(store.nats, store.namespace, LEASE) == 0
 
         started = clients["a"].post("/api/integrity/scrub", headers=operator)
         assert started.status_code == 202

@@ -143,10 +143,15 @@ class Scrubber:
         on another replica; answers whether one was started."""
         if self.running:
             return False
+        # Whether a pass is due is read before the lease is taken: a replica that only looks
+        # must not hold it, or a pass asked for on another replica meanwhile is refused.
+        if if_due and not await self.due():
+            return False
         try:
             held = await self.leases.acquire(LEASE)
         except LeaseTaken:
             return False
+        # Looked at again under the lease: another replica may have just finished the pass.
         if if_due and not await self.due():
             await self.leases.release(held)
             return False
