@@ -1,6 +1,7 @@
 """Results through the gateway: the HTTP path, durable ingest, queries, stats, live feed."""
 
 import asyncio
+import threading
 import uuid
 from typing import Any
 
@@ -12,6 +13,7 @@ from loupe_shared.contracts import subjects
 from loupe_shared.kit.nats import connect
 from loupe_shared.kit.settings import NatsSettings
 from tests.catalog.helpers import publish
+from tests.conftest import auth
 from tests.results.helpers import LiveReader, listed, result
 from tests.support import eventually
 
@@ -209,3 +211,98 @@ def test_a_last_event_id_beyond_its_bound_is_a_422(
     assert answer.status_code == 422
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.json()["errors"][0]["field"] == "header:last-event-id"
+
+
+WAITING = "results_readers_waiting"
+HEARD = "results_stored_notices_total"
+
+
+def _catalog_metric(platform: Any, admin_token: str, name: str) -> float:
+    """A sample of the platform catalog's metrics."""
+    answer = httpx.get(
+        f"{platform.service_url('catalog')}/metrics", headers=auth(admin_token), timeout=5
+    )
+    answer.raise_for_status()
+    return sum(
+        float(text.rsplit(" ", 1)[1])
+        for text in answer.text.splitlines()
+        if text.startswith(f"{name} ")
+    )
+
+
+def test_a_reader_waiting_for_new_results_is_answered_once_they_are_stored(
+    platform: Any, admin_token: str, line: dict[str, str], viewer: dict[str, str]
+) -> None:
+    line_id = f"wait-{uuid.uuid4().hex[:8]}"
+    batch = [result(line_id, "fail"), result(line_id, "pass")]
+    answers: list[httpx.Response] = []
+
+    def wait_for_them() -> None:
+        # Longer than the test could take otherwise: answered by the store, not the deadline.
+        with httpx.Client(base_url=platform.gateway_url, timeout=60) as client:
+            answers.append(
+                client.get(
+                    "/api/results",
+                    params={"line_id": line_id, "verdict": "fail", "wait": 30},
+                    headers=viewer,
+                )
+            )
+
+    before = _catalog_metric(platform, admin_token, WAITING)
+    heard = _catalog_metric(platform, admin_token, HEARD)
+    reader = threading.Thread(target=wait_for_them, daemon=True)
+    reader.start()
+    eventually(
+        "the reader waits in the catalog",
+        lambda: _catalog_metric(platform, admin_token, WAITING) > before,
+    )
+    assert not answers  # an empty first page waits
+    with httpx.Client(base_url=platform.gateway_url) as client:
+        sent = client.post("/api/results", json={"results": batch}, headers=line)
+        assert sent.status_code == 202
+    reader.join(25)
+    assert not reader.is_alive(), "the waiting reader was not answered when results were stored"
+    assert answers[0].status_code == 200, answers[0].text
+    # What was stored and matches the filter, nothing else.
+    assert [item["result_id"] for item in answers[0].json()["items"]] == [batch[0]["result_id"]]
+    # Woken by the ingest's notice (without it the reader would look again after a second).
+    assert _catalog_metric(platform, admin_token, HEARD) > heard
+
+
+def test_a_wait_with_nothing_stored_answers_an_empty_page(
+    gateway: httpx.Client, viewer: dict[str, str]
+) -> None:
+    answer = gateway.get(
+        "/api/results",
+        params={"line_id": f"wait-{uuid.uuid4().hex[:8]}", "wait": 0.2},
+        headers=viewer,
+    )
+    assert answer.status_code == 200
+    assert answer.json() == {"items": [], "next_cursor": None}
+
+
+@pytest.mark.parametrize("wait", ["-1", "30.5", "nan", "inf", "-inf", "1e309", "soon", ""])
+def test_a_wait_out_of_bounds_is_a_422(
+    gateway: httpx.Client, viewer: dict[str, str], wait: str
+) -> None:
+    answer = gateway.get("/api/results", params={"wait": wait}, headers=viewer)
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["errors"][0]["field"] == "query:wait"
+
+
+def test_a_wait_after_a_cursor_is_a_422(
+    gateway: httpx.Client, line: dict[str, str], viewer: dict[str, str]
+) -> None:
+    line_id = f"wait-{uuid.uuid4().hex[:8]}"
+    batch = [result(line_id) for _ in range(2)]
+    assert gateway.post("/api/results", json={"results": batch}, headers=line).status_code == 202
+    eventually("ingested", lambda: len(listed(gateway, viewer, line_id=line_id)) == 2)
+    first = gateway.get("/api/results", params={"line_id": line_id, "limit": 1}, headers=viewer)
+    cursor = first.json()["next_cursor"]
+    assert cursor
+    answer = gateway.get(
+        "/api/results", params={"line_id": line_id, "cursor": cursor, "wait": 5}, headers=viewer
+    )
+    assert answer.status_code == 422
+    assert answer.json()["errors"][0]["field"] == "query:wait"

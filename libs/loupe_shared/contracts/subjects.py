@@ -17,6 +17,10 @@ BACKUP_FAILED = "backup.failed"
 INTEGRITY_MISMATCH = "integrity.mismatch"
 AUDIT_RECORDED = "audit.recorded"
 DEADLETTER = "deadletter"
+# Core NATS notices: no stream keeps them (a lost one costs a reader a moment, never data).
+# Results were stored: sent by every ingester after a commit (`loupe_catalog/results/ingest.py`);
+# heard by every catalog replica, to answer readers waiting for new results (`results/stored.py`).
+NOTICE_RESULTS_STORED = "notice.results.stored"
 # Requests between services (core NATS request/reply, answered by a queue group).
 # Claim images for deletion (granted unless a revision or result references them).
 # Served by: catalog, queue group "catalog" (`loupe_catalog/image_records/rpc.py`).

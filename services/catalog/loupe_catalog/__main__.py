@@ -5,6 +5,7 @@ import asyncio
 import signal
 import sys
 from contextlib import suppress
+from functools import partial
 
 from alembic import command
 from prometheus_client import CollectorRegistry, start_http_server
@@ -12,6 +13,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from loupe_catalog import migrations
 from loupe_catalog.app import build
 from loupe_catalog.results.ingest import Ingester
+from loupe_catalog.results.stored import announce
 from loupe_catalog.settings import CatalogSettings
 from loupe_shared.kit.app import serve
 from loupe_shared.kit.logging import configure_logging, get_logger
@@ -61,6 +63,7 @@ async def ingest_only(settings: CatalogSettings) -> None:
         namespace=settings.namespace,
         registry=registry,
         fetch_messages=settings.ingest_fetch_messages,
+        announce=partial(announce, nc, settings.namespace),
     )
     exporter = None
     if settings.ingest_metrics_port:

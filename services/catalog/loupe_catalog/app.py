@@ -1,6 +1,7 @@
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI, Request
 
@@ -19,6 +20,7 @@ from loupe_catalog.programs import endpoints as program_endpoints
 from loupe_catalog.results import endpoints as result_endpoints
 from loupe_catalog.results.ingest import Ingester
 from loupe_catalog.results.live import LiveFeed
+from loupe_catalog.results.stored import StoredNotices, announce
 from loupe_catalog.retention import endpoints as retention_endpoints
 from loupe_catalog.retention import service as retention_service
 from loupe_catalog.schema import endpoints as schema_endpoints
@@ -56,6 +58,8 @@ def build(settings: CatalogSettings) -> FastAPI:
                     renew_s=settings.lease_renew_every_s(),
                     registry=kit.registry,
                 )
+                stored = StoredNotices(nc, settings.namespace, kit.registry)
+                await stored.start()
                 CatalogState(
                     settings=settings,
                     engine=engine,
@@ -64,6 +68,7 @@ def build(settings: CatalogSettings) -> FastAPI:
                     nats=nc,
                     js=js,
                     live_feed=LiveFeed(nc, settings.namespace),
+                    stored=stored,
                     leases=leases,
                 ).install(app)
                 relay = OutboxRelay(
@@ -86,6 +91,7 @@ def build(settings: CatalogSettings) -> FastAPI:
                         registry=kit.registry,
                         fetch_messages=settings.ingest_fetch_messages,
                         fence=fence,
+                        announce=partial(announce, nc, settings.namespace),
                     )
                     tasks.append(asyncio.create_task(ingester.run(), name="results-ingest"))
                 if settings.retention_interval_s > 0:

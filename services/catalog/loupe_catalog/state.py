@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from loupe_catalog.images_client import ImagesClient
 from loupe_catalog.results.live import LiveFeed
+from loupe_catalog.results.stored import StoredNotices
 from loupe_catalog.settings import CatalogSettings
 from loupe_shared.kit.lease import Leases
 
@@ -24,6 +25,7 @@ class CatalogState:
     nats: Client
     js: JetStreamContext
     live_feed: LiveFeed
+    stored: StoredNotices
     leases: Leases
 
     def install(self, app: FastAPI) -> None:

@@ -4931,6 +4931,8 @@ export interface operations {
                 /** @description captured before */
                 until?: string | null;
                 verdict?: ("pass" | "fail" | "error") | null;
+                /** @description seconds (up to 30) a first page that would be empty waits for matching results to be stored; it is answered as soon as they are. A reader following new results asks with `since` just after the newest it has and `wait`, and asks again as soon as it is answered */
+                wait?: number;
             };
             header?: {
                 /** @description ETags of the answer the caller holds: a match is answered 304, no body. */

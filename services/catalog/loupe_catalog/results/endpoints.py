@@ -58,6 +58,7 @@ async def record_results(batch: ResultBatch, catalog: Catalog, _: CanWrite) -> J
 )
 async def list_results(
     pool: ReadPool,
+    catalog: Catalog,
     _: CanRead,
     line_id: LineFilter = None,
     program_id: uuid.UUID | None = None,
@@ -67,6 +68,20 @@ async def list_results(
     until: Annotated[Timestamp | None, Query(description="captured before")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=service.MAX_WAIT_S,
+            allow_inf_nan=False,
+            description=(
+                "seconds (up to 30) a first page that would be empty waits for matching "
+                "results to be stored; it is answered as soon as they are. A reader following "
+                "new results asks with `since` just after the newest it has and `wait`, and "
+                "asks again as soon as it is answered"
+            ),
+        ),
+    ] = 0,
 ) -> FastJSONResponse:
     items, next_cursor = await service.list_page(
         pool,
@@ -78,6 +93,8 @@ async def list_results(
         until=until,
         cursor=cursor,
         limit=limit,
+        wait_s=wait,
+        stored=catalog.stored,
     )
     return FastJSONResponse({"items": items, "next_cursor": next_cursor})
 

@@ -25,7 +25,7 @@ way. A message delivered before is stored on its own, so it cannot hold a batch 
 import asyncio
 import collections
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 
@@ -88,8 +88,12 @@ class Ingester:
         max_deliveries: int = MAX_DELIVERIES,
         retry_first_s: float = 1.0,
         convert: Callable[[bytes], list[Row]] = rows,
+        announce: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        """`announce`: called after each commit (the catalog replicas' notice that results
+        were stored, `results/stored.py`)."""
         self.database = database
+        self.announce = announce
         self.max_deliveries = max(1, max_deliveries)
         self.retry_first_s = retry_first_s
         self.convert = convert
@@ -330,6 +334,7 @@ class Ingester:
                 self._count(per_line.items())
                 self.ingested.inc(len(found))
                 _log.debug("results.stored", rows=len(found), inserted=len(found))
+                await self._announce()
                 return
         async with conn.transaction():
             await conn.copy_records_to_table("results_staging", records=found, columns=COLUMNS)
@@ -338,6 +343,12 @@ class Ingester:
         self.ingested.inc(inserted)
         self.duplicates.inc(len(found) - inserted)
         _log.debug("results.stored", rows=len(found), inserted=inserted)
+        if inserted:
+            await self._announce()
+
+    async def _announce(self) -> None:
+        if self.announce is not None:
+            await self.announce()
 
     def _count(self, counts: Iterable[tuple[tuple[str, str], int]]) -> int:
         """Add stored results to the per-line counter; answer how many."""

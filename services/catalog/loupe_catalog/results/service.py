@@ -3,6 +3,7 @@ stats of what the ingest stored, and the live feed's events."""
 
 import asyncio
 import hashlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from loupe_catalog import pagination
 from loupe_catalog.results import repository
 from loupe_catalog.results.live import Listener
 from loupe_catalog.results.schemas import DefectGroup, DefectKey, DefectPareto
+from loupe_catalog.results.stored import StoredNotices
 from loupe_shared.contracts import subjects
 from loupe_shared.contracts.results import InspectionResult, ResultBatch
 from loupe_shared.kit.problems import Problem
@@ -27,6 +29,8 @@ from loupe_shared.kit.responses import dumps
 # Results per message: a batch of up to 1,000 goes out as messages of this many, in parallel.
 CHUNK = 250
 LISTING = "results"
+# The longest a first page waits for new results (`GET /api/results?wait=`).
+MAX_WAIT_S = 30.0
 MAX_STATS_BUCKETS = 2000
 # The defect Pareto's window: a day by default, a month at most (it reads every result in it).
 DEFECT_WINDOW = timedelta(hours=24)
@@ -83,20 +87,40 @@ async def list_page(
     until: datetime | None,
     cursor: str | None,
     limit: int,
+    wait_s: float = 0.0,
+    stored: StoredNotices | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """A page of results, newest first, as stored, and the cursor of the next."""
+    """A page of results, newest first, as stored, and the cursor of the next. With `wait_s`
+    (a first page only), an empty page waits up to that long for matching results to be
+    stored (woken by `stored`), so a reader following new results asks again at once
+    instead of polling."""
+    if wait_s and cursor:
+        raise Problem(
+            422,
+            "query:wait: waits for new results on a first page; a cursor's page goes back in "
+            "time, where none arrive.",
+            errors=[{"field": "query:wait", "message": "not with a cursor"}],
+        )
     after = pagination.decode_time(cursor, LISTING) if cursor else None
-    rows = await repository.page(
-        pool,
-        line_id=line_id,
-        program_id=program_id,
-        verdict=verdict,
-        defect_kind=defect_kind,
-        since=since,
-        until=until,
-        after=after,
-        limit=limit + 1,
-    )
+    deadline = time.monotonic() + wait_s
+    while True:
+        # Read before the query: results stored while it runs wake the wait at once.
+        generation = stored.generation if stored is not None else 0
+        rows = await repository.page(
+            pool,
+            line_id=line_id,
+            program_id=program_id,
+            verdict=verdict,
+            defect_kind=defect_kind,
+            since=since,
+            until=until,
+            after=after,
+            limit=limit + 1,
+        )
+        left = deadline - time.monotonic()
+        if rows or stored is None or left <= 0:
+            break
+        await stored.wait_after(generation, left)
     page, next_cursor = pagination.page(
         rows,
         limit,
