@@ -2,6 +2,7 @@
 
 import asyncio
 import gc
+import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib.resources import files
@@ -23,6 +24,7 @@ from loupe_shared.kit.coalesce import CoalescingHttpToolsProtocol
 from loupe_shared.kit.etags import ETagMiddleware
 from loupe_shared.kit.health import Check, health_router
 from loupe_shared.kit.idempotency import IdempotencyMiddleware
+from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.maintenance import MaintenanceGuard, MaintenanceMiddleware
 from loupe_shared.kit.openapi import binary, document_errors
 from loupe_shared.kit.problems import install_problem_handlers
@@ -30,7 +32,7 @@ from loupe_shared.kit.requests import HttpMetrics, RequestContextMiddleware, req
 from loupe_shared.kit.scrape import Scrape
 from loupe_shared.kit.scrape import readiness as readiness_measure
 from loupe_shared.kit.settings import ServiceSettings
-from loupe_shared.kit.state import KitState, install
+from loupe_shared.kit.state import KitState, install, kit_state
 from loupe_shared.kit.summary import Sampler, ServiceSummary, summary
 from loupe_shared.kit.tasks import cancel_and_wait
 
@@ -209,4 +211,20 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         proxy_headers=True,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
     )
-    uvicorn.Server(config).run()
+    _DrainingServer(config, kit_state(app)).run()
+
+
+class _DrainingServer(uvicorn.Server):
+    """uvicorn's server, telling the app (`KitState.on_drain`) when it begins to shut down."""
+
+    def __init__(self, config: uvicorn.Config, kit: KitState) -> None:
+        super().__init__(config)
+        self.kit = kit
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for hook in self.kit.on_drain:
+            try:
+                hook()
+            except Exception as exc:  # one hook's failure must not keep the server up
+                get_logger().warning("app.drain_hook_failed", error=repr(exc))
+        await super().shutdown(sockets)

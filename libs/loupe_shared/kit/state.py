@@ -8,7 +8,8 @@ else reads or writes `app.state`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -40,6 +41,10 @@ class KitState:
     maintenance: MaintenanceGuard | None = None
     sessions: async_sessionmaker[AsyncSession] | None = None
     read_pool: asyncpg.Pool | None = None
+    # Called once the server stops taking requests and before it waits for those under way
+    # (`serve`): a request that waits for something (a reader waiting for new results) is
+    # answered now instead of holding the shutdown for its whole time.
+    on_drain: list[Callable[[], None]] = field(default_factory=list)
 
     def connected(self) -> Messaging:
         """The connection; only a service whose lifespan has not connected yet has none."""

@@ -60,6 +60,8 @@ def build(settings: CatalogSettings) -> FastAPI:
                 )
                 stored = StoredNotices(nc, settings.namespace, kit.registry)
                 await stored.start()
+                live_feed = LiveFeed(nc, settings.namespace)
+                kit.on_drain += [stored.close, live_feed.close]
                 CatalogState(
                     settings=settings,
                     engine=engine,
@@ -67,7 +69,7 @@ def build(settings: CatalogSettings) -> FastAPI:
                     images=images,
                     nats=nc,
                     js=js,
-                    live_feed=LiveFeed(nc, settings.namespace),
+                    live_feed=live_feed,
                     stored=stored,
                     leases=leases,
                 ).install(app)

@@ -194,6 +194,12 @@ async def _place(
     feed = catalog.live_feed
     listener = await feed.join(line_id, verdict)
     if listener is None:
+        if feed.closing:
+            raise Problem(
+                503,
+                "This catalog process is shutting down; try again.",
+                headers={"Retry-After": "1"},
+            )
         raise Problem(
             503, "Too many live feeds are open; try again later.", headers={"Retry-After": "10"}
         )

@@ -17,6 +17,8 @@ from loupe_shared.kit.logging import get_logger
 
 _log = get_logger("catalog.results.live")
 QUEUE = 1000
+# Put on a listener's queue to wake its feed when it is closed (compared by identity).
+CLOSED: dict[str, Any] = {}
 
 
 @dataclass(eq=False)
@@ -27,8 +29,19 @@ class Listener:
         default_factory=lambda: asyncio.Queue(maxsize=QUEUE)
     )
     dropped: int = 0
+    closed: bool = False
+
+    def close(self) -> None:
+        """End this listener's feed (the server is shutting down): its reader reconnects,
+        elsewhere, and gets what it missed with `Last-Event-ID`."""
+        self.closed = True
+        if self.queue.full():
+            self.queue.get_nowait()
+        self.queue.put_nowait(CLOSED)
 
     def offer(self, result: dict[str, Any]) -> None:
+        if self.closed:
+            return
         if self.line_id is not None and result.get("line_id") != self.line_id:
             return
         if self.verdict is not None and result.get("verdict") != self.verdict:
@@ -46,6 +59,14 @@ class LiveFeed:
         self.max_listeners = max_listeners
         self.listeners: set[Listener] = set()
         self._subscription: Subscription | None = None
+        self.closing = False
+
+    def close(self) -> None:
+        """The server is shutting down: every open feed ends now (instead of holding the
+        shutdown until its grace runs out), and none is opened from here on."""
+        self.closing = True
+        for listener in list(self.listeners):
+            listener.close()
 
     async def _on_message(self, msg: Msg) -> None:
         try:
@@ -62,8 +83,8 @@ class LiveFeed:
                 listener.offer(result)
 
     async def join(self, line_id: str | None, verdict: str | None) -> Listener | None:
-        """A new listener, or None when the feed is full."""
-        if len(self.listeners) >= self.max_listeners:
+        """A new listener, or None when the feed is full or closing."""
+        if len(self.listeners) >= self.max_listeners or self.closing:
             return None
         if self._subscription is None:
             self._subscription = await self.nc.subscribe(

@@ -18,7 +18,7 @@ from nats.js.errors import Error as JetStreamError
 
 from loupe_catalog import pagination
 from loupe_catalog.results import repository
-from loupe_catalog.results.live import Listener
+from loupe_catalog.results.live import CLOSED, Listener
 from loupe_catalog.results.schemas import DefectGroup, DefectKey, DefectPareto
 from loupe_catalog.results.stored import StoredNotices
 from loupe_shared.contracts import subjects
@@ -118,7 +118,7 @@ async def list_page(
             limit=limit + 1,
         )
         left = deadline - time.monotonic()
-        if rows or stored is None or left <= 0:
+        if rows or stored is None or left <= 0 or stored.closing:
             break
         await stored.wait_after(generation, left)
     page, next_cursor = pagination.page(
@@ -299,7 +299,7 @@ async def live_events(
         yield _event("gap", dumps({"after": last.get("captured_at")}).decode())
     reported = 0
     queue = listener.queue
-    while True:
+    while not listener.closed:
         if queue.empty():
             try:
                 first = await asyncio.wait_for(queue.get(), keepalive_s)
@@ -318,7 +318,7 @@ async def live_events(
             dropped, reported = listener.dropped - reported, listener.dropped
             parts.append(_event("dropped", orjson.dumps({"count": dropped}).decode()))
         for result in batch:
-            if sent and str(result.get("result_id", "")) in sent:
+            if result is CLOSED or (sent and str(result.get("result_id", "")) in sent):
                 continue
             parts.append(_result_event(result))
         if parts:

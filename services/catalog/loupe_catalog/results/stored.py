@@ -36,6 +36,7 @@ class StoredNotices:
         )
         self.subject = subjects.subject(subjects.NOTICE_RESULTS_STORED, namespace)
         self.generation = 0
+        self.closing = False
         self._changed = asyncio.Event()
         self._subscription: Subscription | None = None
 
@@ -52,6 +53,12 @@ class StoredNotices:
         self.heard.inc()
         self.changed()
 
+    def close(self) -> None:
+        """The server is shutting down: every waiting reader is answered now, and none
+        waits from here on."""
+        self.closing = True
+        self.changed()
+
     def changed(self) -> None:
         """Wake every reader waiting now."""
         self.generation += 1
@@ -61,7 +68,7 @@ class StoredNotices:
     async def wait_after(self, generation: int, timeout_s: float) -> None:
         """Return once results were stored after `generation` was read (at once when they
         were already), or after `timeout_s`."""
-        if self.generation != generation or timeout_s <= 0:
+        if self.generation != generation or timeout_s <= 0 or self.closing:
             return
         with self.waiting.track_inprogress(), suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), min(timeout_s, RECHECK_S))

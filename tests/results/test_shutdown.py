@@ -1,0 +1,70 @@
+"""A catalog process told to stop (SIGTERM: a rolling update, a scale-down) answers the readers
+waiting for new results and ends its live feeds at once, instead of holding its shutdown for
+the grace it gives requests under way; the readers go on elsewhere."""
+
+import signal
+import threading
+import uuid
+
+import httpx
+
+from tests.catalog.conftest import IsolatedCatalog
+from tests.conftest import auth
+from tests.results.helpers import LiveReader
+from tests.support import eventually
+
+# Far longer than the test waits for the process to end: a shutdown that waited for the
+# readers would fail it.
+GRACE_S = "120"
+
+
+def _waiting(url: str, headers: dict[str, str]) -> float:
+    answer = httpx.get(f"{url}/metrics", headers=headers, timeout=5)
+    answer.raise_for_status()
+    return sum(
+        float(text.rsplit(" ", 1)[1])
+        for text in answer.text.splitlines()
+        if text.startswith("results_readers_waiting ")
+    )
+
+
+def test_a_stopping_catalog_answers_its_waiting_readers_and_ends_its_live_feeds(
+    isolated_catalog: IsolatedCatalog, admin_token: str
+) -> None:
+    admin = auth(admin_token)
+    process = isolated_catalog.start(CATALOG_SHUTDOWN_TIMEOUT_S=GRACE_S)
+    assert process.popen is not None
+    answers: list[httpx.Response] = []
+
+    def wait_for_results() -> None:
+        answers.append(
+            httpx.get(
+                f"{isolated_catalog.url}/api/results",
+                params={"line_id": f"wait-{uuid.uuid4().hex[:8]}", "wait": 30},
+                headers=admin,
+                timeout=60,
+            )
+        )
+
+    try:
+        waiting = threading.Thread(target=wait_for_results, daemon=True)
+        waiting.start()
+        with LiveReader(isolated_catalog.url, admin, {}, count=1) as feed:
+            eventually("the reader waits", lambda: _waiting(isolated_catalog.url, admin) >= 1)
+            process.popen.send_signal(signal.SIGTERM)
+            # uvicorn drains, runs the app's shutdown, then raises SIGTERM again.
+            assert process.popen.wait(30) == -signal.SIGTERM
+            # The feed ended with its stream (no result came): the reader's thread is done.
+            feed.join()
+        waiting.join(5)
+        assert not waiting.is_alive()
+        assert answers[0].status_code == 200, answers[0].text
+        assert answers[0].json() == {"items": [], "next_cursor": None}
+        assert feed.received == []
+        assert (
+            "Application shutdown complete"
+            in (isolated_catalog.log_dir / "catalog.log").read_text()
+        )
+    finally:
+        if process.running():
+            process.stop()
