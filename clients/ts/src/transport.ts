@@ -160,7 +160,11 @@ export class Transport {
     control: string | null,
   ): Promise<Handled> {
     const cache = this.cache;
-    const cacheable = method === "GET" && cache !== undefined && control !== "no-store" && !BINARY_PATH.test(path);
+    // A read that waits for what is new (`GET /api/results?wait=`) is never answered from, or
+    // kept in, the cache: a kept empty page would answer the follower's next ask at once.
+    const waits = new URL(request.url).searchParams.has("wait");
+    const cacheable =
+      method === "GET" && cache !== undefined && control !== "no-store" && !BINARY_PATH.test(path) && !waits;
     const key = `${request.url} ${headers.get("Accept") ?? ""}`;
     const entry = cacheable ? await cache.get(key) : undefined;
     if (entry && control !== "no-cache") {

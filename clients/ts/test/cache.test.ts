@@ -85,6 +85,26 @@ describe("the JSON cache", () => {
     expect(audit).toBe(2);
   });
 
+  it("never answers a read that waits for new results from the cache", async () => {
+    let asked = 0;
+    server.use(
+      http.get(api("/api/results"), () => {
+        asked += 1;
+        return HttpResponse.json({ items: [], next_cursor: null }, { headers: { ETag: 'W/"e"' } });
+      }),
+    );
+    const { client } = makeClient();
+    const query = { line_id: "line-7", since: "2026-12-05T07:00:00Z", wait: 30 };
+    for (let i = 0; i < 3; i += 1) {
+      const page = await client.catalog.GET("/api/results", { params: { query } });
+      expect(page.response.headers.get(CACHE_HEADER)).toBeNull();
+    }
+    expect(asked).toBe(3);
+    // Nor was it kept for the same read without `wait`.
+    await client.catalog.GET("/api/results", { params: { query: { line_id: "line-7", since: query.since } } });
+    expect(asked).toBe(4);
+  });
+
   it("takes TTLs from the options", async () => {
     let calls = 0;
     server.use(
