@@ -37,7 +37,8 @@ def _latency(reader: str) -> Callable[[Rows], float]:
     before both readers were measured held only the polling one, without `reader`)."""
 
     def ratio(rows: Rows) -> float:
-        fields = {"reader": reader} if any("reader" in row for row in rows) else {}
+        latency = [row for row in rows if row.get("bench") == "results-latency"]
+        fields = {"reader": reader} if any("reader" in row for row in latency) else {}
         if reader != "poll" and not fields:
             raise KeyError(f"results-latency: no {reader} reader in this run")
         visible = _row(rows, "results-latency", "visible", **fields)["p99_ms"]

@@ -47,8 +47,11 @@ def test_the_sampler_answers_what_changed_in_the_window() -> None:
     metrics.requests.labels("GET", "/readyz", "503").inc(7)
     metrics.duration.labels("GET", "/readyz").observe(20.0)
     metrics.requests.labels("GET", "/api/services/images/summary", "200").inc()
+    # A read that waited as asked (`?wait=`) is counted, but its time is not latency.
+    metrics.requests.labels("GET", "/api/things (wait)", "200").inc()
+    metrics.duration.labels("GET", "/api/things (wait)").observe(30.0)
     figures = sampler.figures()
-    assert (figures.requests, figures.errors, figures.error_ratio) == (4, 1, 0.25)
+    assert (figures.requests, figures.errors, figures.error_ratio) == (5, 1, 0.2)
     assert figures.latency.p50_s is not None
     assert figures.latency.p50_s <= 0.005
     assert figures.latency.p99_s is not None

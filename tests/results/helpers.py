@@ -79,6 +79,11 @@ class LiveReader:
     def __exit__(self, *_: object) -> None:
         self.join()
 
+    @property
+    def ended(self) -> bool:
+        """Whether the reading is over (the count reached or the stream ended)."""
+        return not self._thread.is_alive()
+
     def join(self, timeout_s: float = 15) -> list[dict[str, Any]]:
         self._thread.join(timeout_s)
         return self.received

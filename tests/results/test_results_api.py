@@ -267,6 +267,15 @@ def test_a_reader_waiting_for_new_results_is_answered_once_they_are_stored(
     assert [item["result_id"] for item in answers[0].json()["items"]] == [batch[0]["result_id"]]
     # Woken by the ingest's notice (without it the reader would look again after a second).
     assert _catalog_metric(platform, admin_token, HEARD) > heard
+    # Timed apart from the route's other reads (its time is what it was asked to wait).
+    assert (
+        _catalog_metric(
+            platform,
+            admin_token,
+            'http_request_duration_seconds_count{method="GET",route="/api/results (wait)"}',
+        )
+        >= 1
+    )
 
 
 def test_a_wait_with_nothing_stored_answers_an_empty_page(
@@ -306,3 +315,33 @@ def test_a_wait_after_a_cursor_is_a_422(
     )
     assert answer.status_code == 422
     assert answer.json()["errors"][0]["field"] == "query:wait"
+
+
+def test_a_waiting_reader_that_goes_away_stops_waiting(
+    platform: Any, admin_token: str, viewer: dict[str, str]
+) -> None:
+    before = _catalog_metric(platform, admin_token, WAITING)
+    gave_up: list[Exception] = []
+
+    def give_up_after_three_seconds() -> None:
+        with httpx.Client(base_url=platform.gateway_url, timeout=3.0) as client:
+            try:
+                client.get(
+                    "/api/results",
+                    params={"line_id": f"gone-{uuid.uuid4().hex[:8]}", "wait": 30},
+                    headers=viewer,
+                )
+            except httpx.ReadTimeout as exc:
+                gave_up.append(exc)
+
+    reader = threading.Thread(target=give_up_after_three_seconds, daemon=True)
+    reader.start()
+    eventually("the reader waits", lambda: _catalog_metric(platform, admin_token, WAITING) > before)
+    reader.join(15)
+    assert gave_up, "the reader was answered before it gave up"
+    # The gateway closed its connection to the catalog, which notices at its next look (every
+    # second), not after the reader's 30 s.
+    eventually(
+        "the catalog stops waiting for a reader that left",
+        lambda: _catalog_metric(platform, admin_token, WAITING) <= before,
+    )

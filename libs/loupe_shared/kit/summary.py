@@ -19,7 +19,7 @@ from fastapi import Request
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field
 
-from loupe_shared.kit.requests import HttpMetrics
+from loupe_shared.kit.requests import WAITING_SUFFIX, HttpMetrics
 from loupe_shared.kit.scrape import Scrape
 
 SAMPLE_S = 5.0
@@ -81,6 +81,12 @@ def _route_of(route: str) -> bool:
     return route not in IGNORED_ROUTES and not route.startswith("/api/services/")
 
 
+def _timed(route: str) -> bool:
+    """Whether a route's durations count in the latency: not a read that waited as long as it
+    was asked to (`?wait=`)."""
+    return _route_of(route) and not route.endswith(WAITING_SUFFIX)
+
+
 def quantile(q: float, buckets: tuple[tuple[float, float], ...]) -> float | None:
     """The `q` quantile of cumulative `buckets` (upper bound, count), +Inf last."""
     total = buckets[-1][1] if buckets else 0.0
@@ -115,7 +121,7 @@ class Sampler:
         buckets: dict[float, float] = {}
         for family in self.metrics.duration.collect():
             for sample in family.samples:
-                if sample.name.endswith("_bucket") and _route_of(sample.labels["route"]):
+                if sample.name.endswith("_bucket") and _timed(sample.labels["route"]):
                     bound = float(sample.labels["le"])
                     buckets[bound] = buckets.get(bound, 0.0) + sample.value
         return _Reading(time.monotonic(), requests, errors, tuple(sorted(buckets.items())))

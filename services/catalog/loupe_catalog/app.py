@@ -58,10 +58,13 @@ def build(settings: CatalogSettings) -> FastAPI:
                     renew_s=settings.lease_renew_every_s(),
                     registry=kit.registry,
                 )
-                stored = StoredNotices(nc, settings.namespace, kit.registry)
+                stored = StoredNotices(
+                    nc, settings.namespace, kit.registry, settings.results_wait_recheck_s
+                )
                 await stored.start()
                 live_feed = LiveFeed(nc, settings.namespace)
-                kit.on_drain += [stored.close, live_feed.close]
+                drain_hooks = [stored.close, live_feed.close]
+                kit.on_drain.extend(drain_hooks)
                 CatalogState(
                     settings=settings,
                     engine=engine,
@@ -135,6 +138,8 @@ def build(settings: CatalogSettings) -> FastAPI:
                 try:
                     yield
                 finally:
+                    for hook in drain_hooks:
+                        kit.on_drain.remove(hook)
                     await cancel_and_wait(tasks)
         finally:
             if kit.read_pool is not None:

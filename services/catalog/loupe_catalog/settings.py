@@ -27,6 +27,9 @@ class CatalogSettings(ServiceSettings, DatabaseSettings, NatsSettings, LeaseSett
     # API's /metrics needs a token; this one has none, so bind it where only Prometheus
     # reaches it.
     ingest_metrics_port: int = Field(default=0, ge=0, le=65535)
+    # A reader waiting for new results (`GET /api/results?wait=`) is woken by the ingesters'
+    # notices, and reads again this often besides (a notice is sent at most once).
+    results_wait_recheck_s: float = Field(default=1.0, gt=0, le=60)
     # How often retention policies are applied (0: only on request); by one replica at a
     # time (`CATALOG_LEASE_TTL_S`).
     retention_interval_s: float = 3600.0

@@ -3,7 +3,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from loupe_catalog.results import repository, service
@@ -57,6 +57,7 @@ async def record_results(batch: ResultBatch, catalog: Catalog, _: CanWrite) -> J
     response_model=ResultPage,
 )
 async def list_results(
+    request: Request,
     pool: ReadPool,
     catalog: Catalog,
     _: CanRead,
@@ -95,6 +96,7 @@ async def list_results(
         limit=limit,
         wait_s=wait,
         stored=catalog.stored,
+        gone=request.is_disconnected,
     )
     return FastJSONResponse({"items": items, "next_cursor": next_cursor})
 

@@ -88,10 +88,10 @@ class Ingester:
         max_deliveries: int = MAX_DELIVERIES,
         retry_first_s: float = 1.0,
         convert: Callable[[bytes], list[Row]] = rows,
-        announce: Callable[[], Awaitable[None]] | None = None,
+        announce: Callable[[set[str]], Awaitable[None]] | None = None,
     ) -> None:
-        """`announce`: called after each commit (the catalog replicas' notice that results
-        were stored, `results/stored.py`)."""
+        """`announce`: called after each commit with the lines stored (the catalog
+        replicas' notice that results were stored, `results/stored.py`)."""
         self.database = database
         self.announce = announce
         self.max_deliveries = max(1, max_deliveries)
@@ -332,9 +332,10 @@ class Ingester:
             else:
                 per_line = collections.Counter((row[_LINE], row[_VERDICT]) for row in found)
                 self._count(per_line.items())
+                lines = {line for line, _ in per_line}
                 self.ingested.inc(len(found))
                 _log.debug("results.stored", rows=len(found), inserted=len(found))
-                await self._announce()
+                await self._announce(lines)
                 return
         async with conn.transaction():
             await conn.copy_records_to_table("results_staging", records=found, columns=COLUMNS)
@@ -344,11 +345,11 @@ class Ingester:
         self.duplicates.inc(len(found) - inserted)
         _log.debug("results.stored", rows=len(found), inserted=inserted)
         if inserted:
-            await self._announce()
+            await self._announce({row["line_id"] for row in moved if row["n"]})
 
-    async def _announce(self) -> None:
+    async def _announce(self, lines: set[str]) -> None:
         if self.announce is not None:
-            await self.announce()
+            await self.announce(lines)
 
     def _count(self, counts: Iterable[tuple[tuple[str, str], int]]) -> int:
         """Add stored results to the per-line counter; answer how many."""

@@ -5,7 +5,7 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -29,8 +29,10 @@ from loupe_shared.kit.responses import dumps
 # Results per message: a batch of up to 1,000 goes out as messages of this many, in parallel.
 CHUNK = 250
 LISTING = "results"
-# The longest a first page waits for new results (`GET /api/results?wait=`).
+# The longest a first page waits for new results (`GET /api/results?wait=`), and the pause
+# before a waiting reader reads again after a read its wake-up did not answer.
 MAX_WAIT_S = 30.0
+REREAD_PAUSE_S = 0.05
 MAX_STATS_BUCKETS = 2000
 # The defect Pareto's window: a day by default, a month at most (it reads every result in it).
 DEFECT_WINDOW = timedelta(hours=24)
@@ -89,11 +91,12 @@ async def list_page(
     limit: int,
     wait_s: float = 0.0,
     stored: StoredNotices | None = None,
+    gone: Callable[[], Awaitable[bool]] | None = None,
 ) -> tuple[list[dict[str, Any]], str | None]:
     """A page of results, newest first, as stored, and the cursor of the next. With `wait_s`
     (a first page only), an empty page waits up to that long for matching results to be
     stored (woken by `stored`), so a reader following new results asks again at once
-    instead of polling."""
+    instead of polling; it stops waiting once `gone()` says the reader went away."""
     if wait_s and cursor:
         raise Problem(
             422,
@@ -102,11 +105,12 @@ async def list_page(
             errors=[{"field": "query:wait", "message": "not with a cursor"}],
         )
     after = pagination.decode_time(cursor, LISTING) if cursor else None
-    deadline = time.monotonic() + wait_s
-    while True:
-        # Read before the query: results stored while it runs wake the wait at once.
-        generation = stored.generation if stored is not None else 0
-        rows = await repository.page(
+
+    async def read() -> tuple[list[asyncpg.Record], tuple[int, int]]:
+        # The generation is read before the query: results stored while it runs wake the
+        # wait that follows at once.
+        generation = stored.generation(line_id) if stored is not None else (0, 0)
+        found = await repository.page(
             pool,
             line_id=line_id,
             program_id=program_id,
@@ -117,10 +121,24 @@ async def list_page(
             after=after,
             limit=limit + 1,
         )
-        left = deadline - time.monotonic()
-        if rows or stored is None or left <= 0 or stored.closing:
-            break
-        await stored.wait_after(generation, left)
+        return found, generation
+
+    deadline = time.monotonic() + wait_s
+    rows, generation = await read()
+    if not rows and stored is not None and wait_s > 0:
+        with stored.waiting.track_inprogress():
+            while not stored.closing:
+                left = deadline - time.monotonic()
+                if left <= 0 or (gone is not None and await gone()):
+                    break
+                # Woken by a notice, or recheck_s passed (read too: a notice may be lost).
+                await stored.wait_after(line_id, generation, left)
+                rows, generation = await read()
+                if rows:
+                    break
+                # Woken, yet nothing matched (results of this line, not of this filter): the
+                # next read waits a little, so a filter that matches little costs few reads.
+                await asyncio.sleep(min(REREAD_PAUSE_S, max(0.0, deadline - time.monotonic())))
     page, next_cursor = pagination.page(
         rows,
         limit,
