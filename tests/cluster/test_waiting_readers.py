@@ -9,18 +9,9 @@ import httpx
 
 from loupe_stack.stack import Stack
 from tests.conftest import auth
+from tests.monitoring.scraping import metric
 from tests.results.helpers import result
 from tests.support import eventually
-
-
-def _metric(url: str, token: str, name: str) -> float:
-    answer = httpx.get(f"{url}/metrics", headers=auth(token), timeout=5)
-    answer.raise_for_status()
-    return sum(
-        float(text.rsplit(" ", 1)[1])
-        for text in answer.text.splitlines()
-        if text.startswith(f"{name} ")
-    )
 
 
 def test_a_reader_waiting_on_one_replica_is_woken_by_a_separate_ingester(cluster: Stack) -> None:
@@ -40,13 +31,13 @@ def test_a_reader_waiting_on_one_replica_is_woken_by_a_separate_ingester(cluster
             )
         )
 
-    before = _metric(reader_url, token, "results_readers_waiting")
-    heard = _metric(reader_url, token, "results_stored_notices_total")
+    before = metric(reader_url, token, "results_readers_waiting")
+    heard = metric(reader_url, token, "results_stored_notices_total")
     reader = threading.Thread(target=wait_for_them, daemon=True)
     reader.start()
     eventually(
         "the reader waits on the first replica",
-        lambda: _metric(reader_url, token, "results_readers_waiting") > before,
+        lambda: metric(reader_url, token, "results_readers_waiting") > before,
     )
     sent = httpx.post(
         f"{writer_url}/api/results", json={"results": batch}, headers=auth(token), timeout=30
@@ -60,4 +51,4 @@ def test_a_reader_waiting_on_one_replica_is_woken_by_a_separate_ingester(cluster
     )
     # The replica heard the separate ingester's notice (what wakes a reader within
     # milliseconds; without it the reader would look again only after a second).
-    assert _metric(reader_url, token, "results_stored_notices_total") > heard
+    assert metric(reader_url, token, "results_stored_notices_total") > heard

@@ -16,9 +16,19 @@ _SUFFIXES = {
 
 
 def scrape(platform: Stack, service: str, token: str) -> str:
-    answer = httpx.get(f"{platform.service_url(service)}/metrics", headers=auth(token), timeout=30)
-    assert answer.status_code == 200, f"{service}: /metrics answered {answer.status_code}"
+    return scrape_url(platform.service_url(service), token)
+
+
+def scrape_url(url: str, token: str) -> str:
+    """The `/metrics` of the process at `url`."""
+    answer = httpx.get(f"{url}/metrics", headers=auth(token), timeout=30)
+    assert answer.status_code == 200, f"{url}: /metrics answered {answer.status_code}"
     return answer.text
+
+
+def metric(url: str, token: str, name: str, **labels: str) -> float:
+    """`value` of the process at `url` now; 0 for a series without a sample yet."""
+    return value(scrape_url(url, token), name, **labels) or 0.0
 
 
 def exported(text: str) -> set[str]:

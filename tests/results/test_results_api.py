@@ -13,7 +13,7 @@ from loupe_shared.contracts import subjects
 from loupe_shared.kit.nats import connect
 from loupe_shared.kit.settings import NatsSettings
 from tests.catalog.helpers import publish
-from tests.conftest import auth
+from tests.monitoring.scraping import metric
 from tests.results.helpers import LiveReader, listed, result
 from tests.support import eventually
 
@@ -217,17 +217,9 @@ WAITING = "results_readers_waiting"
 HEARD = "results_stored_notices_total"
 
 
-def _catalog_metric(platform: Any, admin_token: str, name: str) -> float:
+def _catalog_metric(platform: Any, admin_token: str, name: str, **labels: str) -> float:
     """A sample of the platform catalog's metrics."""
-    answer = httpx.get(
-        f"{platform.service_url('catalog')}/metrics", headers=auth(admin_token), timeout=5
-    )
-    answer.raise_for_status()
-    return sum(
-        float(text.rsplit(" ", 1)[1])
-        for text in answer.text.splitlines()
-        if text.startswith(f"{name} ")
-    )
+    return metric(platform.service_url("catalog"), admin_token, name, **labels)
 
 
 def test_a_reader_waiting_for_new_results_is_answered_once_they_are_stored(
@@ -268,14 +260,14 @@ def test_a_reader_waiting_for_new_results_is_answered_once_they_are_stored(
     # Woken by the ingest's notice (without it the reader would look again after a second).
     assert _catalog_metric(platform, admin_token, HEARD) > heard
     # Timed apart from the route's other reads (its time is what it was asked to wait).
-    assert (
-        _catalog_metric(
-            platform,
-            admin_token,
-            'http_request_duration_seconds_count{method="GET",route="/api/results (wait)"}',
-        )
-        >= 1
+    waited = _catalog_metric(
+        platform,
+        admin_token,
+        "http_request_duration_seconds_count",
+        method="GET",
+        route="/api/results (wait)",
     )
+    assert waited >= 1
 
 
 def test_a_wait_with_nothing_stored_answers_an_empty_page(

@@ -12,6 +12,7 @@ import httpx
 
 from tests.catalog.conftest import IsolatedCatalog
 from tests.conftest import auth
+from tests.monitoring.scraping import metric
 from tests.results.helpers import LiveReader, result
 from tests.support import eventually
 
@@ -20,14 +21,8 @@ from tests.support import eventually
 GRACE_S = "120"
 
 
-def _waiting(url: str, headers: dict[str, str]) -> float:
-    answer = httpx.get(f"{url}/metrics", headers=headers, timeout=5)
-    answer.raise_for_status()
-    return sum(
-        float(text.rsplit(" ", 1)[1])
-        for text in answer.text.splitlines()
-        if text.startswith("results_readers_waiting ")
-    )
+def _waiting(url: str, token: str) -> float:
+    return metric(url, token, "results_readers_waiting")
 
 
 def test_a_stopping_catalog_answers_its_waiting_readers_and_ends_its_live_feeds(
@@ -52,7 +47,7 @@ def test_a_stopping_catalog_answers_its_waiting_readers_and_ends_its_live_feeds(
         waiting = threading.Thread(target=wait_for_results, daemon=True)
         waiting.start()
         with LiveReader(isolated_catalog.url, admin, {}, count=1) as feed:
-            eventually("the reader waits", lambda: _waiting(isolated_catalog.url, admin) >= 1)
+            eventually("the reader waits", lambda: _waiting(isolated_catalog.url, admin_token) >= 1)
             process.popen.send_signal(signal.SIGTERM)
             # uvicorn drains, runs the app's shutdown, then raises SIGTERM again.
             assert process.popen.wait(30) == -signal.SIGTERM
@@ -96,7 +91,7 @@ def test_a_waiting_reader_is_answered_by_the_ingests_notice(
     try:
         waiting = threading.Thread(target=wait_for_results, daemon=True)
         waiting.start()
-        eventually("the reader waits", lambda: _waiting(isolated_catalog.url, admin) >= 1)
+        eventually("the reader waits", lambda: _waiting(isolated_catalog.url, admin_token) >= 1)
         sent = httpx.post(
             f"{isolated_catalog.url}/api/results",
             json={"results": batch},
@@ -110,6 +105,6 @@ def test_a_waiting_reader_is_answered_by_the_ingests_notice(
         assert sorted(item["result_id"] for item in answers[0].json()["items"]) == sorted(
             r["result_id"] for r in batch
         )
-        eventually("the reader left", lambda: _waiting(isolated_catalog.url, admin) == 0)
+        eventually("the reader left", lambda: _waiting(isolated_catalog.url, admin_token) == 0)
     finally:
         process.stop()
