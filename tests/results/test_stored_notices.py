@@ -7,8 +7,10 @@ import uuid
 
 import pytest
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 
-from loupe_catalog.results.stored import StoredNotices, announce
+from loupe_catalog.results.stored import MAX_LINES, StoredNotices, announce
+from loupe_catalog.settings import CatalogSettings
 from loupe_shared.contracts import subjects
 from loupe_shared.kit.nats import connect
 from loupe_shared.kit.settings import NatsSettings
@@ -81,3 +83,38 @@ def test_any_notice_counts_as_a_change_for_the_readers_of_every_line(
             await nc.drain()
 
     asyncio.run(scenario())
+
+
+def test_more_lines_than_are_told_apart_wake_everyone_once(nats_settings: NatsSettings) -> None:
+    async def scenario() -> None:
+        nc = await connect(nats_settings, "tests")
+        try:
+            notices = StoredNotices(nc, "unused", CollectorRegistry(), recheck_s=RECHECK_S)
+            notices.changed(["line-a"])
+            before = notices.generation("line-b")
+            waiting = asyncio.create_task(notices.wait_after("line-b", before, RECHECK_S))
+            await asyncio.sleep(0)
+            # A publisher inventing line ids: past MAX_LINES everything is forgotten and every
+            # reader woken, line-b's too, though the notice did not name it.
+            notices.changed([f"invented-{n}" for n in range(MAX_LINES + 1)])
+            await asyncio.wait_for(waiting, WOKEN_WITHIN_S)
+            assert notices.generation("line-b") != before
+            assert notices.generation("line-a") == (1, 0)  # forgotten, counted afresh
+        finally:
+            await nc.drain()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [("1", True), ("60", True), ("0.001", True), ("0", False), ("-1", False), ("61", False)]
+    + [(bad, False) for bad in ("nan", "inf", "soon", "")],
+)
+def test_the_recheck_is_bounded(value: str, ok: bool) -> None:
+    if ok:
+        settings = CatalogSettings.model_validate({"results_wait_recheck_s": value})
+        assert settings.results_wait_recheck_s == float(value)
+    else:
+        with pytest.raises(ValidationError):
+            CatalogSettings.model_validate({"results_wait_recheck_s": value})
