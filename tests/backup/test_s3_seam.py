@@ -57,3 +57,24 @@ def test_the_seam_lists_what_list_objects_lists(bucket: tuple[Minio, str]) -> No
     assert list(objects.listing(s3, name, "blobs/")) == expected
     assert list(objects.listing(s3, name, "")) == sdk("")
     assert list(objects.listing(s3, name, "nothing/")) == []
+
+
+def test_a_listing_page_is_read_in_any_field_order_with_its_quotes_unescaped() -> None:
+    body = (
+        b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>b</Name>'
+        b"<Contents><Key>blobs/ab/a&amp;b&lt;c&gt;</Key><LastModified>2026-12-05T09:00:00Z"
+        b"</LastModified><ETag>&#34;0123&#34;</ETag><Size>17</Size></Contents>"
+        b"<Contents><Size>5</Size><ETag>&quot;4567&quot;</ETag><Key>blobs/cd/&#34;q&#34;</Key>"
+        b"</Contents>"
+        b'<Contents><Key>blobs/ef/x</Key><ETag>"89ab-2"</ETag><Size>0</Size></Contents>'
+        b"<Contents><Key>blobs/folder/</Key><Size>0</Size></Contents>"
+        b"<Contents><Key>blobs/no-etag</Key><Size>3</Size></Contents>"
+        b"<IsTruncated>false</IsTruncated></ListBucketResult>"
+    )
+    assert list(objects.parse_listing(body)) == [
+        objects.Listed("blobs/ab/a&b<c>", 17, "0123"),
+        objects.Listed('blobs/cd/"q"', 5, "4567"),
+        objects.Listed("blobs/ef/x", 0, "89ab-2"),
+        objects.Listed("blobs/no-etag", 3, ""),
+    ]
+    assert list(objects.parse_listing(b"<ListBucketResult></ListBucketResult>")) == []

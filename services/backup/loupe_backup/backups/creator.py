@@ -1,6 +1,6 @@
 """Making a backup set: one database snapshot, then every object of the images bucket copied
-content-addressed into the backup bucket (only those it lacks), then the data files, then the
-manifest. The manifest is written last and the record marked completed after it, so a set
+content-addressed into the backup bucket (only those it lacks) while the data files are sent,
+then the manifest. The manifest is written last and the record marked completed after it, so a set
 that stopped anywhere before is never taken for a complete one; what it did copy are
 verified, content-addressed blobs that later sets can share."""
 
@@ -88,7 +88,8 @@ class BackupCreator:
         objects are compared with it."""
         work = Path(self.settings.work_dir) if self.settings.work_dir else None
         with tempfile.TemporaryDirectory(prefix="loupe-backup-", dir=work) as directory:
-            await reporter.report("snapshot", force=True)
+            # The first phase is saved while the work begins (a PUT and a publish).
+            reporter.begin("snapshot")
             # What the backup bucket holds is listed meanwhile (it only ever gains blobs a
             # running backup can use), and so are the images once the database's snapshot is
             # fixed: every blob a row of the snapshot names was stored before that row was
@@ -97,6 +98,7 @@ class BackupCreator:
                 asyncio.to_thread(list_backup_blobs, self.s3, self.settings.backup_bucket)
             )
             listing: list[asyncio.Task[list[objects.Listed]]] = []
+            sending: asyncio.Task[None] | None = None
 
             def snapshot_taken() -> None:
                 if record.include.images:
@@ -110,47 +112,44 @@ class BackupCreator:
                     )
                 finally:
                     await conn.close()
-                hashed = [(d.sha256, d.size) for d in dumped]
+                tables = [
+                    TableFile(
+                        table=item.table.name,
+                        file=f"data/{item.table.name}.csv",
+                        rows=item.rows,
+                        sha256=item.sha256,
+                        size=item.size,
+                        columns=item.table.columns,
+                        partitions=item.table.partitions,
+                    )
+                    for item in dumped
+                ]
+                # The data files need nothing the listing finds: they are sent meanwhile.
+                sending = asyncio.create_task(self._send_data(record, dumped, tables))
                 await reporter.report("listing")
                 listed = await listing[0] if listing else []
             except BaseException:
-                await cancel_and_wait([present_task, *listing])
+                await cancel_and_wait([present_task, *listing, *([sending] if sending else [])])
                 raise
-            p = record.progress
-            p.objects_total = len(listed) + len(dumped)
-            p.bytes_total = sum(o.size for o in listed) + sum(size for _, size in hashed)
-            await reporter.report("objects")
-            present = await present_task
-            entries, problems = await self._copy_objects(listed, present, reporter, await parent)
-            await reporter.report("data")
-            tables = [
-                TableFile(
-                    table=item.table.name,
-                    file=f"data/{item.table.name}.csv",
-                    rows=item.rows,
-                    sha256=sha256,
-                    size=size,
-                    columns=item.table.columns,
-                    partitions=item.table.partitions,
+            try:
+                p = record.progress
+                p.objects_total = len(listed) + len(dumped)
+                p.bytes_total = sum(o.size for o in listed) + sum(t.size for t in tables)
+                await reporter.report("objects")
+                present = await present_task
+                entries, problems = await self._copy_objects(
+                    listed, present, reporter, await parent
                 )
-                for item, (sha256, size) in zip(dumped, hashed, strict=True)
-            ]
-
-            async def upload(item: database.Dumped, table: TableFile) -> None:
-                await self.copier.run(
-                    objects.put_file,
-                    self.s3,
-                    self.settings.backup_bucket,
-                    layout.data_key(record.id, table.file),
-                    item.path,
-                    "text/csv",
-                )
+                await reporter.report("data")
+                # The data files were sent while the objects were listed and copied; they
+                # are counted once the totals are known.
+                await sending
+            except BaseException:
+                await cancel_and_wait([sending])
+                raise
+            for table in tables:
                 reporter.add(objects=1, bytes_=table.size, copied=True)
-                await reporter.report()
-
-            async with asyncio.TaskGroup() as group:
-                for item, table in zip(dumped, tables, strict=True):
-                    group.create_task(upload(item, table))
+            await reporter.report()
         return Manifest(
             backup_id=record.id,
             kind=record.kind,
@@ -163,6 +162,23 @@ class BackupCreator:
             objects=sorted(entries, key=lambda e: e.key),
             source_problems=problems,
         )
+
+    async def _send_data(
+        self, record: BackupRecord, dumped: list[database.Dumped], tables: list[TableFile]
+    ) -> None:
+        async def upload(item: database.Dumped, table: TableFile) -> None:
+            await self.copier.run(
+                objects.put_file,
+                self.s3,
+                self.settings.backup_bucket,
+                layout.data_key(record.id, table.file),
+                item.path,
+                "text/csv",
+            )
+
+        async with asyncio.TaskGroup() as group:
+            for item, table in zip(dumped, tables, strict=True):
+                group.create_task(upload(item, table))
 
     async def _list_images(self) -> list[objects.Listed]:
         def run(prefix: str) -> list[objects.Listed]:

@@ -80,12 +80,10 @@ class Fetched:
     metadata: dict[str, str]
 
 
-_CONTENTS = re.compile(rb"<Contents>(.*?)</Contents>", re.S)
-_FIELD = {
-    name: re.compile(rb"<%s>(.*?)</%s>" % (name, name), re.S) for name in (b"Key", b"Size", b"ETag")
-}
 _TRUNCATED = re.compile(rb"<IsTruncated>true</IsTruncated>")
 _TOKEN = re.compile(rb"<NextContinuationToken>(.*?)</NextContinuationToken>", re.S)
+# How an ETag's quotes come in a listing: escaped by the server's XML encoder or not.
+_QUOTES = (b"&#34;", b"&quot;", b'"')
 
 
 def _text(pattern: re.Pattern[bytes], xml: bytes) -> str:
@@ -93,12 +91,45 @@ def _text(pattern: re.Pattern[bytes], xml: bytes) -> str:
     return html.unescape(found.group(1).decode()) if found else ""
 
 
+def _field(entry: bytes, name: bytes) -> bytes:
+    """The raw text of `<name>` in one `<Contents>` entry (b"" when it has none)."""
+    start = entry.find(b"<%s>" % name)
+    if start < 0:
+        return b""
+    start += len(name) + 2
+    end = entry.find(b"</%s>" % name, start)
+    return entry[start:end] if end >= 0 else b""
+
+
+def _unescaped(raw: bytes) -> str:
+    text = raw.decode()
+    return html.unescape(text) if "&" in text else text
+
+
+def parse_listing(body: bytes) -> Iterator[Listed]:
+    """The objects of one ListObjectsV2 answer: key, size and ETag (unquoted) of each
+    `<Contents>`, in any field order. Found with `bytes.find`: the three regular expressions per
+    entry, and unescaping every ETag's quotes, took 13 ms a thousand objects (twice in an
+    incremental backup, on the loop's interpreter lock)."""
+    for part in body.split(b"<Contents>")[1:]:
+        end = part.find(b"</Contents>")
+        entry = part[:end] if end >= 0 else part
+        key = _unescaped(_field(entry, b"Key"))
+        if not key or key.endswith("/"):
+            continue
+        etag = _field(entry, b"ETag")
+        for quote in _QUOTES:
+            etag = etag.removeprefix(quote).removesuffix(quote)
+        yield Listed(key, int(_field(entry, b"Size") or 0), _unescaped(etag).strip('"'))
+
+
 class PrivateListObjectsV2:
     """ListObjectsV2 pages fetched through the minio SDK's private `Minio._url_open`, their
     XML read with three regular expressions.
 
     The SDK's own `list_objects` parses each entry (a timestamp parse per object), which costs
-    about 0.1 ms an object: most of an incremental backup of an unchanged installation.
+    about 0.1 ms an object: most of an incremental backup of an unchanged installation. Each
+    page is read by `parse_listing`.
 
     What this relies on in the pinned SDK (`tests/images/test_s3_seam.py` fails when it
     changes): `Minio._url_open(method, region, bucket_name=..., query_params=...)` answering a
@@ -130,15 +161,7 @@ class PrivateListObjectsV2:
         token = ""
         while True:
             body = self.page(bucket, prefix, token)
-            for contents in _CONTENTS.finditer(body):
-                entry = contents.group(1)
-                key = _text(_FIELD[b"Key"], entry)
-                if key and not key.endswith("/"):
-                    yield Listed(
-                        key,
-                        int(_text(_FIELD[b"Size"], entry) or 0),
-                        _text(_FIELD[b"ETag"], entry).strip('"'),
-                    )
+            yield from parse_listing(body)
             if not _TRUNCATED.search(body):
                 return
             token = _text(_TOKEN, body)

@@ -2,8 +2,11 @@
 per interval. A phase that starts is saved with the next report due (`force` saves at once:
 the first phase, so a job shows it has begun); the phases' durations are in every save and in
 the final record. A save per phase used to be most of an incremental backup of an unchanged
-installation (each one a PUT and a published event, before the work went on)."""
+installation (each one a PUT and a published event, before the work went on). The first
+phase is saved while the work begins (`begin`): every later save, and the final one, waits for
+it (`settled`), so a record is never overwritten by an older state of itself."""
 
+import asyncio
 import time
 
 from nats.js.client import JetStreamContext
@@ -33,6 +36,7 @@ class ProgressReporter:
         self.interval_s = interval_s
         self._last = 0.0
         self._phase_started = time.monotonic()
+        self._saving: asyncio.Task[None] | None = None
 
     def add(self, *, objects: int = 0, bytes_: int = 0, copied: bool = False) -> None:
         p = self.record.progress
@@ -52,12 +56,38 @@ class ProgressReporter:
         self._phase_started = now
         p.phase = next_phase
 
+    def begin(self, phase: str) -> None:
+        """Start `phase` and save the record with it in the background (the job shows it has
+        begun while its first work runs, instead of after a PUT and a publish)."""
+        self.end_phase(phase)
+        self._last = time.monotonic()
+        self._saving = asyncio.create_task(self._save(), name=f"progress-{self.record.id}")
+
+    async def settled(self) -> None:
+        """Wait for the save `begin` started; its failure is raised here. Every other save of
+        the record comes after this."""
+        saving, self._saving = self._saving, None
+        if saving is not None:
+            await saving
+
+    async def abandon(self) -> None:
+        """Wait for a save begun in the background, whatever becomes of it: the job failed or
+        stopped and its final record is saved next. (Not cancelled: its PUT would go on in its
+        thread and could land after the final record.)"""
+        saving, self._saving = self._saving, None
+        if saving is not None:
+            await asyncio.gather(asyncio.shield(saving), return_exceptions=True)
+
     async def report(self, phase: str | None = None, *, force: bool = False) -> None:
+        await self.settled()
         if phase is not None:
             self.end_phase(phase)
         if not force and time.monotonic() - self._last < self.interval_s:
             return
         self._last = time.monotonic()
+        await self._save()
+
+    async def _save(self) -> None:
         p = self.record.progress
         await self.store.save(self.record)
         event = BackupProgress(

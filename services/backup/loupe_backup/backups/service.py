@@ -338,6 +338,10 @@ class BackupService:
         try:
             try:
                 manifest = await self.creator.run(record, reporter, parent)
+                await reporter.settled()
+            except BaseException:
+                await reporter.abandon()
+                raise
             finally:
                 await cancel_and_wait([parent])
             if record.include.tokens:
