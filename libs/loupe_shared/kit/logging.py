@@ -1,5 +1,6 @@
 """Structured JSON logs with keyword fields; the request id is bound per request."""
 
+import functools
 import json
 import logging
 import re
@@ -15,9 +16,16 @@ import structlog
 _SECRET = re.compile("authorization|password|secret|token|cookie", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=4096)
+def _secret(key: str) -> bool:
+    """Whether a field of this name is redacted (asked once a name: the same dozen names
+    come with every line)."""
+    return bool(_SECRET.search(key)) and key != "token_id"
+
+
 def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event_dict):
-        if _SECRET.search(key) and key != "token_id":
+        if _secret(key):
             event_dict[key] = "[redacted]"
     return event_dict
 
@@ -63,7 +71,8 @@ def configure_logging(service: str, level: str = "info") -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
-        cache_logger_on_first_use=False,
+        # Each module's logger is built on its first line after this, not on every line.
+        cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
     # Route the standard library's loggers (uvicorn, alembic, ...) through the same renderer.

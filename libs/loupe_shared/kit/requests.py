@@ -95,6 +95,23 @@ class HttpMetrics:
             ["method", "route"],
             registry=registry,
         )
+        # The labelled children, by their labels: `labels()` checks its arguments and takes a
+        # lock on every call, twice a request. (As many as the metrics' own children.)
+        self._counted: dict[tuple[str, str, int], Counter] = {}
+        self._timed: dict[tuple[str, str], Histogram] = {}
+
+    def record(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One answered request: counted by method, route and status; timed by the first two."""
+        counted = self._counted.get((method, route, status))
+        if counted is None:
+            counted = self._counted[method, route, status] = self.requests.labels(
+                method, route, str(status)
+            )
+        counted.inc()
+        timed = self._timed.get((method, route))
+        if timed is None:
+            timed = self._timed[method, route] = self.duration.labels(method, route)
+        timed.observe(seconds)
 
 
 class RequestContextMiddleware:
@@ -175,8 +192,7 @@ class RequestContextMiddleware:
             method = scope["method"]
             if _waits(scope):
                 template += WAITING_SUFFIX
-            self.metrics.requests.labels(method, template, str(status)).inc()
-            self.metrics.duration.labels(method, template).observe(elapsed)
+            self.metrics.record(method, template, status, elapsed)
             if template not in ("/healthz", "/readyz", "/metrics"):
                 _log.info(
                     "http.request",
