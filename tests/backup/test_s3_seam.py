@@ -57,6 +57,13 @@ def test_the_seam_lists_what_list_objects_lists(bucket: tuple[Minio, str]) -> No
     assert list(objects.listing(s3, name, "blobs/")) == expected
     assert list(objects.listing(s3, name, "")) == sdk("")
     assert list(objects.listing(s3, name, "nothing/")) == []
+    # This object store writes each entry in the usual order: its pages are read in one pass.
+    page = objects.PrivateListObjectsV2(s3).page(name, "blobs/")
+    assert len(objects._ENTRY.findall(page)) == page.count(b"<Contents>") == len(expected)
+    # The names only: the last segment of each key, unescaped.
+    assert objects.names(s3, name, "blobs/") == {e.key.rsplit("/", 1)[-1] for e in expected}
+    assert objects.names(s3, name, "") == {k.rsplit("/", 1)[-1] for k in KEYS}
+    assert objects.names(s3, name, "nothing/") == set()
 
 
 def test_a_listing_page_is_read_in_any_field_order_with_its_quotes_unescaped() -> None:
@@ -78,3 +85,23 @@ def test_a_listing_page_is_read_in_any_field_order_with_its_quotes_unescaped() -
         objects.Listed("blobs/no-etag", 3, ""),
     ]
     assert list(objects.parse_listing(b"<ListBucketResult></ListBucketResult>")) == []
+
+
+def test_a_page_in_the_usual_field_order_reads_the_same_as_field_by_field() -> None:
+    entries = [
+        b"<Contents><Key>blobs/ab/a&amp;b</Key><LastModified>2026-12-05T09:00:00Z</LastModified>"
+        b"<ETag>&#34;0123&#34;</ETag><ChecksumAlgorithm>CRC32</ChecksumAlgorithm><Size>17</Size>"
+        b"<Owner><ID>0</ID></Owner><StorageClass>STANDARD</StorageClass></Contents>",
+        b"<Contents><Key>blobs/folder/</Key><ETag>&quot;d41d&quot;</ETag><Size>0</Size></Contents>",
+        b'<Contents><Key>blobs/cd/x</Key><ETag>"4567-2"</ETag><Size>5</Size></Contents>',
+    ]
+    usual = b"<ListBucketResult>" + b"".join(entries) + b"</ListBucketResult>"
+    expected = [
+        objects.Listed("blobs/ab/a&b", 17, "0123"),
+        objects.Listed("blobs/cd/x", 5, "4567-2"),
+    ]
+    assert list(objects.parse_listing(usual)) == expected
+    # One entry out of the usual order: the whole page is read field by field, the same.
+    swapped = b'<Contents><Key>blobs/ef/y</Key><Size>9</Size><ETag>"89"</ETag></Contents>'
+    mixed = usual.replace(b"</ListBucketResult>", swapped + b"</ListBucketResult>")
+    assert list(objects.parse_listing(mixed)) == [*expected, objects.Listed("blobs/ef/y", 9, "89")]

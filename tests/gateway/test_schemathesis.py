@@ -101,9 +101,10 @@ def _streams(operation: Any) -> bool:
 
 
 def _shorten_waits(case: Any) -> None:
-    """A valid `wait` (a reader waiting for new results, up to 30 s) is held to a tenth of a
-    second: on a stack with nothing arriving every such case would wait its whole time. Its
-    bounds and types are still tried (an invalid value is sent as generated)."""
+    """A valid `wait` (a reader waiting for new results or for a backup set, up to 30 s) is
+    held to a tenth of a second: on a stack with nothing arriving every such case would wait
+    its whole time. Its bounds and types are still tried (an invalid value is sent as
+    generated)."""
     wait = (case.query or {}).get("wait")
     if isinstance(wait, int | float) and not isinstance(wait, bool) and 0.1 < wait <= 30:
         case.query["wait"] = 0.1

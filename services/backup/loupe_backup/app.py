@@ -42,6 +42,8 @@ def build(settings: BackupSettings) -> FastAPI:
                 )
                 backups = BackupService(settings, client, messaging.js, registry, leases)
                 await backups.start()
+                # A reader waiting for a set is answered as the server begins to shut down.
+                kit_state(app).on_drain.append(backups.drain)
                 scheduler = Scheduler(backups, settings.schedule_tick_s)
                 install(
                     app,
@@ -65,6 +67,7 @@ def build(settings: BackupSettings) -> FastAPI:
                 try:
                     yield
                 finally:
+                    kit_state(app).on_drain.remove(backups.drain)
                     await cancel_and_wait(ticking)
                     await backups.close()
         finally:

@@ -1992,7 +1992,10 @@ export interface operations {
     };
     get_backup_api_backups__backup_id__get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description seconds (up to 30) to wait for a running set to finish: the answer comes as soon as it has (completed or failed), or with its progress when the time runs out. A client following a set asks again until its status is not `running`. */
+                wait?: number;
+            };
             header?: {
                 /** @description ETags of the answer the caller holds: a match is answered 304, no body. */
                 "If-None-Match"?: string;

@@ -42,7 +42,7 @@ class Copier:
 
 
 def list_backup_blobs(s3: Minio, bucket: str) -> set[str]:
-    return {o.key.rsplit("/", 1)[-1] for o in objects.listing(s3, bucket, layout.BLOBS)}
+    return objects.names(s3, bucket, layout.BLOBS)
 
 
 def _copy(

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path as FilePath
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from loupe_backup.backups import archive
@@ -23,7 +23,7 @@ from loupe_backup.backups.schemas import (
     RestoreRequest,
 )
 from loupe_backup.backups.security import acting
-from loupe_backup.backups.service import BackupService, Busy
+from loupe_backup.backups.service import MAX_WAIT_S, BackupService, Busy
 from loupe_backup.backups.store import CorruptManifest
 from loupe_backup.state import Backups
 from loupe_shared.kit.audit import Actor
@@ -80,7 +80,27 @@ async def list_backups(svc: Backups, _: Reader) -> BackupList:
 
 
 @router.get("/{backup_id}", summary="One backup set with its progress")
-async def get_backup(backup_id: BackupId, svc: Backups, _: Reader) -> BackupShown:
+async def get_backup(
+    request: Request,
+    backup_id: BackupId,
+    svc: Backups,
+    _: Reader,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_WAIT_S,
+            allow_inf_nan=False,
+            description=(
+                "seconds (up to 30) to wait for a running set to finish: the answer comes as "
+                "soon as it has (completed or failed), or with its progress when the time runs "
+                "out. A client following a set asks again until its status is not `running`."
+            ),
+        ),
+    ] = 0,
+) -> BackupShown:
+    if wait > 0:
+        await svc.until_finished(backup_id, wait, request.is_disconnected)
     shown = await svc.shown_records(backup_id)
     if not shown:
         raise Problem(404, f"There is no backup {backup_id}.")

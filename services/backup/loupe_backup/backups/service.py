@@ -59,6 +59,10 @@ from loupe_shared.kit.tasks import cancel_and_wait
 
 _log = get_logger("backup.service")
 _REVISIONS_TTL_S = 5.0
+# The longest a reader waits for a set to finish (`GET /api/backups/{id}?wait=`), and how often
+# a set another replica runs is looked at meanwhile.
+MAX_WAIT_S = 30.0
+FINISHED_RECHECK_S = 0.25
 SWEEP_LEASE = "backup.interrupted"
 # Held by the one restore running anywhere (besides its own lease): a restore on another
 # replica is refused while it is held.
@@ -174,6 +178,7 @@ class BackupService:
         self.restore_task: asyncio.Task[None] | None = None
         self._collect_lock = asyncio.Lock()
         self._revisions: tuple[float, list[str]] | None = None
+        self._draining = asyncio.Event()
 
     @property
     def maintenance_bucket(self) -> str:
@@ -323,6 +328,42 @@ class BackupService:
         record = await self.store.get(backup_id)
         assert record is not None
         return record
+
+    def drain(self) -> None:
+        """The server begins to shut down: readers waiting for a set are answered now."""
+        self._draining.set()
+
+    async def until_finished(
+        self,
+        backup_id: str,
+        wait_s: float,
+        gone: Callable[[], Awaitable[bool]] | None = None,
+    ) -> None:
+        """Return once the set is no longer running (or is not there), after `wait_s` at the
+        latest, or when the server begins to shut down. A job of this process is awaited; one
+        of another replica is looked at every `FINISHED_RECHECK_S` (a job whose lease is gone
+        is over: its replica died) until the reader is `gone`."""
+        deadline = time.monotonic() + wait_s
+        job = self.jobs.get(backup_id)
+        if job is not None:
+            draining = asyncio.ensure_future(self._draining.wait())
+            either: set[asyncio.Future[Any]] = {job, draining}  # neither is cancelled by wait
+            try:
+                await asyncio.wait(either, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                draining.cancel()
+            return
+        while not self._draining.is_set():
+            record = await self.store.get(backup_id)
+            if record is None or record.status != "running" or backup_id in self.jobs:
+                return
+            if not await self._job_live(job_lease(backup_id)):
+                return  # its replica died: it is shown failed
+            left = deadline - time.monotonic()
+            if left <= 0 or (gone is not None and await gone()):
+                return
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._draining.wait(), timeout=min(FINISHED_RECHECK_S, left))
 
     async def latest_completed(self) -> BackupRecord | None:
         done = [r for r in await self.store.all() if r.status == "completed"]
