@@ -1,7 +1,7 @@
 """Making a backup set: one database snapshot, then every object of the images bucket copied
 content-addressed into the backup bucket (only those it lacks) while the data files are sent,
-then the manifest. The manifest is written last and the record marked completed after it, so a set
-that stopped anywhere before is never taken for a complete one; what it did copy are
+then the manifest. The manifest is written last and the record marked completed after it, so
+a set that stopped anywhere before is never taken for a complete one; what it did copy are
 verified, content-addressed blobs that later sets can share."""
 
 import asyncio
@@ -145,7 +145,7 @@ class BackupCreator:
                 # are counted once the totals are known.
                 await sending
             except BaseException:
-                await cancel_and_wait([sending])
+                await cancel_and_wait([present_task, sending])
                 raise
             for table in tables:
                 reporter.add(objects=1, bytes_=table.size, copied=True)
