@@ -18,6 +18,11 @@ class RecordStore:
     def __init__(self, s3: Minio, bucket: str) -> None:
         self.s3 = s3
         self.bucket = bucket
+        # Each set's record as last read, by its key, with the ETag it was listed with: `all()`
+        # reads again only what changed since (or is new). The sweep, the scheduler, a new
+        # backup and the list ask for every record; a set's record no longer changes once the
+        # set finished, so without this each of them read the whole history every time.
+        self._read: dict[str, tuple[str, BackupRecord]] = {}
 
     async def save(self, record: BackupRecord) -> None:
         record.updated_at = now()
@@ -31,17 +36,33 @@ class RecordStore:
         return None if data is None else BackupRecord.model_validate_json(data)
 
     async def all(self) -> list[BackupRecord]:
-        def keys() -> list[str]:
+        """Every set's record, oldest first. One listing; a record whose ETag is the one it
+        was read with is answered from what was read (a copy), any other is read."""
+
+        def states() -> list[objects.Listed]:
             return [
-                o.key
+                o
                 for o in objects.listing(self.s3, self.bucket, layout.SETS)
                 if o.key.endswith("/state.json")
             ]
 
-        found = await asyncio.to_thread(keys)
-        records = await asyncio.gather(
-            *(self.get(key.removeprefix(layout.SETS).split("/")[0]) for key in found)
-        )
+        found = await asyncio.to_thread(states)
+
+        async def one(item: objects.Listed) -> BackupRecord | None:
+            kept = self._read.get(item.key)
+            if kept is not None and kept[0] == item.etag:
+                return kept[1].model_copy(deep=True)
+            record = await self.get(item.key.removeprefix(layout.SETS).split("/")[0])
+            if record is not None:
+                # Kept under the ETag listed: a write between the listing and the read only
+                # makes the next `all()` read it again.
+                self._read[item.key] = (item.etag, record.model_copy(deep=True))
+            return record
+
+        records = await asyncio.gather(*(one(item) for item in found))
+        listed = {item.key for item in found}
+        for key in [k for k in self._read if k not in listed]:
+            del self._read[key]  # the set was deleted
         return sorted((r for r in records if r is not None), key=lambda r: r.created_at)
 
     async def put_manifest(self, manifest: Manifest) -> str:
