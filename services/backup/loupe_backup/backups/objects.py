@@ -146,13 +146,12 @@ def parse_listing(body: bytes) -> Iterator[Listed]:
 
 class PrivateListObjectsV2:
     """ListObjectsV2 pages fetched through the minio SDK's private `Minio._url_open`, their
-    XML read with three regular expressions.
+    XML read by `parse_listing` (or `names`).
 
     The SDK's own `list_objects` parses each entry (a timestamp parse per object), which costs
-    about 0.1 ms an object: most of an incremental backup of an unchanged installation. Each
-    page is read by `parse_listing`.
+    about 0.1 ms an object: most of an incremental backup of an unchanged installation.
 
-    What this relies on in the pinned SDK (`tests/images/test_s3_seam.py` fails when it
+    What this relies on in the pinned SDK (`tests/backup/test_s3_seam.py` fails when it
     changes): `Minio._url_open(method, region, bucket_name=..., query_params=...)` answering a
     urllib3 response whose `.data` is the raw XML body, and `Minio._get_region(bucket_name)`.
     The listing is asked without `encoding-type=url`, so keys come XML-escaped only.
