@@ -3,6 +3,7 @@ whole installation of this module's own: a restore replaces everything an instal
 so it cannot be the session's, whose other tests leave behind what a restore rightly refuses
 (image records of blobs they never stored fail its health check)."""
 
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -82,6 +83,10 @@ def _backup_and_restore(installation: Stack, gateway: httpx.Client, ui: Console)
     row.get_by_role("link", name="Restore…").click()
     ui.page.get_by_role("button", name="Run the dry run").click()
     expect(ui.page.get_by_role("region", name="Dry-run report")).to_be_visible()
+    # The plan's warnings as the text they are (they were shown as JSON, in quotes).
+    expect(ui.page.get_by_test_id("restore-warning").first).to_have_text(
+        re.compile(r'^Warning: [^"].*[^"]$')
+    )
     confirm = ui.page.get_by_role("button", name="Restore now")
     expect(confirm).to_be_disabled()
     ui.page.get_by_label("Type the set's id to confirm").fill(backup_id)
