@@ -2,8 +2,11 @@
 
 import asyncio
 import hashlib
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from minio import Minio
+from pydantic import BaseModel
 
 from loupe_backup.backups import layout, objects
 from loupe_backup.backups.manifest import Manifest, parse
@@ -14,15 +17,46 @@ class CorruptManifest(Exception):
     pass
 
 
+R = TypeVar("R", bound=BaseModel)
+
+
+async def _read_changed(
+    listed: list[objects.Listed],
+    kept: dict[str, tuple[str, R]],
+    read: Callable[[objects.Listed], Awaitable[R | None]],
+) -> list[R]:
+    """The records `listed`: one whose ETag is the one it was read with is answered from
+    `kept` (a copy), any other is read and kept under the ETag listed (a write between the
+    listing and the read only makes the next call read it again); what is no longer listed is
+    forgotten."""
+
+    async def one(item: objects.Listed) -> R | None:
+        held = kept.get(item.key)
+        if held is not None and held[0] == item.etag:
+            return held[1].model_copy(deep=True)
+        record = await read(item)
+        if record is not None:
+            kept[item.key] = (item.etag, record.model_copy(deep=True))
+        return record
+
+    records = await asyncio.gather(*(one(item) for item in listed))
+    names = {item.key for item in listed}
+    for key in [k for k in kept if k not in names]:
+        del kept[key]
+    return [r for r in records if r is not None]
+
+
 class RecordStore:
     def __init__(self, s3: Minio, bucket: str) -> None:
         self.s3 = s3
         self.bucket = bucket
-        # Each set's record as last read, by its key, with the ETag it was listed with: `all()`
-        # reads again only what changed since (or is new). The sweep, the scheduler, a new
-        # backup and the list ask for every record; a set's record no longer changes once the
-        # set finished, so without this each of them read the whole history every time.
-        self._read: dict[str, tuple[str, BackupRecord]] = {}
+        # Each record as last read, by its key, with the ETag it was listed with: `all()` and
+        # `restores()` read again only what changed since (or is new). The sweep, the
+        # scheduler, a new backup and the list ask for every record; a record no longer
+        # changes once its job finished, so without this each of them read the whole history
+        # every time.
+        self._sets: dict[str, tuple[str, BackupRecord]] = {}
+        self._restores: dict[str, tuple[str, RestoreRecord]] = {}
 
     async def save(self, record: BackupRecord) -> None:
         record.updated_at = now()
@@ -36,8 +70,7 @@ class RecordStore:
         return None if data is None else BackupRecord.model_validate_json(data)
 
     async def all(self) -> list[BackupRecord]:
-        """Every set's record, oldest first. One listing; a record whose ETag is the one it
-        was read with is answered from what was read (a copy), any other is read."""
+        """Every set's record, oldest first: one listing, and the records that changed."""
 
         def states() -> list[objects.Listed]:
             return [
@@ -46,24 +79,12 @@ class RecordStore:
                 if o.key.endswith("/state.json")
             ]
 
+        async def read(item: objects.Listed) -> BackupRecord | None:
+            return await self.get(item.key.removeprefix(layout.SETS).split("/")[0])
+
         found = await asyncio.to_thread(states)
-
-        async def one(item: objects.Listed) -> BackupRecord | None:
-            kept = self._read.get(item.key)
-            if kept is not None and kept[0] == item.etag:
-                return kept[1].model_copy(deep=True)
-            record = await self.get(item.key.removeprefix(layout.SETS).split("/")[0])
-            if record is not None:
-                # Kept under the ETag listed: a write between the listing and the read only
-                # makes the next `all()` read it again.
-                self._read[item.key] = (item.etag, record.model_copy(deep=True))
-            return record
-
-        records = await asyncio.gather(*(one(item) for item in found))
-        listed = {item.key for item in found}
-        for key in [k for k in self._read if k not in listed]:
-            del self._read[key]  # the set was deleted
-        return sorted((r for r in records if r is not None), key=lambda r: r.created_at)
+        records = await _read_changed(found, self._sets, read)
+        return sorted(records, key=lambda r: r.created_at)
 
     async def put_manifest(self, manifest: Manifest) -> str:
         data = manifest.model_dump_json().encode()
@@ -93,14 +114,16 @@ class RecordStore:
         return None if data is None else RestoreRecord.model_validate_json(data)
 
     async def restores(self) -> list[RestoreRecord]:
-        def keys() -> list[str]:
-            return [o.key for o in objects.listing(self.s3, self.bucket, layout.RESTORES)]
+        """Every restore's record, oldest first: one listing, and the records that changed."""
 
-        found = await asyncio.to_thread(keys)
-        records = await asyncio.gather(
-            *(
-                self.get_restore(k.removeprefix(layout.RESTORES).removesuffix(".json"))
-                for k in found
+        def listed() -> list[objects.Listed]:
+            return list(objects.listing(self.s3, self.bucket, layout.RESTORES))
+
+        async def read(item: objects.Listed) -> RestoreRecord | None:
+            return await self.get_restore(
+                item.key.removeprefix(layout.RESTORES).removesuffix(".json")
             )
-        )
-        return sorted((r for r in records if r is not None), key=lambda r: r.started_at)
+
+        found = await asyncio.to_thread(listed)
+        records = await _read_changed(found, self._restores, read)
+        return sorted(records, key=lambda r: r.started_at)
