@@ -410,6 +410,26 @@ def finished_restore(inst: Installation, backup_id: str, restore_id: str) -> dic
 
 
 @contextmanager
+def second_replica(inst: Installation, **extra: str) -> Iterator[tuple[ManagedProcess, str]]:
+    """Another backup process of `inst` (a replica beside `inst.start("backup")`), ready; its
+    process and URL. Stopped when the block ends."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = ManagedProcess(
+        "backup-2",
+        [sys.executable, "-m", "loupe_backup"],
+        env=inst.env("backup", port=str(port), **extra),
+        log_path=inst.log_dir / "backup-2.log",
+    )
+    process.start()
+    try:
+        wait_until("backup 2", lambda: http_ok(f"{url}/readyz"), process, 60)
+        yield process, url
+    finally:
+        process.stop()
+
+
+@contextmanager
 def table_locked(inst: Installation, table: str) -> Iterator[None]:
     """Hold an exclusive lock on `table` (so a snapshot waits on it) until the block ends."""
     e = inst.platform.endpoints

@@ -4,14 +4,18 @@ progress when the time runs out, or at once when the server begins to shut down.
 held running by a lock on one of its tables (its snapshot waits on it)."""
 
 import signal
-import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import httpx
 import pytest
 
-from loupe_stack.processes import ManagedProcess, free_port, http_ok, wait_until
-from tests.backup.conftest import Installation, MakeInstallation, table_locked, waiting_on_lock
+from tests.backup.conftest import (
+    Installation,
+    MakeInstallation,
+    second_replica,
+    table_locked,
+    waiting_on_lock,
+)
 from tests.support import eventually
 
 LEASE_TTL_S = 2.0
@@ -77,42 +81,29 @@ def test_a_reader_on_another_replica_is_answered_when_the_set_finishes_or_its_re
     inst = make_installation()
     settings = {"LEASE_TTL_S": str(LEASE_TTL_S)}
     first = inst.start("backup", **settings)
-    port = free_port()
-    other_url = f"http://127.0.0.1:{port}"
-    second = ManagedProcess(
-        "backup-2",
-        [sys.executable, "-m", "loupe_backup"],
-        env=inst.env("backup", port=str(port), **settings),
-        log_path=inst.log_dir / "backup-2.log",
-    )
-    second.start()
-    try:
-        wait_until("backup 2", lambda: http_ok(f"{other_url}/readyz"), second, 60)
-        with ThreadPoolExecutor(2) as pool:
-            # The set finishes on the first replica: the reader on the second is answered.
-            with table_locked(inst, "results"):
-                backup_id = _start_held(inst)
-                answer = _waiting(pool, other_url, inst, backup_id, 30)
-                with pytest.raises(TimeoutError):
-                    answer.result(timeout=1.5)
-            shown = answer.result(timeout=30)
-            assert shown.status_code == 200, shown.text
-            assert shown.json()["status"] == "completed"
-            # The first replica dies with a set held: the reader on the second is answered
-            # once the job's lease expired, with the set failed.
-            with table_locked(inst, "results"):
-                backup_id = _start_held(inst)
-                answer = _waiting(pool, other_url, inst, backup_id, 30)
-                with pytest.raises(TimeoutError):
-                    answer.result(timeout=1.0)
-                assert first.popen is not None
-                first.popen.kill()
-                first.popen.wait(10)
-                shown = answer.result(timeout=25)
-            assert shown.status_code == 200, shown.text
-            assert shown.json()["status"] == "failed"
-    finally:
-        second.stop()
+    with second_replica(inst, **settings) as (_, other_url), ThreadPoolExecutor(2) as pool:
+        # The set finishes on the first replica: the reader on the second is answered.
+        with table_locked(inst, "results"):
+            backup_id = _start_held(inst)
+            answer = _waiting(pool, other_url, inst, backup_id, 30)
+            with pytest.raises(TimeoutError):
+                answer.result(timeout=1.5)
+        shown = answer.result(timeout=30)
+        assert shown.status_code == 200, shown.text
+        assert shown.json()["status"] == "completed"
+        # The first replica dies with a set held: the reader on the second is answered
+        # once the job's lease expired, with the set failed.
+        with table_locked(inst, "results"):
+            backup_id = _start_held(inst)
+            answer = _waiting(pool, other_url, inst, backup_id, 30)
+            with pytest.raises(TimeoutError):
+                answer.result(timeout=1.0)
+            assert first.popen is not None
+            first.popen.kill()
+            first.popen.wait(10)
+            shown = answer.result(timeout=25)
+        assert shown.status_code == 200, shown.text
+        assert shown.json()["status"] == "failed"
 
 
 def test_a_waiting_reader_is_answered_when_the_server_shuts_down(

@@ -7,6 +7,7 @@ import json
 
 import pytest
 from minio import Minio
+from nats.aio.client import Client as NATS
 
 from loupe_backup.backups import layout
 from loupe_backup.backups.progress import ProgressReporter
@@ -44,6 +45,14 @@ def _stored(s3: Minio, bucket: str, record: BackupRecord) -> dict[str, object]:
         response.release_conn()
 
 
+def _reporter(store: HeldStore, nc: NATS, backup_id: str) -> tuple[BackupRecord, ProgressReporter]:
+    """A record and its reporter, the first phase begun (its save held by `store`)."""
+    record = BackupRecord(id=backup_id, kind="full")
+    reporter = ProgressReporter(record, store, nc.jetstream(), "progress-test", 0.0)
+    reporter.begin("snapshot")  # answers at once: the save is held
+    return record, reporter
+
+
 def test_a_later_save_waits_for_the_first_phase_saved_in_the_background(
     bucket: tuple[Minio, str], nats_settings: NatsSettings
 ) -> None:
@@ -53,9 +62,7 @@ def test_a_later_save_waits_for_the_first_phase_saved_in_the_background(
         nc = await connect(nats_settings, "tests")
         try:
             store = HeldStore(s3, name)
-            record = BackupRecord(id="20261205T100000Z-progress", kind="full")
-            reporter = ProgressReporter(record, store, nc.jetstream(), "progress-test", 0.0)
-            reporter.begin("snapshot")  # answers at once: the save is held
+            record, reporter = _reporter(store, nc, "20261205T100000Z-progress")
             assert store.saves == []  # not even started until the loop runs it
             later = asyncio.create_task(reporter.report("listing", force=True))
             await asyncio.sleep(0)
@@ -84,9 +91,7 @@ def test_a_failed_first_save_is_raised_by_settled_and_waited_for_by_abandon(
         try:
             for way in ("settled", "abandon"):
                 store = HeldStore(s3, name, fail_first=True)
-                record = BackupRecord(id=f"20261205T100000Z-{way}", kind="full")
-                reporter = ProgressReporter(record, store, nc.jetstream(), "progress-test", 0.0)
-                reporter.begin("snapshot")
+                _, reporter = _reporter(store, nc, f"20261205T100000Z-{way}")
                 store.release.set()
                 if way == "settled":
                     with pytest.raises(ConnectionError):

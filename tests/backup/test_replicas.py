@@ -5,7 +5,6 @@ other marks the set failed once its lease expired, and runs the schedule the nex
 import asyncio
 import io
 import socket
-import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,11 +16,11 @@ from loupe_backup.schedules.scheduler import schedule_lease
 from loupe_shared.contracts.streams import LEASES_BUCKET
 from loupe_shared.contracts.subjects import stream_name
 from loupe_shared.kit.nats import connect
-from loupe_stack.processes import ManagedProcess, free_port, http_ok, wait_until
 from tests.backup.conftest import (
     MakeInstallation,
     backup,
     finished_restore,
+    second_replica,
     start_restore,
     table_locked,
     waiting_on_lock,
@@ -57,18 +56,9 @@ def test_one_replica_runs_a_schedule_and_the_other_fails_its_set_when_it_dies(
     inst = make_installation()
     settings = {"LEASE_TTL_S": str(LEASE_TTL_S), "SCHEDULE_TICK_S": "0.2"}
     first = inst.start("backup", **settings)
-    port = free_port()
-    second = ManagedProcess(
-        "backup-2",
-        [sys.executable, "-m", "loupe_backup"],
-        env=inst.env("backup", port=str(port), **settings),
-        log_path=inst.log_dir / "backup-2.log",
-    )
-    second.start()
-    try:
-        wait_until("backup 2", lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), second, 60)
+    with second_replica(inst, **settings) as (second, other_url):
         replicas = {first.pid: first, second.pid: second}
-        urls = {first.pid: inst.url("backup"), second.pid: f"http://127.0.0.1:{port}"}
+        urls = {first.pid: inst.url("backup"), second.pid: other_url}
         host = socket.gethostname()
 
         def client(pid: int | None) -> httpx.Client:
@@ -156,8 +146,6 @@ def test_one_replica_runs_a_schedule_and_the_other_fails_its_set_when_it_dies(
             timeout_s=15,
         )
         assert schedule(other_pid)["last_backup_id"] != running_id
-    finally:
-        second.stop()
 
 
 @pytest.mark.slow
@@ -167,21 +155,12 @@ def test_one_restore_at_a_time_across_replicas(make_installation: MakeInstallati
     inst = make_installation()
     settings = {"LEASE_TTL_S": str(LEASE_TTL_S)}
     inst.start("backup", restore_hold_before_commit_s="2", **settings)
-    port = free_port()
-    second = ManagedProcess(
-        "backup-2",
-        [sys.executable, "-m", "loupe_backup"],
-        env=inst.env("backup", port=str(port), **settings),
-        log_path=inst.log_dir / "backup-2.log",
-    )
-    second.start()
-    try:
-        wait_until("backup 2", lambda: http_ok(f"http://127.0.0.1:{port}/readyz"), second, 60)
+    with second_replica(inst, **settings) as (_, other_url):
         taken = backup(inst)
         assert taken["status"] == "completed"
         started = start_restore(inst, taken["id"])
         assert started.status_code == 202, started.text
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as other:
+        with httpx.Client(base_url=other_url, timeout=30) as other:
             path = f"/api/backups/{taken['id']}/restore"
             refused = other.post(path, json={"dry_run": False}, headers=inst.admin)
             assert refused.status_code == 409, refused.text
@@ -196,5 +175,3 @@ def test_one_restore_at_a_time_across_replicas(make_installation: MakeInstallati
                     headers=inst.admin,
                 )
             assert answer.status_code == 200
-    finally:
-        second.stop()
