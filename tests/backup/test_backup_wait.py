@@ -68,7 +68,7 @@ def test_a_reader_waits_until_the_set_finished(make_installation: MakeInstallati
             "/api/backups/20260101T000000Z-nothere", params={"wait": 30}, headers=inst.admin
         )
         assert missing.status_code == 404
-        for bad in ("-1", "30.5", "nan", "inf", "1e309", "soon", ""):
+        for bad in ("-1", "30.5", "nan", "inf", "1e309", "soon", "", "\x00", "1\x00", "9" * 400):
             refused = api.get(f"/api/backups/{backup_id}", params={"wait": bad}, headers=inst.admin)
             assert refused.status_code == 422, (bad, refused.text)
             assert refused.headers["content-type"].startswith("application/problem+json")
