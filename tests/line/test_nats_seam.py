@@ -6,7 +6,7 @@ nats-py changes what the seam relies on, before the order across an outage silen
 import uuid
 
 from loupe_line.client import drop_unsent_publishes
-from loupe_shared.kit.nats import connect
+from loupe_shared.kit.nats import connect, settled
 from loupe_shared.kit.settings import NatsSettings
 
 
@@ -18,7 +18,7 @@ async def test_unsent_publishes_are_dropped_and_other_commands_kept(
     nc = await connect(nats_settings, "tests-seam")
     try:
         seen = await watcher.subscribe(f"{topic}.>")
-        await watcher.flush()
+        await settled(watcher)
 
         # What the seam relies on, on a connected client.
         assert isinstance(nc._pending, list)
@@ -43,9 +43,9 @@ async def test_unsent_publishes_are_dropped_and_other_commands_kept(
 
         # The dropped publishes never reach the server; the kept SUB does.
         await nc.publish(f"{topic}.after", b"after")
-        await nc.flush()
+        await settled(nc)
         await watcher.publish(f"{topic}.back", b"back")
-        await watcher.flush()
+        await settled(watcher)
         assert (await mine.next_msg(timeout=5)).data == b"back"
         # One connection's messages arrive in order: sent, the lost ones would come first.
         got = [await seen.next_msg(timeout=5) for _ in range(2)]

@@ -46,6 +46,20 @@ async def connect(settings: NatsSettings, name: str) -> Client:
     )
 
 
+async def settled(nc: Client) -> None:
+    """Return once the server has processed every command this connection queued so far (a
+    SUB before another connection publishes to it, a PUB before another is ordered after it).
+
+    `Client.flush()` alone does not promise that in the pinned nats-py 2.16: it writes its PING
+    straight to the socket, ahead of the commands still queued for the client's flusher task,
+    so the server can answer PONG before it read a SUB queued just before (under load on two
+    cores about one subscription in twelve was not yet there). The first flush's wait lets the
+    flusher write the queue; the second flush's PING follows it, and its PONG comes after the
+    server processed everything before."""
+    await nc.flush()
+    await nc.flush()
+
+
 def stream_config(spec: StreamSpec, namespace: str = "") -> StreamConfig:
     return StreamConfig(
         name=stream_name(spec.name, namespace),

@@ -31,6 +31,7 @@ from loupe_catalog.tokens import endpoints as token_endpoints
 from loupe_shared.kit import consumers, db, lease
 from loupe_shared.kit.app import create_app
 from loupe_shared.kit.lease import Leases
+from loupe_shared.kit.nats import settled
 from loupe_shared.kit.runtime import check_nats, check_tokens, nats_and_tokens
 from loupe_shared.kit.state import kit_state
 from loupe_shared.kit.tasks import cancel_and_wait
@@ -86,6 +87,8 @@ def build(settings: CatalogSettings) -> FastAPI:
                 )
                 relay.wake_after_commit(sessions)
                 await image_record_rpc.serve(nc, js, engine, settings.namespace)
+                # Its subscriptions are on the server before the service says it is ready.
+                await settled(nc)
                 # Background writers hold back while a restore runs (see kit.maintenance).
                 fence = kit.maintenance
                 if settings.ingest_enabled:

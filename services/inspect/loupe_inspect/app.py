@@ -21,6 +21,7 @@ from loupe_shared.kit import s3
 from loupe_shared.kit.app import create_app
 from loupe_shared.kit.auth import Role
 from loupe_shared.kit.logging import get_logger
+from loupe_shared.kit.nats import settled
 from loupe_shared.kit.runtime import check_nats, check_tokens, nats_and_tokens
 from loupe_shared.kit.state import kit_state
 from loupe_shared.kit.tasks import cancel_and_wait
@@ -89,6 +90,8 @@ def build(settings: InspectSettings) -> FastAPI:
                             preload.active_programs(inspector), name="inspect-preload"
                         )
                     )
+                # Its subscriptions are on the server before the service says it is ready.
+                await settled(nc)
                 tasks.append(asyncio.create_task(worker.run(), name="inspect-worker"))
                 _log.info("inspect.started", worker=me, concurrency=settings.concurrency)
                 try:
