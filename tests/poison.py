@@ -4,11 +4,9 @@ way to make PostgreSQL itself refuse chosen rows, the dead letters and the dead-
 The refusals come from the database, not from a stand-in: a trigger raises the SQLSTATE a
 real refusal (or outage) carries for rows whose text column holds a marker."""
 
-import asyncio
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
@@ -145,13 +143,3 @@ def dead_lettered(registry: CollectorRegistry, consumer: str) -> dict[str, float
         for sample in metric.samples
         if sample.name == "consumer_dead_lettered_total" and sample.labels["consumer"] == consumer
     }
-
-
-async def until(what: str, condition: Callable[[], Awaitable[bool]], timeout_s: float) -> float:
-    """Poll `condition` until it holds, at most `timeout_s`; answers the seconds it took."""
-    started = time.monotonic()
-    while not await condition():
-        if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"{what}: not true after {timeout_s} s")
-        await asyncio.sleep(0.05)
-    return time.monotonic() - started

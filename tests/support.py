@@ -1,5 +1,6 @@
 """Helpers shared by the tests."""
 
+import asyncio
 import contextlib
 import fcntl
 import os
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -271,3 +272,22 @@ def once_per_run(name: str, make: Callable[[], object]) -> None:
         make()
         if run:
             stamp.write_text(run)
+
+
+async def until(
+    what: str, condition: Callable[[], bool | Awaitable[bool]], timeout_s: float = 15.0
+) -> float:
+    """`eventually` for async tests: polls (a plain or async condition) without blocking the
+    loop the client under test runs on."""
+    started = time.monotonic()
+    delay = 0.01
+    while True:
+        holds = condition()
+        if not isinstance(holds, bool):
+            holds = await holds
+        if holds:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"{what}: not true after {timeout_s} s")
+        await asyncio.sleep(delay)
+        delay = min(delay * 1.5, 0.2)

@@ -28,7 +28,7 @@ from loupe_stack.stack import Stack
 from tests import poison
 from tests.catalog.helpers import random_sha
 from tests.databases import Databases
-from tests.support import CuttableProxy
+from tests.support import CuttableProxy, until
 
 MAX_DELIVERIES = 3
 
@@ -129,14 +129,14 @@ def test_poison_is_set_aside_and_the_events_behind_it_are_recorded(
                 async def recorded() -> bool:
                     return await _recorded(case, engine, marker, 5)
 
-                await poison.until("the events behind the poison recorded", recorded, 15)
+                await until("the events behind the poison recorded", recorded, 15)
                 took = time.monotonic() - started
                 expected = len(malformed) + 1 + len(failing)
 
                 async def all_dead() -> bool:
                     return len(await ns.dead_letters(case.stream)) >= expected
 
-                await poison.until("poison dead-lettered", all_dead, 20)
+                await until("poison dead-lettered", all_dead, 20)
                 info = await ns.js.consumer_info(
                     subjects.stream_name(case.stream, ns.name), case.durable
                 )
@@ -229,7 +229,7 @@ def test_an_outage_sets_nothing_aside_and_a_hung_handler_does_not_hold_the_rest(
             subject = ns.subject(case.subject)
             try:
                 await ns.js.publish(subject, case.event(f"{marker}-0"))
-                await poison.until("first", lambda: _recorded(case, check, marker, 1), 15)
+                await until("first", lambda: _recorded(case, check, marker, 1), 15)
                 proxy.cut()
                 first = await ns.js.publish(subject, case.event(f"{marker}-1"))
                 for i in range(2, 6):
@@ -243,21 +243,17 @@ def test_an_outage_sets_nothing_aside_and_a_hung_handler_does_not_hold_the_rest(
                         info.ack_floor.stream_seq or 0
                     ) < first.seq
 
-                await poison.until("retried during the outage", tried, 15)
+                await until("retried during the outage", tried, 15)
                 assert await ns.dead_letters(case.stream) == []
                 proxy.restore()
-                await poison.until(
-                    "after the outage", lambda: _recorded(case, check, marker, 6), 30
-                )
+                await until("after the outage", lambda: _recorded(case, check, marker, 6), 30)
                 assert await ns.dead_letters(case.stream) == []
 
                 await ns.js.publish(subject, case.event(poison.HANG))
                 started = time.monotonic()
                 for i in range(6, 9):
                     await ns.js.publish(subject, case.event(f"{marker}-{i}"))
-                await poison.until(
-                    "behind the hung one", lambda: _recorded(case, check, marker, 9), 15
-                )
+                await until("behind the hung one", lambda: _recorded(case, check, marker, 9), 15)
                 took = time.monotonic() - started
                 assert await ns.dead_letters(case.stream) == []
                 return took, poison.dead_lettered(registry, case.durable)

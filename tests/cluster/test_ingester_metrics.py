@@ -12,7 +12,8 @@ from loupe_line import LineClient
 from loupe_line.settings import LineSettings
 from loupe_stack.config import CLUSTER_REPLICAS, INGESTER_METRICS
 from loupe_stack.stack import Stack
-from tests.line.helpers import new_result, until
+from tests.line.helpers import new_result
+from tests.support import until
 
 RESULTS = 200
 # What the alerts and dashboards read of an ingester (names without `_total`, as parsed).

@@ -11,7 +11,8 @@ from loupe_line import LineClient
 from loupe_line.settings import LineSettings
 from loupe_stack.stack import Stack
 from tests.cluster.conftest import stream_leader, wait_nats_node
-from tests.line.helpers import new_result, until
+from tests.line.helpers import new_result
+from tests.support import until
 
 LINES = 3
 PER_LINE = 10_000

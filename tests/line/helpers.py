@@ -1,9 +1,6 @@
 """Reading a namespace's streams back, simple results, and waiting inside async tests."""
 
-import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,25 +17,6 @@ from loupe_shared.kit.settings import NatsSettings
 class Stored:
     headers: dict[str, str]
     data: bytes
-
-
-async def until(
-    what: str, condition: Callable[[], bool | Awaitable[bool]], timeout_s: float = 15.0
-) -> float:
-    """`eventually` for async tests: polls (a plain or async condition) without blocking the
-    loop the client under test runs on."""
-    started = time.monotonic()
-    delay = 0.01
-    while True:
-        holds = condition()
-        if not isinstance(holds, bool):
-            holds = await holds
-        if holds:
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout_s:
-            raise AssertionError(f"{what}: not true after {timeout_s} s")
-        await asyncio.sleep(delay)
-        delay = min(delay * 1.5, 0.2)
 
 
 async def read_stream(

@@ -14,7 +14,8 @@ from loupe_shared.kit.nats import connect
 from loupe_shared.kit.settings import NatsSettings
 from loupe_stack.processes import free_port
 from loupe_stack.stack import Stack
-from tests.line.helpers import read_batches, until
+from tests.line.helpers import read_batches
+from tests.support import until
 
 CLI = str(Path(sys.executable).parent / "loupe-line")
 

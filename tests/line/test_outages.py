@@ -18,8 +18,8 @@ from loupe_shared.kit.settings import NatsSettings
 from loupe_stack.processes import free_port
 from loupe_stack.stack import Stack
 from tests.line.conftest import SettingsFactory
-from tests.line.helpers import new_result, read_batches, result_ids, until
-from tests.support import CuttableProxy
+from tests.line.helpers import new_result, read_batches, result_ids
+from tests.support import CuttableProxy, until
 
 CLI = str(Path(sys.executable).parent / "loupe-line")
 

@@ -35,7 +35,7 @@ from tests import poison
 from tests.catalog.helpers import publish
 from tests.conftest import auth
 from tests.results.helpers import listed, result
-from tests.support import CuttableProxy, eventually
+from tests.support import CuttableProxy, eventually, until
 
 
 def _poisons(line_id: str) -> list[tuple[str, bytes]]:
@@ -416,14 +416,14 @@ def test_whatever_the_database_or_the_driver_refuses_is_set_aside_alone(
             started = time.monotonic()
             await rig.publish(*bodies)
             wanted = {g["result_id"] for g in good + accepted}
-            await poison.until("good results stored", lambda: _has(rig, line_id, wanted), 15)
+            await until("good results stored", lambda: _has(rig, line_id, wanted), 15)
             took = time.monotonic() - started
             expected = len(refused) + 1 + len(unconvertible)
 
             async def all_dead() -> bool:
                 return len(await rig.ns.dead_letters("RESULTS")) >= expected
 
-            await poison.until("poison dead-lettered", all_dead, 15)
+            await until("poison dead-lettered", all_dead, 15)
             assert await rig.stored(line_id) == wanted
             return took, await rig.ns.dead_letters("RESULTS"), rig.counted()
 
@@ -466,7 +466,7 @@ def test_a_burst_of_300_refused_results_then_a_good_one(
             good = result(line_id)
             await rig.publish(json.dumps({"results": [good]}).encode())
             published = time.monotonic()
-            await poison.until(
+            await until(
                 "the result after 300 poisons", lambda: _has(rig, line_id, {good["result_id"]}), 30
             )
             stored = time.monotonic()
@@ -474,7 +474,7 @@ def test_a_burst_of_300_refused_results_then_a_good_one(
             async def all_dead() -> bool:
                 return len(await rig.ns.dead_letters("RESULTS")) >= 300
 
-            await poison.until("300 dead letters", all_dead, 30)
+            await until("300 dead letters", all_dead, 30)
             return (
                 stored - started,
                 stored - published,
@@ -508,16 +508,16 @@ def test_an_outage_sets_nothing_aside_and_a_message_that_keeps_failing_is_set_as
         ) as rig:
             first = result(line_id)
             await rig.publish(json.dumps({"results": [first]}).encode())
-            await poison.until("first stored", lambda: _has(rig, line_id, {first["result_id"]}), 15)
+            await until("first stored", lambda: _has(rig, line_id, {first["result_id"]}), 15)
             proxy.cut()
             during = [result(line_id) for _ in range(5)]
             seq = await rig.publish(*(json.dumps({"results": [r]}).encode() for r in during))
             # Fetched while the database was away, not stored, nothing set aside.
-            await poison.until("tried during the outage", lambda: rig.tried(seq - 4), 15)
+            await until("tried during the outage", lambda: rig.tried(seq - 4), 15)
             assert await rig.ns.dead_letters("RESULTS") == []
             proxy.restore()
             wanted = {r["result_id"] for r in during}
-            await poison.until("stored after the outage", lambda: _has(rig, line_id, wanted), 20)
+            await until("stored after the outage", lambda: _has(rig, line_id, wanted), 20)
             assert await rig.ns.dead_letters("RESULTS") == []
             assert rig.counted() == {}
 
@@ -526,13 +526,13 @@ def test_an_outage_sets_nothing_aside_and_a_message_that_keeps_failing_is_set_as
             started = time.monotonic()
             await rig.publish(forever, *(json.dumps({"results": [a]}).encode() for a in after))
             wanted = {a["result_id"] for a in after}
-            await poison.until("stored beside it", lambda: _has(rig, line_id, wanted), 20)
+            await until("stored beside it", lambda: _has(rig, line_id, wanted), 20)
             took = time.monotonic() - started
 
             async def set_aside() -> bool:
                 return len(await rig.ns.dead_letters("RESULTS")) == 1
 
-            await poison.until("set aside after bounded deliveries", set_aside, 30)
+            await until("set aside after bounded deliveries", set_aside, 30)
             return await rig.ns.dead_letters("RESULTS"), rig.counted(), took
 
     try:

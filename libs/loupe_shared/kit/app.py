@@ -128,7 +128,9 @@ def create_app(
     )
     app.add_middleware(ETagMiddleware)
     if maintenance_guard:
-        app.add_middleware(MaintenanceMiddleware, guard=MaintenanceGuard())
+        app.add_middleware(
+            MaintenanceMiddleware, guard=MaintenanceGuard(poll_s=settings.maintenance_poll_s)
+        )
     app.add_middleware(
         RequestContextMiddleware,
         metrics=http_metrics,

@@ -5,12 +5,17 @@ The notice is one key in a NATS key-value bucket, written by the backup service.
 around a restore:
 
 1. the restore writes the notice;
-2. every service instance reads it (a loop polls every `poll_s`; a write request also reads
-   it when the last read is older than `ttl_s`), refuses every write from then on, waits
-   until the writes it had admitted have been answered, and then acknowledges the notice
-   under `ack.<service>.<instance>`;
+2. every service instance reads it (a loop reads it at once when the notice's key changes —
+   a core subscription to the key's subject hears each write — and every `poll_s` in any
+   case; a write request also reads it when the last read is older than `ttl_s`), refuses
+   every write from then on, waits until the writes it had admitted have been answered, and
+   then acknowledges the notice under `ack.<service>.<instance>`;
 3. the restore waits (bounded) until every live instance (`live.<service>.<instance>`,
-   renewed every `heartbeat_s`) has acknowledged, and only then takes its restore point.
+   renewed every `heartbeat_s`) has acknowledged — looking again when an acknowledgement is
+   heard, and every 0.05 s in any case — and only then takes its restore point.
+
+What is heard on the subjects only wakes a reader up: every decision is taken on what was
+read from the bucket, so a missed or early message costs time, never the fence.
 
 So a write answered 2xx is either finished before the restore point is taken or refused. An
 instance that cannot read the bucket for `PRESENCE_TTL_S` refuses writes by itself (its
@@ -25,6 +30,9 @@ from contextlib import suppress
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js.client import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
@@ -47,6 +55,14 @@ from loupe_shared.kit.state import kit_state
 
 _log = get_logger("loupe.maintenance")
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The longest the restore waits before it looks at the acknowledgements again.
+FENCE_LOOK_S = 0.05
+
+
+def key_subject(bucket: str, key: str) -> str:
+    """The subject a write of `key` in the key-value bucket `bucket` is published on (the keys
+    are the subjects of the bucket's stream; `>` in `key` matches every key below)."""
+    return f"$KV.{bucket}.{key}"
 
 
 def bucket_for(tokens_bucket: str) -> str:
@@ -63,11 +79,10 @@ async def open_bucket(js: JetStreamContext, bucket: str, replicas: int = 1) -> K
         )
 
 
-async def read_notice(js: JetStreamContext, bucket: str) -> MaintenanceNotice | None:
+async def read_notice(kv: KeyValue) -> MaintenanceNotice | None:
     try:
-        kv = await js.key_value(bucket)
         entry = await kv.get(MAINTENANCE_KEY)
-    except (BucketNotFoundError, KeyNotFoundError):
+    except KeyNotFoundError:
         return None
     if not entry.value:
         return None
@@ -107,29 +122,45 @@ async def beats(kv: KeyValue, prefix: str) -> dict[str, InstanceBeat]:
 
 
 async def await_fence(
-    js: JetStreamContext, bucket: str, restore_id: str, timeout_s: float
+    nc: Client, js: JetStreamContext, bucket: str, restore_id: str, timeout_s: float
 ) -> list[str]:
     """Wait until every live instance acknowledged the notice of `restore_id` (or is gone);
     answer the instances that did. Raise `FenceNotReached` naming the others after
     `timeout_s`."""
     kv = await open_bucket(js, bucket)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        now = datetime.now(UTC)
-        live = {
-            name
-            for name, beat in (await beats(kv, LIVE_PREFIX)).items()
-            if (now - beat.at).total_seconds() < PRESENCE_TTL_S
-        }
-        acked = {n for n, b in (await beats(kv, ACK_PREFIX)).items() if b.restore_id == restore_id}
-        waiting = sorted(live - acked)
-        if not waiting:
-            return sorted(acked)
-        if time.monotonic() >= deadline:
-            raise FenceNotReached(
-                "these services did not stop their writes in time: " + ", ".join(waiting)
-            )
-        await asyncio.sleep(0.05)
+    heard = asyncio.Event()
+
+    async def acknowledged(_: Msg) -> None:
+        heard.set()
+
+    # Subscribed before the first look, on the connection the look's reads take (the server
+    # takes one connection's commands in order): an acknowledgement the look missed is heard.
+    subscription = await nc.subscribe(key_subject(bucket, ACK_PREFIX + ">"), cb=acknowledged)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            heard.clear()
+            now = datetime.now(UTC)
+            live = {
+                name
+                for name, beat in (await beats(kv, LIVE_PREFIX)).items()
+                if (now - beat.at).total_seconds() < PRESENCE_TTL_S
+            }
+            acked = {
+                n for n, b in (await beats(kv, ACK_PREFIX)).items() if b.restore_id == restore_id
+            }
+            waiting = sorted(live - acked)
+            if not waiting:
+                return sorted(acked)
+            if time.monotonic() >= deadline:
+                raise FenceNotReached(
+                    "these services did not stop their writes in time: " + ", ".join(waiting)
+                )
+            with suppress(TimeoutError):
+                await asyncio.wait_for(heard.wait(), FENCE_LOOK_S)
+    finally:
+        with suppress(Exception):
+            await subscription.unsubscribe()
 
 
 class MaintenanceGuard:
@@ -162,6 +193,9 @@ class MaintenanceGuard:
         self._acked: str | None = None
         self._loop: asyncio.Task[None] | None = None
         self._bucket: KeyValue | None = None
+        # Set when a write of the notice's key is heard: the loop reads the notice at once.
+        self._changed = asyncio.Event()
+        self._listening: Subscription | None = None
 
     async def current(self, app: FastAPI) -> MaintenanceNotice | None:
         if time.monotonic() >= self._next_check:
@@ -188,20 +222,21 @@ class MaintenanceGuard:
             self._drained.set()
 
     async def _refresh(self, app: FastAPI) -> None:
-        messaging = kit_state(app).messaging
-        if messaging is None:
+        if kit_state(app).messaging is None:
             return
         try:
-            self._notice = await asyncio.wait_for(
-                read_notice(messaging.js, bucket_for(messaging.tokens.bucket)),
-                timeout=self._timeout_s,
-            )
+            self._notice = await asyncio.wait_for(self._read(app), timeout=self._timeout_s)
         except Exception as exc:
             _log.warning("maintenance.unreadable", error=str(exc) or type(exc).__name__)
             self._next_check = time.monotonic() + self._retry_s
         else:
             self._last_read = time.monotonic()
             self._next_check = time.monotonic() + self._ttl_s
+
+    async def _read(self, app: FastAPI) -> MaintenanceNotice | None:
+        # One round trip on the bucket opened once (not a lookup of the bucket each time).
+        kv = await self._kv(app)
+        return None if kv is None else await read_notice(kv)
 
     # --- the loop that heartbeats and acknowledges --------------------------------------------
 
@@ -216,6 +251,10 @@ class MaintenanceGuard:
         with suppress(asyncio.CancelledError, Exception):
             await self._loop
         self._loop = None
+        if self._listening is not None:
+            with suppress(Exception):
+                await self._listening.unsubscribe()
+            self._listening = None
         with suppress(Exception):
             kv = await asyncio.wait_for(self._kv(app), self._timeout_s)
             if kv is not None:
@@ -232,6 +271,18 @@ class MaintenanceGuard:
         self._bucket = await open_bucket(messaging.js, bucket_for(messaging.tokens.bucket))
         return self._bucket
 
+    async def _listen(self, app: FastAPI) -> None:
+        """Subscribe (once) to the notice key's subject; a write of it wakes the loop."""
+        messaging = kit_state(app).messaging
+        if self._listening is not None or messaging is None:
+            return
+
+        async def changed(_: Msg) -> None:
+            self._changed.set()
+
+        subject = key_subject(bucket_for(messaging.tokens.bucket), MAINTENANCE_KEY)
+        self._listening = await messaging.nats.subscribe(subject, cb=changed)
+
     def _key(self, app: FastAPI, prefix: str) -> str:
         return f"{prefix}{kit_state(app).service}.{self.instance}"
 
@@ -247,7 +298,9 @@ class MaintenanceGuard:
     async def _run(self, app: FastAPI) -> None:
         beat_at = -1e9
         while True:
+            self._changed.clear()
             try:
+                await self._listen(app)
                 async with self._lock:
                     await self._refresh(app)
                 notice = self.notice()
@@ -264,7 +317,8 @@ class MaintenanceGuard:
                 raise
             except Exception as exc:
                 _log.warning("maintenance.loop_failed", error=str(exc) or type(exc).__name__)
-            await asyncio.sleep(self._poll_s)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), self._poll_s)
 
 
 class MaintenanceMiddleware:

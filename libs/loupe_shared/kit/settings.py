@@ -24,6 +24,9 @@ class ServiceSettings(BaseSettings):
     # or a whole body taking longer than `body_timeout_s`, is answered 408.
     body_idle_timeout_s: float = 30.0
     body_timeout_s: float = 600.0
+    # The longest an instance goes without reading the restore's maintenance notice (it reads
+    # it at once when the notice is written; this is the fallback when that is not heard).
+    maintenance_poll_s: float = Field(default=0.2, gt=0, le=60)
     # Fault injection for the idempotency test: exit after a keyed request's work is done and
     # before its answer is kept (the worst moment to die).
     idempotency_crash_before_keep: bool = False

@@ -40,7 +40,9 @@ def build(settings: BackupSettings) -> FastAPI:
                     renew_s=settings.lease_renew_every_s(),
                     registry=registry,
                 )
-                backups = BackupService(settings, client, messaging.js, registry, leases)
+                backups = BackupService(
+                    settings, client, messaging.nats, messaging.js, registry, leases
+                )
                 await backups.start()
                 # A reader waiting for a set is answered as the server begins to shut down.
                 kit_state(app).on_drain.append(backups.drain)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from minio import Minio
+from nats.aio.client import Client
 from nats.js.client import JetStreamContext
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -159,6 +160,7 @@ class BackupService:
         self,
         settings: BackupSettings,
         s3: Minio,
+        nc: Client,
         js: JetStreamContext,
         registry: CollectorRegistry,
         leases: Leases,
@@ -166,6 +168,7 @@ class BackupService:
         self.settings = settings
         self.leases = leases
         self.s3 = s3
+        self.nc = nc
         self.js = js
         self.store = RecordStore(s3, settings.backup_bucket)
         self.executor = ThreadPoolExecutor(settings.copy_concurrency, "backup-copy")
@@ -837,7 +840,7 @@ class BackupService:
         renewer = asyncio.create_task(renew(), name="maintenance-renewal")
         try:
             acked = await maintenance.await_fence(
-                self.js, self.maintenance_bucket, restore.id, self.settings.fence_timeout_s
+                self.nc, self.js, self.maintenance_bucket, restore.id, self.settings.fence_timeout_s
             )
         except BaseException:
             renewer.cancel()
