@@ -182,6 +182,10 @@ class BackupService:
         self._collect_lock = asyncio.Lock()
         self._revisions: tuple[float, list[str]] | None = None
         self._draining = asyncio.Event()
+        # The manifest of the last set this replica completed, with its id and checksum: the
+        # next incremental's parent, most of the time, which then need not be read and parsed
+        # again (for 2,000 objects that was a fifth of an unchanged incremental's work).
+        self._last_manifest: tuple[str, str, Manifest] | None = None
 
     @property
     def maintenance_bucket(self) -> str:
@@ -395,6 +399,7 @@ class BackupService:
                 )
             reporter.end_phase("manifest")
             record.manifest_sha256 = await self.store.put_manifest(manifest)
+            self._last_manifest = (record.id, record.manifest_sha256, manifest)
             reporter.end_phase("done")
             record.counts = manifest.counts
             record.alembic_revisions = manifest.alembic_revisions
@@ -426,7 +431,12 @@ class BackupService:
         if parent_id is None:
             return None
         found = await self.store.get(parent_id)
-        return await self.store.manifest(found) if found else None
+        if found is None:
+            return None
+        kept = self._last_manifest
+        if kept is not None and (found.id, found.manifest_sha256) == kept[:2]:
+            return kept[2]  # the very manifest this replica wrote under that checksum
+        return await self.store.manifest(found)
 
     async def _fail(self, record: BackupRecord, error: str) -> None:
         record.status = "failed"
