@@ -163,9 +163,23 @@ RATIOS: list[tuple[str, str, Callable[[Rows], float], bool, float]] = [
         0.9,
     ),
     (
+        "full backup vs the bare copy run before it alone (no A-B-A)",
+        "(>= 0.9)",
+        _field("backup", "full backup", "vs_bare_before"),
+        True,
+        0.9,
+    ),
+    (
         "restore vs a bare copy",
         ">= 0.9",
         _field("backup", "restore", "vs_bare_copy"),
+        True,
+        0.9,
+    ),
+    (
+        "restore vs the bare copy run before it alone (no A-B-A)",
+        "(>= 0.9)",
+        _field("backup", "restore", "vs_bare_before"),
         True,
         0.9,
     ),
