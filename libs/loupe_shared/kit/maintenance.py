@@ -300,7 +300,12 @@ class MaintenanceGuard:
         while True:
             self._changed.clear()
             try:
+                # First, so the heartbeat below is written after it (on the same connection):
+                # whoever sees the heartbeat may count on a write of the notice being heard.
                 await self._listen(app)
+            except Exception as exc:  # the polls below go on without it
+                _log.warning("maintenance.unheard", error=str(exc) or type(exc).__name__)
+            try:
                 async with self._lock:
                     await self._refresh(app)
                 notice = self.notice()
