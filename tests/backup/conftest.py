@@ -448,7 +448,7 @@ def table_locked(inst: Installation, table: str) -> Iterator[None]:
 
 
 SNAPSHOT_WAITING = (
-    "FROM pg_stat_activity WHERE application_name = 'loupe-backup' "
+    "FROM pg_stat_activity WHERE application_name = 'loupe-backup-snapshot' "
     "AND wait_event_type = 'Lock' AND datname = '{}'"
 )
 

@@ -21,7 +21,7 @@ from tests.conftest import auth
 from tests.support import eventually
 
 SNAPSHOT_WAITING = (
-    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'loupe-backup' "
+    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'loupe-backup-snapshot' "
     "AND wait_event_type = 'Lock'"
 )
 

@@ -94,6 +94,21 @@ async def create_read_pool(settings: DatabaseSettings, application_name: str) ->
     return pool
 
 
+async def create_kept_pool(
+    settings: DatabaseSettings, application_name: str, max_size: int
+) -> asyncpg.Pool:
+    """A plain asyncpg pool for a worker's occasional jobs: connections are opened when first
+    needed and kept between jobs (idle ones closed after five minutes), so a job does not wait
+    for a new connection (5 ms alone, up to 40 ms beside the job's other work)."""
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        **_connect_args(settings, application_name),
+        min_size=0,
+        max_size=max_size,
+        max_inactive_connection_lifetime=300.0,
+    )
+    return pool
+
+
 async def get_read_pool(request: Request) -> asyncpg.Pool:
     return kit_state(request.app).reads()
 

@@ -8,9 +8,11 @@ import asyncio
 import tempfile
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 from minio import Minio
 
 from loupe_backup.backups import database, layout, objects
@@ -19,11 +21,12 @@ from loupe_backup.backups.progress import ProgressReporter
 from loupe_backup.backups.records import BackupRecord
 from loupe_backup.settings import BackupSettings
 from loupe_shared import __version__
-from loupe_shared.kit import db
 from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.tasks import cancel_and_wait
 
 _log = get_logger("backup.creator")
+# A database connection for one snapshot, given back afterwards.
+Connections = Callable[[], AbstractAsyncContextManager[asyncpg.Connection]]
 # What the images bucket holds: blobs, their thumbnails and their processing status.
 IMAGE_PREFIXES = ("blobs/", "thumbnails/", "status/")
 T = TypeVar("T")
@@ -73,10 +76,13 @@ def _copy(
 
 
 class BackupCreator:
-    def __init__(self, settings: BackupSettings, s3: Minio, copier: Copier) -> None:
+    def __init__(
+        self, settings: BackupSettings, s3: Minio, copier: Copier, connection: Connections
+    ) -> None:
         self.settings = settings
         self.s3 = s3
         self.copier = copier
+        self.connection = connection
 
     async def run(
         self,
@@ -105,13 +111,10 @@ class BackupCreator:
                     listing.append(asyncio.create_task(self._list_images()))
 
             try:
-                conn = await db.connect(self.settings, "loupe-backup")
-                try:
+                async with self.connection() as conn:
                     dumped, revisions = await database.dump(
                         conn, record.include, Path(directory), snapshot_taken
                     )
-                finally:
-                    await conn.close()
                 tables = [
                     TableFile(
                         table=item.table.name,

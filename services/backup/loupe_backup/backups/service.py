@@ -24,13 +24,14 @@ replica show a running set as failed only by the same rule (or when its record w
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, cast, get_args
 
+import asyncpg
 from minio import Minio
 from nats.aio.client import Client
 from nats.js.client import JetStreamContext
@@ -173,7 +174,7 @@ class BackupService:
         self.store = RecordStore(s3, settings.backup_bucket)
         self.executor = ThreadPoolExecutor(settings.copy_concurrency, "backup-copy")
         self.copier = Copier(self.executor, settings.copy_concurrency)
-        self.creator = BackupCreator(settings, s3, self.copier)
+        self.creator = BackupCreator(settings, s3, self.copier, self._snapshot_connection)
         self.restorer = Restorer(settings, s3, self.copier)
         self.tokens = TokenStore(js, subjects.stream_name(TOKENS_BUCKET, settings.namespace))
         self.metrics = BackupMetrics(registry)
@@ -186,6 +187,9 @@ class BackupService:
         # next incremental's parent, most of the time, which then need not be read and parsed
         # again (for 2,000 objects that was a fifth of an unchanged incremental's work).
         self._last_manifest: tuple[str, str, Manifest] | None = None
+        # Connections for the snapshots, kept between backups (made on the first one).
+        self._snapshots: asyncpg.Pool | None = None
+        self._snapshots_lock = asyncio.Lock()
 
     @property
     def maintenance_bucket(self) -> str:
@@ -262,6 +266,34 @@ class BackupService:
         tasks = [*self.jobs.values(), *([self.restore_task] if self.restore_task else [])]
         await cancel_and_wait(tasks)
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self._snapshots is not None:
+            try:
+                await asyncio.wait_for(self._snapshots.close(), 5)
+            except TimeoutError:
+                self._snapshots.terminate()
+
+    @asynccontextmanager
+    async def _snapshot_connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A kept connection for a backup's snapshot; one the server dropped while it was kept
+        (a restarted database) is replaced, not handed out."""
+        async with self._snapshots_lock:
+            if self._snapshots is None:
+                self._snapshots = await db.create_kept_pool(
+                    self.settings, "loupe-backup-snapshot", 2
+                )
+        pool = self._snapshots
+        for attempt in (1, 2):
+            async with pool.acquire() as conn:
+                try:
+                    await conn.execute("SELECT 1")
+                except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                    if attempt == 2:
+                        raise
+                    await pool.expire_connections()
+                    continue
+                # The pool's proxy forwards every call to the connection it holds.
+                yield cast(asyncpg.Connection, conn)
+                return
 
     async def audit(self, actor: Actor, action: str, target: str, /, **details: Any) -> None:
         """`audit.recorded` for what `actor` did (the catalog appends it to the audit log)."""
