@@ -89,8 +89,8 @@ def test_the_replica_that_wrote_the_parent_reads_no_manifest(
             assert again.parent_id == other.id
             assert first_store.manifests_read == 1
         finally:
-            first.executor.shutdown()
-            second.executor.shutdown()
+            await first.close()
+            await second.close()
             await nc.close()
 
     asyncio.run(run())
