@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from minio import Minio
 
+from loupe_backup.backups.service import SNAPSHOT_CONNECTION
 from loupe_shared.kit.auth import Role
 from loupe_shared.kit.nats import connect
 from loupe_stack.bootstrap import bootstrap
@@ -448,7 +449,7 @@ def table_locked(inst: Installation, table: str) -> Iterator[None]:
 
 
 SNAPSHOT_WAITING = (
-    "FROM pg_stat_activity WHERE application_name = 'loupe-backup-snapshot' "
+    f"FROM pg_stat_activity WHERE application_name = '{SNAPSHOT_CONNECTION}' "
     "AND wait_event_type = 'Lock' AND datname = '{}'"
 )
 

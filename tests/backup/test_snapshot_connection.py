@@ -2,11 +2,16 @@
 to 40 ms of an unchanged incremental on a busy machine), and one the database dropped while it
 was kept is replaced: the next backup still completes."""
 
-import asyncio
+from loupe_backup.backups.service import SNAPSHOT_CONNECTION
+from tests.backup.conftest import Installation, MakeInstallation, backup
 
-from tests.backup.conftest import MakeInstallation, backup
 
-KEPT = "loupe-backup-snapshot"
+def _kept(inst: Installation) -> list[int]:
+    rows = inst.sql(
+        "SELECT pid FROM pg_stat_activity "  # noqa: S608 (the test's own names)
+        f"WHERE datname = '{inst.database}' AND application_name = '{SNAPSHOT_CONNECTION}'"
+    )
+    return sorted(r["pid"] for r in rows)
 
 
 def test_the_snapshot_connection_is_kept_and_a_dropped_one_replaced(
@@ -17,36 +22,17 @@ def test_the_snapshot_connection_is_kept_and_a_dropped_one_replaced(
     inst.start("catalog")
     inst.start("backup")
 
-    async def kept() -> list[int]:
-        conn = await inst.platform.endpoints.pg_connect(inst.database)
-        try:
-            rows = await conn.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = $2",
-                inst.database,
-                KEPT,
-            )
-            return sorted(r["pid"] for r in rows)
-        finally:
-            await conn.close()
-
-    async def drop(pids: list[int]) -> None:
-        conn = await inst.platform.endpoints.pg_connect(inst.database)
-        try:
-            for pid in pids:
-                assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
-        finally:
-            await conn.close()
-
-    assert asyncio.run(kept()) == []
+    assert _kept(inst) == []
     assert backup(inst)["status"] == "completed"
-    first = asyncio.run(kept())
+    first = _kept(inst)
     assert len(first) == 1
     assert backup(inst, {"kind": "incremental"})["status"] == "completed"
-    assert asyncio.run(kept()) == first  # the same server process: the connection was kept
+    assert _kept(inst) == first  # the same server process: the connection was kept
 
-    asyncio.run(drop(first))
+    for pid in first:
+        assert inst.sql(f"SELECT pg_terminate_backend({pid}) AS done")[0]["done"]
     again = backup(inst, {"kind": "incremental"})
     assert again["status"] == "completed", again.get("error")
-    replaced = asyncio.run(kept())
+    replaced = _kept(inst)
     assert len(replaced) == 1
     assert replaced != first

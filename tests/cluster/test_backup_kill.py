@@ -10,7 +10,7 @@ import httpx
 import psycopg
 from nats.js.errors import KeyNotFoundError
 
-from loupe_backup.backups.service import job_lease
+from loupe_backup.backups.service import SNAPSHOT_CONNECTION, job_lease
 from loupe_shared.contracts.streams import LEASES_BUCKET
 from loupe_shared.contracts.subjects import stream_name
 from loupe_shared.kit.lease import LeaseRecord
@@ -21,8 +21,8 @@ from tests.conftest import auth
 from tests.support import eventually
 
 SNAPSHOT_WAITING = (
-    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'loupe-backup-snapshot' "
-    "AND wait_event_type = 'Lock'"
+    "SELECT count(*) FROM pg_stat_activity "  # noqa: S608 (a constant)
+    f"WHERE application_name = '{SNAPSHOT_CONNECTION}' AND wait_event_type = 'Lock'"
 )
 
 

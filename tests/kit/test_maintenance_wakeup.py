@@ -7,9 +7,12 @@ the wake-up it is never acknowledged and the fence is not reached."""
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from fastapi import FastAPI
 from nats.js.errors import KeyNotFoundError
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+from pydantic_settings import SettingsConfigDict
 
 from loupe_shared.contracts.backup import LIVE_PREFIX, MaintenanceNotice
 from loupe_shared.contracts.streams import TOKENS_BUCKET
@@ -17,11 +20,17 @@ from loupe_shared.contracts.subjects import stream_name
 from loupe_shared.kit import maintenance
 from loupe_shared.kit.auth import TokenStore
 from loupe_shared.kit.nats import connect
-from loupe_shared.kit.settings import NatsSettings
+from loupe_shared.kit.settings import NatsSettings, ServiceSettings
 from loupe_shared.kit.state import KitState, Messaging, install
 from tests.support import until
 
 FENCE_TIMEOUT_S = 8.0
+
+
+class Polled(ServiceSettings):
+    """A service's settings, read from `TESTS_*` as each service reads its own prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="TESTS_", extra="ignore", frozen=True)
 
 
 async def test_a_guard_polling_once_an_hour_acknowledges_a_notice_when_it_is_written(
@@ -83,3 +92,21 @@ async def test_a_guard_polling_once_an_hour_acknowledges_a_notice_when_it_is_wri
         await guard.stop(app)
         await js.delete_key_value(bucket)
         await nc.close()
+
+
+@pytest.mark.parametrize(
+    "value", ["0", "-1", "nan", "inf", "61", "1e308", "0.2\x00", "", "x", "2" * 400]
+)
+def test_the_poll_setting_refuses_what_is_not_a_bounded_interval(value: str) -> None:
+    # Given as the text an environment variable holds (one cannot hold NUL at all; the
+    # value is handed over directly here so that case is checked too).
+    with pytest.raises(ValidationError):
+        Polled(maintenance_poll_s=value)
+
+
+def test_the_poll_setting_takes_an_interval_up_to_a_minute(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Polled().maintenance_poll_s == 0.2
+    monkeypatch.setenv("TESTS_MAINTENANCE_POLL_S", "60")
+    assert Polled().maintenance_poll_s == 60.0

@@ -71,6 +71,10 @@ SWEEP_LEASE = "backup.interrupted"
 RESTORE_LEASE = "backup.restore"
 
 
+# The name the snapshot's kept database connection shows in pg_stat_activity.
+SNAPSHOT_CONNECTION = "loupe-backup-snapshot"
+
+
 def job_lease(backup_id: str) -> str:
     return f"backup.jobs.{backup_id}"
 
@@ -278,9 +282,7 @@ class BackupService:
         (a restarted database) is replaced, not handed out."""
         async with self._snapshots_lock:
             if self._snapshots is None:
-                self._snapshots = await db.create_kept_pool(
-                    self.settings, "loupe-backup-snapshot", 2
-                )
+                self._snapshots = await db.create_kept_pool(self.settings, SNAPSHOT_CONNECTION, 2)
         pool = self._snapshots
         for attempt in (1, 2):
             async with pool.acquire() as conn:
