@@ -118,7 +118,15 @@ def create_app(
         docs_url=None,  # below: the same page with Swagger UI's files served from here
         redoc_url=None,
         openapi_url=f"/openapi/{service}.json",
+        # Metrics are Prometheus's (`/metrics`) and no OpenTelemetry exporter is set up, so
+        # FastAPI's own instrumentation is off rather than asked on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
+    # The service's routes come before the kit's (docs, health, metrics, about): a request is
+    # matched against the routes in order, each one tried costs a few microseconds, and nearly
+    # every request is for the service's own. (No path of the one is a path of the other.)
+    for router in routers:
+        app.include_router(router)
     _api_docs(app, service, title)
     install(app, KitState(service=service, registry=registry))
     # Innermost first: a write's idempotency key is claimed only once the restore fence let
@@ -190,8 +198,6 @@ def create_app(
     async def service_summary(request: Request, _: CurrentPrincipal) -> ServiceSummary:
         return await summary(request, service, sampler, registry)
 
-    for router in routers:
-        app.include_router(router)
     document_errors(app, maintenance=maintenance_guard)
     return app
 
@@ -211,6 +217,7 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         http=CoalescingHttpToolsProtocol,
         server_header=False,
         proxy_headers=True,
+        access_log=False,  # RequestContextMiddleware writes the access lines
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
     )
     _DrainingServer(config, kit_state(app)).run()

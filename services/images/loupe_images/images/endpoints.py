@@ -36,6 +36,55 @@ CanDelete = Annotated[Principal, Depends(require(Permission.IMAGES_DELETE))]
 CanManage = Annotated[Principal, Depends(require(Permission.STORAGE_MANAGE))]
 
 
+# The thumbnail route comes first: a request is matched against the routes in order, and each
+# one tried costs a few microseconds (see ThumbnailRoute).
+async def get_thumbnail(
+    sha256: Sha256,
+    state: State,
+    _: CanRead,
+    size: Annotated[
+        PositiveInt32, Query(description="the longest side in pixels: 256 or 1024")
+    ] = 256,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    return await serving.thumbnail(state, sha256, size, if_none_match)
+
+
+class ThumbnailRoute(APIRoute):
+    """The thumbnail GET is the hottest read (a gallery asks for dozens at once), and solving
+    its dependencies per request was most of what it cost. This route answers the plain
+    request itself — a well-formed hash, no query but `size=256` or `size=1024` — with the
+    same authorization and service call; anything else goes to the declared handler, so every
+    validation problem is answered as before."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        size = _PLAIN_SIZES.get(scope["query_string"])
+        sha256 = scope["path_params"].get("sha256", "")
+        if scope["method"] != "GET" or size is None or _SHA256.fullmatch(sha256) is None:
+            await super().handle(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        await _can_read(request)
+        answer = await serving.thumbnail(
+            await images_state(request), sha256, size, request.headers.get("if-none-match")
+        )
+        await answer(scope, receive, send)
+
+
+_PLAIN_SIZES = {b"": 256, b"size=256": 256, b"size=1024": 1024}
+_SHA256 = re.compile(SHA256)
+_can_read = require(Permission.IMAGES_READ)
+router.add_api_route(
+    "/{sha256}/thumbnail",
+    get_thumbnail,
+    methods=["GET"],
+    route_class_override=ThumbnailRoute,
+    summary="A WebP thumbnail (longest side 256 or 1024 px); regenerated when missing",
+    response_class=Response,
+    responses=binary(200, "The thumbnail", "image/webp"),
+)
+
+
 @router.post(
     "",
     summary="Upload an image (raw body or multipart `file`); the same bytes are stored once",
@@ -89,53 +138,6 @@ async def images_exist(query: ExistsQuery, state: State, _: CanRead) -> ExistsAn
 @router.get("/{sha256}/status", summary="Thumbnail processing status, with the error text")
 async def image_status(sha256: Sha256, state: State, _: CanRead) -> ImageStatus:
     return ImageStatus.model_validate(await service.thumbnail_status(state, sha256))
-
-
-async def get_thumbnail(
-    sha256: Sha256,
-    state: State,
-    _: CanRead,
-    size: Annotated[
-        PositiveInt32, Query(description="the longest side in pixels: 256 or 1024")
-    ] = 256,
-    if_none_match: Annotated[str | None, Header()] = None,
-) -> Response:
-    return await serving.thumbnail(state, sha256, size, if_none_match)
-
-
-class ThumbnailRoute(APIRoute):
-    """The thumbnail GET is the hottest read (a gallery asks for dozens at once), and solving
-    its dependencies per request was most of what it cost. This route answers the plain
-    request itself — a well-formed hash, no query but `size=256` or `size=1024` — with the
-    same authorization and service call; anything else goes to the declared handler, so every
-    validation problem is answered as before."""
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        size = _PLAIN_SIZES.get(scope["query_string"])
-        sha256 = scope["path_params"].get("sha256", "")
-        if scope["method"] != "GET" or size is None or _SHA256.fullmatch(sha256) is None:
-            await super().handle(scope, receive, send)
-            return
-        request = Request(scope, receive)
-        await _can_read(request)
-        answer = await serving.thumbnail(
-            await images_state(request), sha256, size, request.headers.get("if-none-match")
-        )
-        await answer(scope, receive, send)
-
-
-_PLAIN_SIZES = {b"": 256, b"size=256": 256, b"size=1024": 1024}
-_SHA256 = re.compile(SHA256)
-_can_read = require(Permission.IMAGES_READ)
-router.add_api_route(
-    "/{sha256}/thumbnail",
-    get_thumbnail,
-    methods=["GET"],
-    route_class_override=ThumbnailRoute,
-    summary="A WebP thumbnail (longest side 256 or 1024 px); regenerated when missing",
-    response_class=Response,
-    responses=binary(200, "The thumbnail", "image/webp"),
-)
 
 
 @router.head(
