@@ -10,10 +10,12 @@ import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
 
 from loupe_catalog.results.rows import storable
 from loupe_shared.contracts import subjects
 from loupe_shared.kit.logging import get_logger
+from loupe_shared.kit.nats import settled
 
 _log = get_logger("catalog.results.live")
 QUEUE = 1000
@@ -59,6 +61,9 @@ class LiveFeed:
         self.max_listeners = max_listeners
         self.listeners: set[Listener] = set()
         self._subscription: Subscription | None = None
+        # Held while the subscription is made or removed: a listener joining meanwhile waits
+        # for it to be on the server, and a second one is never made.
+        self._subscribing = asyncio.Lock()
         self.closing = False
 
     def close(self) -> None:
@@ -83,19 +88,35 @@ class LiveFeed:
                 listener.offer(result)
 
     async def join(self, line_id: str | None, verdict: str | None) -> Listener | None:
-        """A new listener, or None when the feed is full or closing."""
+        """A new listener, or None when the feed is full or closing. Once it returns, the
+        subscription is on the server: a result recorded from then on reaches the listener
+        (the stream reads what its reader missed from the database only after joining)."""
         if len(self.listeners) >= self.max_listeners or self.closing:
             return None
-        if self._subscription is None:
-            self._subscription = await self.nc.subscribe(
-                subjects.subject(subjects.RESULTS_RECORDED, self.namespace), cb=self._on_message
-            )
         listener = Listener(line_id, verdict)
-        self.listeners.add(listener)
+        self.listeners.add(listener)  # before any wait: a leave meanwhile keeps the subscription
+        try:
+            async with self._subscribing:
+                if self._subscription is None:
+                    self._subscription = await self.nc.subscribe(
+                        subjects.subject(subjects.RESULTS_RECORDED, self.namespace),
+                        cb=self._on_message,
+                    )
+                    if self.nc.is_connected:
+                        try:
+                            await settled(self.nc)
+                        except NatsError as exc:
+                            # Cut off meanwhile: the connection makes its subscriptions
+                            # again on reconnecting, before anything else it sends.
+                            _log.warning("results.live_unsettled", error=repr(exc))
+        except BaseException:
+            await self.leave(listener)
+            raise
         return listener
 
     async def leave(self, listener: Listener) -> None:
         self.listeners.discard(listener)
-        if not self.listeners and self._subscription is not None:
-            subscription, self._subscription = self._subscription, None
-            await subscription.unsubscribe()
+        async with self._subscribing:
+            if not self.listeners and self._subscription is not None:
+                subscription, self._subscription = self._subscription, None
+                await subscription.unsubscribe()
