@@ -2,7 +2,8 @@
 microseconds: the service's own routes come before the kit's, and the images service's
 thumbnail GET (its most frequent request) is the first of its router."""
 
-from collections.abc import AsyncIterator, Callable
+import importlib
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
@@ -12,34 +13,17 @@ from starlette.routing import Route
 
 from loupe_shared.kit.app import create_app
 from loupe_shared.kit.settings import ServiceSettings
+from loupe_stack.config import SERVICES
 
 
-def _catalog() -> FastAPI:
-    from loupe_catalog.app import build
-    from loupe_catalog.settings import CatalogSettings
-
-    return build(CatalogSettings())
-
-
-def _images() -> FastAPI:
-    from loupe_images.app import build
-    from loupe_images.settings import ImagesSettings
-
-    return build(ImagesSettings())
-
-
-def _backup() -> FastAPI:
-    from loupe_backup.app import build
-    from loupe_backup.settings import BackupSettings
-
-    return build(BackupSettings())
-
-
-def _inspect() -> FastAPI:
-    from loupe_inspect.app import build
-    from loupe_inspect.settings import InspectSettings
-
-    return build(InspectSettings())
+def _build(service: str) -> FastAPI:
+    """The service's app as its `__main__` makes it (`build(<Service>Settings())`)."""
+    app = importlib.import_module(f"loupe_{service}.app")
+    settings = getattr(
+        importlib.import_module(f"loupe_{service}.settings"), f"{service.title()}Settings"
+    )
+    built: FastAPI = app.build(settings())
+    return built
 
 
 def _is_kit_route(route: object, service: str) -> bool:
@@ -53,14 +37,9 @@ def _is_kit_route(route: object, service: str) -> bool:
     )
 
 
-@pytest.mark.parametrize(
-    ("service", "build"),
-    [("catalog", _catalog), ("images", _images), ("backup", _backup), ("inspect", _inspect)],
-)
-def test_the_service_routes_are_tried_before_the_kit_routes(
-    service: str, build: Callable[[], FastAPI]
-) -> None:
-    routes = build().router.routes
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_service_routes_are_tried_before_the_kit_routes(service: str) -> None:
+    routes = _build(service).router.routes
     # FastAPI adds the OpenAPI document's route when the app is made, before anything else:
     # one plain regular expression.
     assert isinstance(routes[0], Route)
@@ -76,7 +55,7 @@ def test_the_service_routes_are_tried_before_the_kit_routes(
 
 
 def test_the_thumbnail_get_is_the_first_route_of_the_images_router() -> None:
-    routes = _images().router.routes
+    routes = _build("images").router.routes
     images = next(
         r
         for r in routes

@@ -96,23 +96,27 @@ class LiveFeed:
         listener = Listener(line_id, verdict)
         self.listeners.add(listener)  # before any wait: a leave meanwhile keeps the subscription
         try:
-            async with self._subscribing:
-                if self._subscription is None:
-                    self._subscription = await self.nc.subscribe(
-                        subjects.subject(subjects.RESULTS_RECORDED, self.namespace),
-                        cb=self._on_message,
-                    )
-                    if self.nc.is_connected:
-                        try:
-                            await settled(self.nc)
-                        except NatsError as exc:
-                            # Cut off meanwhile: the connection makes its subscriptions
-                            # again on reconnecting, before anything else it sends.
-                            _log.warning("results.live_unsettled", error=repr(exc))
+            await self._subscribe()
         except BaseException:
             await self.leave(listener)
             raise
         return listener
+
+    async def _subscribe(self) -> None:
+        """Make the feed's subscription unless it exists, and wait until the server has it."""
+        async with self._subscribing:
+            if self._subscription is not None:
+                return
+            self._subscription = await self.nc.subscribe(
+                subjects.subject(subjects.RESULTS_RECORDED, self.namespace), cb=self._on_message
+            )
+            if not self.nc.is_connected:
+                return  # the client makes it again first thing on reconnecting
+            try:
+                await settled(self.nc)
+            except NatsError as exc:
+                # Cut off meanwhile: made again on reconnecting, as above.
+                _log.warning("results.live_unsettled", error=repr(exc))
 
     async def leave(self, listener: Listener) -> None:
         self.listeners.discard(listener)
