@@ -21,11 +21,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from nats.js.client import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
 from loupe_shared.kit.logging import get_logger
+from loupe_shared.kit.nats import bucket_keys
 from loupe_shared.kit.problems import Problem
 from loupe_shared.kit.state import kit_state
 
@@ -210,12 +211,7 @@ class TokenStore:
         return TokenRecord.model_validate(json.loads(entry.value))
 
     async def list(self) -> list[TokenRecord]:
-        kv = await self._bucket_kv()
-        try:
-            keys = await kv.keys()
-        except NoKeysError:
-            return []
-        records = [await self.get(key) for key in keys]
+        records = [await self.get(key) for key in await bucket_keys(self._js, self._bucket)]
         return sorted((r for r in records if r is not None), key=lambda r: r.created_at)
 
     async def revoke(self, token_id: str) -> TokenRecord | None:

@@ -34,7 +34,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.client import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -50,6 +50,7 @@ from loupe_shared.contracts.backup import (
 from loupe_shared.contracts.streams import MAINTENANCE_BUCKET, TOKENS_BUCKET
 from loupe_shared.kit.auth import authenticate_request
 from loupe_shared.kit.logging import get_logger
+from loupe_shared.kit.nats import bucket_keys, key_subject
 from loupe_shared.kit.problems import Problem, problem_response
 from loupe_shared.kit.state import kit_state
 
@@ -57,12 +58,6 @@ _log = get_logger("loupe.maintenance")
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The longest the restore waits before it looks at the acknowledgements again.
 FENCE_LOOK_S = 0.05
-
-
-def key_subject(bucket: str, key: str) -> str:
-    """The subject a write of `key` in the key-value bucket `bucket` is published on (the keys
-    are the subjects of the bucket's stream; `>` in `key` matches every key below)."""
-    return f"$KV.{bucket}.{key}"
 
 
 def bucket_for(tokens_bucket: str) -> str:
@@ -105,15 +100,11 @@ class FenceNotReached(Exception):
     """Some live service instance did not acknowledge the notice in time."""
 
 
-async def beats(kv: KeyValue, prefix: str) -> dict[str, InstanceBeat]:
-    try:
-        keys = await kv.keys()
-    except NoKeysError:
-        return {}
+async def beats(
+    js: JetStreamContext, bucket: str, kv: KeyValue, prefix: str
+) -> dict[str, InstanceBeat]:
     found: dict[str, InstanceBeat] = {}
-    for key in keys:
-        if not key.startswith(prefix):
-            continue
+    for key in await bucket_keys(js, bucket, prefix):
         with suppress(KeyNotFoundError):
             entry = await kv.get(key)
             if entry.value:
@@ -143,11 +134,13 @@ async def await_fence(
             now = datetime.now(UTC)
             live = {
                 name
-                for name, beat in (await beats(kv, LIVE_PREFIX)).items()
+                for name, beat in (await beats(js, bucket, kv, LIVE_PREFIX)).items()
                 if (now - beat.at).total_seconds() < PRESENCE_TTL_S
             }
             acked = {
-                n for n, b in (await beats(kv, ACK_PREFIX)).items() if b.restore_id == restore_id
+                n
+                for n, b in (await beats(js, bucket, kv, ACK_PREFIX)).items()
+                if b.restore_id == restore_id
             }
             waiting = sorted(live - acked)
             if not waiting:

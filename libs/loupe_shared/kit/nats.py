@@ -46,6 +46,26 @@ async def connect(settings: NatsSettings, name: str) -> Client:
     )
 
 
+def key_subject(bucket: str, key: str) -> str:
+    """The subject a write of `key` in the key-value bucket `bucket` is published on (the keys
+    are the subjects of the bucket's stream; `>` in `key` matches every key below)."""
+    return f"$KV.{bucket}.{key}"
+
+
+async def bucket_keys(js: JetStreamContext, bucket: str, prefix: str = "") -> list[str]:
+    """The keys of a key-value bucket that start with `prefix` (which ends with a dot, or is
+    empty), read from the counts the server keeps for its stream's subjects. A deleted or
+    purged key is among them (its marker is its last entry); reading it says it is deleted.
+
+    Not nats-py's `KeyValue.keys()`: its watcher asks the server how many entries are still to
+    come and ends at once when none is, even when every entry was sent already and is not yet
+    handed over — it then answers no key at all. With both cores busy that happened: a backup
+    whose manifest held none of the installation's tokens."""
+    start = key_subject(bucket, "")
+    info = await js.stream_info(f"KV_{bucket}", subjects_filter=key_subject(bucket, prefix + ">"))
+    return sorted(s.removeprefix(start) for s in info.state.subjects or {})
+
+
 async def settled(nc: Client) -> None:
     """Return once the server has processed every command this connection queued so far (a
     SUB before another connection publishes to it, a PUB before another is ordered after it).
