@@ -222,7 +222,8 @@ async def _first(stop: asyncio.Event, work: Coroutine[Any, Any, Any]) -> None:
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await event.wait()
 
 
 def _summary(

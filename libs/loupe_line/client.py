@@ -271,7 +271,8 @@ class LineClient:
     async def wait_replayed(self, timeout_s: float | None = None) -> bool:
         """Wait until the spool is empty; answers whether it is (False on timeout)."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._spool_empty.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._spool_empty.wait()
         return self._spool_bound == 0
 
     # --- accepting --------------------------------------------------------------------------
@@ -567,7 +568,8 @@ class LineClient:
 
     async def _pause(self, seconds: float) -> None:
         try:
-            await asyncio.wait_for(self._nudge.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._nudge.wait()
         except TimeoutError:
             return
         if not self._stopping.is_set():

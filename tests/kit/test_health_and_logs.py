@@ -39,9 +39,16 @@ def test_readiness_names_the_dependency_that_fails(platform: Stack, tmp_path) ->
         finally:
             proc.terminate()
             # uvicorn drains, runs the shutdown of the app, then re-raises SIGTERM.
-            assert proc.wait(timeout=20) in (0, -15)
+            try:
+                code: int | None = proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                code = None
             log.close()
-    assert "Application shutdown complete" in (tmp_path / "images.log").read_text()
+    written = (tmp_path / "images.log").read_text()
+    assert code in (0, -15), f"not stopped 20 s after SIGTERM; its log ends:\n{written[-3000:]}"
+    assert "Application shutdown complete" in written
 
 
 def test_every_service_logs_json_with_the_request_id(

@@ -4,12 +4,19 @@ guard polls once an hour and beats once an hour; the restore's wait for its ackn
 gives up after 8 s, while the guard's one heartbeat still counts it as live (10 s): without
 the wake-up it is never acknowledged and the fence is not reached."""
 
+import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi import FastAPI
+from nats.aio.client import Client
+from nats.js.client import JetStreamContext
 from nats.js.errors import KeyNotFoundError
+from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from pydantic_settings import SettingsConfigDict
@@ -33,9 +40,26 @@ class Polled(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="TESTS_", extra="ignore", frozen=True)
 
 
-async def test_a_guard_polling_once_an_hour_acknowledges_a_notice_when_it_is_written(
-    nats_settings: NatsSettings,
-) -> None:
+@dataclass
+class Guarded:
+    guard: maintenance.MaintenanceGuard
+    app: FastAPI
+    nc: Client
+    js: JetStreamContext
+    bucket: str
+    kv: KeyValue
+
+    async def beaten(self) -> bool:
+        """The guard's heartbeat is in the bucket."""
+        try:
+            return bool((await self.kv.get(f"{LIVE_PREFIX}tests.{self.guard.instance}")).value)
+        except KeyNotFoundError:
+            return False
+
+
+@asynccontextmanager
+async def guarded(nats_settings: NatsSettings) -> AsyncIterator[Guarded]:
+    """A guard polling once an hour and beating once an hour, on a bucket of its own."""
     nc = await connect(nats_settings, "tests-maintenance-wakeup")
     js = nc.jetstream()
     tokens = stream_name(TOKENS_BUCKET, f"t{uuid.uuid4().hex[:8]}")
@@ -52,17 +76,21 @@ async def test_a_guard_polling_once_an_hour_acknowledges_a_notice_when_it_is_wri
     guard = maintenance.MaintenanceGuard(poll_s=3600, heartbeat_s=3600)
     kv = await maintenance.open_bucket(js, bucket)
     try:
-        guard.start(app)
+        yield Guarded(guard, app, nc, js, bucket, kv)
+    finally:
+        await guard.stop(app)
+        await js.delete_key_value(bucket)
+        await nc.close()
+
+
+async def test_a_guard_polling_once_an_hour_acknowledges_a_notice_when_it_is_written(
+    nats_settings: NatsSettings,
+) -> None:
+    async with guarded(nats_settings) as g:
+        guard, js, bucket = g.guard, g.js, g.bucket
+        guard.start(g.app)
         # Its first round: it read the notice (none) and beat once; then it sleeps.
-        live_key = f"{LIVE_PREFIX}tests.{guard.instance}"
-
-        async def beaten() -> bool:
-            try:
-                return bool((await kv.get(live_key)).value)
-            except KeyNotFoundError:
-                return False
-
-        await until("the guard's first heartbeat", beaten)
+        await until("the guard's first heartbeat", g.beaten)
         assert guard.notice() is None
 
         restore_id = uuid.uuid4().hex
@@ -74,7 +102,7 @@ async def test_a_guard_polling_once_an_hour_acknowledges_a_notice_when_it_is_wri
             lease_until=written + timedelta(seconds=60),
         )
         await maintenance.announce(js, bucket, notice)
-        acked = await maintenance.await_fence(nc, js, bucket, restore_id, FENCE_TIMEOUT_S)
+        acked = await maintenance.await_fence(g.nc, js, bucket, restore_id, FENCE_TIMEOUT_S)
         assert acked == [f"tests.{guard.instance}"]
         seen = guard.notice()
         assert seen is not None
@@ -88,10 +116,32 @@ async def test_a_guard_polling_once_an_hour_acknowledges_a_notice_when_it_is_wri
 
         # Bounded well below the guard's hour-long poll: only the wake-up can lift it.
         await until("the notice lifted", lifted)
-    finally:
-        await guard.stop(app)
-        await js.delete_key_value(bucket)
-        await nc.close()
+
+
+async def test_one_cancellation_stops_the_guard_even_as_its_wake_up_comes(
+    nats_settings: NatsSettings,
+) -> None:
+    """At shutdown the guard's loop is cancelled once. On Python 3.11 `asyncio.wait_for`
+    returns the result of a wait that ends as its caller is cancelled, losing the
+    cancellation: the loop went on, and a service waited for it forever (seen once, in a
+    whole run of the suite). Here the cancellation comes right after the wake-up that a write
+    of the notice gives, in each of five rounds."""
+    async with guarded(nats_settings) as g:
+        for round_ in range(5):
+            await g.kv.purge(f"{LIVE_PREFIX}tests.{g.guard.instance}")
+            g.guard.start(g.app)
+            # Beaten: the round is over and the loop waits for a wake-up or its next poll.
+            await until(f"round {round_}: the guard's heartbeat", g.beaten)
+            loop = g.guard._loop
+            assert loop is not None
+            g.guard._changed.set()  # what hearing a write of the notice does
+            await asyncio.sleep(0)  # the wait ends...
+            loop.cancel()  # ...as the loop is cancelled
+            await asyncio.wait([loop], timeout=30)
+            try:
+                assert loop.cancelled(), f"round {round_}: the loop went on"
+            finally:
+                await g.guard.stop(g.app)
 
 
 @pytest.mark.parametrize(

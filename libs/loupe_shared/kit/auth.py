@@ -255,7 +255,8 @@ class TokenStore:
         if cached is not None and now - cached[0] < self._cache_ttl_s:
             return cached[1]
         try:
-            record = await asyncio.wait_for(self.get(token_id), timeout=2.0)
+            async with asyncio.timeout(2.0):
+                record = await self.get(token_id)
         except Exception as exc:
             if cached is not None and now - cached[0] < self._stale_grace_s:
                 _log.warning("auth.store_unreachable", token_id=token_id, error=str(exc))

@@ -46,7 +46,8 @@ async def run_checks(
     async def run(name: str, check: Check) -> tuple[str, str | None, float]:
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(check(request), CHECK_TIMEOUT_S)
+            async with asyncio.timeout(CHECK_TIMEOUT_S):
+                await check(request)
             error = None
         except TimeoutError:
             error = f"no answer within {CHECK_TIMEOUT_S:g} s"

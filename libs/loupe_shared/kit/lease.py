@@ -152,7 +152,8 @@ class Leases:
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
-            self._kv = await asyncio.wait_for(ensure_bucket(self.js, self.bucket), CALL_TIMEOUT_S)
+            async with asyncio.timeout(CALL_TIMEOUT_S):
+                self._kv = await ensure_bucket(self.js, self.bucket)
         return self._kv
 
     def _record(self, acquired_at: datetime) -> bytes:
@@ -177,7 +178,8 @@ class Leases:
         """Whether `name` is held by a live holder, as far as this process can tell now."""
         kv = await self._bucket()
         try:
-            entry = await asyncio.wait_for(kv.get(name), CALL_TIMEOUT_S)
+            async with asyncio.timeout(CALL_TIMEOUT_S):
+                entry = await kv.get(name)
         except KeyNotFoundError:
             self._seen.pop(name, None)
             return Observed("absent", None, 0)
@@ -203,9 +205,8 @@ class Leases:
         acquired_at = datetime.now(UTC)
         sent = time.monotonic()
         try:
-            revision = await asyncio.wait_for(
-                kv.create(name, self._record(acquired_at)), CALL_TIMEOUT_S
-            )
+            async with asyncio.timeout(CALL_TIMEOUT_S):
+                revision = await kv.create(name, self._record(acquired_at))
             event = "lease.acquired"
         except KeyWrongLastSequenceError:
             found = await self.observe(name)
@@ -213,15 +214,13 @@ class Leases:
                 raise LeaseTaken(name, found.record) from None
             sent = time.monotonic()
             try:
-                if found.state == "absent":
-                    revision = await asyncio.wait_for(
-                        kv.create(name, self._record(acquired_at)), CALL_TIMEOUT_S
-                    )
-                else:
-                    revision = await asyncio.wait_for(
-                        kv.update(name, self._record(acquired_at), last=found.revision),
-                        CALL_TIMEOUT_S,
-                    )
+                async with asyncio.timeout(CALL_TIMEOUT_S):
+                    if found.state == "absent":
+                        revision = await kv.create(name, self._record(acquired_at))
+                    else:
+                        revision = await kv.update(
+                            name, self._record(acquired_at), last=found.revision
+                        )
             except KeyWrongLastSequenceError:
                 raise LeaseTaken(name, found.record) from None
             event = "lease.acquired" if found.state == "absent" else "lease.taken_over"
@@ -249,15 +248,16 @@ class Leases:
         if left <= 0:
             raise LeaseLost(f"lease {held.name} expired before it could be renewed")
         try:
-            held.revision = await asyncio.wait_for(
-                kv.update(held.name, self._record(held.acquired_at), last=held.revision),
-                min(left, CALL_TIMEOUT_S),
-            )
+            async with asyncio.timeout(min(left, CALL_TIMEOUT_S)):
+                held.revision = await kv.update(
+                    held.name, self._record(held.acquired_at), last=held.revision
+                )
         except KeyWrongLastSequenceError:
             # An earlier renewal may have been written with its answer lost: the record is
             # then still ours, at a newer revision.
             try:
-                entry = await asyncio.wait_for(kv.get(held.name), min(left, CALL_TIMEOUT_S))
+                async with asyncio.timeout(min(left, CALL_TIMEOUT_S)):
+                    entry = await kv.get(held.name)
             except KeyNotFoundError:
                 raise LeaseLost(f"lease {held.name} was removed") from None
             record = _parse(entry.value)
@@ -295,7 +295,8 @@ class Leases:
         self._gauge.labels(held.name, self.holder).set(0)
         try:
             kv = await self._bucket()
-            await asyncio.wait_for(kv.delete(held.name, last=held.revision), CALL_TIMEOUT_S)
+            async with asyncio.timeout(CALL_TIMEOUT_S):
+                await kv.delete(held.name, last=held.revision)
         except Exception as exc:
             # Another holder's record, or the bucket cannot be reached: it expires by itself.
             _log.warning("lease.release_failed", lease=held.name, error=str(exc) or repr(exc))

@@ -53,6 +53,7 @@ from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.nats import bucket_keys, key_subject
 from loupe_shared.kit.problems import Problem, problem_response
 from loupe_shared.kit.state import kit_state
+from loupe_shared.kit.tasks import cancel_and_wait
 
 _log = get_logger("loupe.maintenance")
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -150,7 +151,8 @@ async def await_fence(
                     "these services did not stop their writes in time: " + ", ".join(waiting)
                 )
             with suppress(TimeoutError):
-                await asyncio.wait_for(heard.wait(), FENCE_LOOK_S)
+                async with asyncio.timeout(FENCE_LOOK_S):
+                    await heard.wait()
     finally:
         with suppress(Exception):
             await subscription.unsubscribe()
@@ -218,7 +220,8 @@ class MaintenanceGuard:
         if kit_state(app).messaging is None:
             return
         try:
-            self._notice = await asyncio.wait_for(self._read(app), timeout=self._timeout_s)
+            async with asyncio.timeout(self._timeout_s):
+                self._notice = await self._read(app)
         except Exception as exc:
             _log.warning("maintenance.unreadable", error=str(exc) or type(exc).__name__)
             self._next_check = time.monotonic() + self._retry_s
@@ -240,18 +243,18 @@ class MaintenanceGuard:
     async def stop(self, app: FastAPI) -> None:
         if self._loop is None:
             return
-        self._loop.cancel()
-        with suppress(asyncio.CancelledError, Exception):
-            await self._loop
+        await cancel_and_wait([self._loop])
         self._loop = None
         if self._listening is not None:
             with suppress(Exception):
                 await self._listening.unsubscribe()
             self._listening = None
         with suppress(Exception):
-            kv = await asyncio.wait_for(self._kv(app), self._timeout_s)
+            async with asyncio.timeout(self._timeout_s):
+                kv = await self._kv(app)
             if kv is not None:
-                await asyncio.wait_for(kv.delete(self._key(app, LIVE_PREFIX)), self._timeout_s)
+                async with asyncio.timeout(self._timeout_s):
+                    await kv.delete(self._key(app, LIVE_PREFIX))
 
     async def _kv(self, app: FastAPI) -> KeyValue | None:
         # Opened once and kept: a heartbeat is then one round trip, not two, which keeps it
@@ -302,7 +305,8 @@ class MaintenanceGuard:
                 async with self._lock:
                     await self._refresh(app)
                 notice = self.notice()
-                kv = await asyncio.wait_for(self._kv(app), self._timeout_s)
+                async with asyncio.timeout(self._timeout_s):
+                    kv = await self._kv(app)
                 if notice is not None and notice.restore_id != self._acked and kv is not None:
                     await self._drained.wait()
                     await kv.put(self._key(app, ACK_PREFIX), self._beat(app, notice.restore_id))
@@ -316,7 +320,8 @@ class MaintenanceGuard:
             except Exception as exc:
                 _log.warning("maintenance.loop_failed", error=str(exc) or type(exc).__name__)
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), self._poll_s)
+                async with asyncio.timeout(self._poll_s):
+                    await self._changed.wait()
 
 
 class MaintenanceMiddleware:

@@ -71,7 +71,8 @@ def timed_receive(receive: Receive, idle_s: float, whole_s: float) -> Receive:
             return await receive()
         left = deadline - time.monotonic()
         try:
-            message = await asyncio.wait_for(receive(), timeout=max(0.0, min(idle_s, left)))
+            async with asyncio.timeout(max(0.0, min(idle_s, left))):
+                message = await receive()
         except TimeoutError:
             raise BodyTimeout from None
         if message["type"] != "http.request" or not message.get("more_body", False):

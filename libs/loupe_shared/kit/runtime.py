@@ -37,7 +37,8 @@ async def nats_and_tokens(
         # Draining waits for every subscription to settle; a pull subscription cut off
         # mid-fetch can keep it waiting, so shutting down is bounded.
         try:
-            await asyncio.wait_for(nc.drain(), 5)
+            async with asyncio.timeout(5):
+                await nc.drain()
         except TimeoutError:
             _log.warning("nats.drain_timed_out")
             await nc.close()

@@ -60,7 +60,8 @@ class Scrape:
 
         async def one(name: str, measure: Measure) -> None:
             try:
-                await asyncio.wait_for(measure(request), timeout_s)
+                async with asyncio.timeout(timeout_s):
+                    await measure(request)
             except Exception as exc:
                 self.failures.labels(name).inc()
                 _log.warning("metrics.measure_failed", measure=name, error=str(exc) or repr(exc))

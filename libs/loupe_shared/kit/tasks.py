@@ -8,6 +8,9 @@ from loupe_shared.kit.logging import get_logger
 
 _log = get_logger("loupe.tasks")
 
+# How long a cancelled task is waited for before it is cancelled again.
+RECANCEL_S = 1.0
+
 
 async def supervise(
     run: Callable[[], Awaitable[None]],
@@ -37,19 +40,24 @@ async def supervise(
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
     """Cancel every task, then wait for each to finish; what they raise while stopping is
-    logged, not raised (shutdown goes on). A cancellation of the caller itself while it waits
-    is passed on, not taken for one of the tasks'."""
+    logged, not raised (shutdown goes on). A task still running `RECANCEL_S` after its
+    cancellation is cancelled again: code that takes a cancellation for something else (on
+    Python 3.11, `asyncio.wait_for` whose awaitable completes as it is cancelled; a library's
+    `except CancelledError`) must not keep a shutdown waiting forever. A cancellation of the
+    caller itself while it waits is passed on."""
     pending = list(tasks)
     for task in pending:
         task.cancel()
     for task in pending:
-        try:
-            await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
-        except Exception as exc:
+        while not task.done():
+            await asyncio.wait([task], timeout=RECANCEL_S)
+            if not task.done():
+                _log.warning("task.cancelled_again", task=_name(task))
+                task.cancel()
+        if task.cancelled():
+            continue
+        exc = task.exception()
+        if exc is not None:
             _log.warning("task.failed_while_stopping", task=_name(task), error=str(exc))
 
 

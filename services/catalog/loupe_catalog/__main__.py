@@ -4,7 +4,6 @@ import argparse
 import asyncio
 import signal
 import sys
-from contextlib import suppress
 from functools import partial
 
 from alembic import command
@@ -18,6 +17,7 @@ from loupe_catalog.settings import CatalogSettings
 from loupe_shared.kit.app import serve
 from loupe_shared.kit.logging import configure_logging, get_logger
 from loupe_shared.kit.nats import connect
+from loupe_shared.kit.tasks import cancel_and_wait
 
 
 def main() -> int:
@@ -73,9 +73,7 @@ async def ingest_only(settings: CatalogSettings) -> None:
         get_logger().info("catalog.ingest_metrics", port=settings.ingest_metrics_port)
     task = asyncio.create_task(ingester.run())
     await stop.wait()
-    task.cancel()
-    with suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait([task])
     if exporter is not None:
         exporter.shutdown()
     await nc.close()

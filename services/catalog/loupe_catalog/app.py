@@ -147,7 +147,8 @@ def build(settings: CatalogSettings) -> FastAPI:
         finally:
             if kit.read_pool is not None:
                 try:
-                    await asyncio.wait_for(kit.read_pool.close(), 5)
+                    async with asyncio.timeout(5):
+                        await kit.read_pool.close()
                 except TimeoutError:
                     kit.read_pool.terminate()
             await images.close()

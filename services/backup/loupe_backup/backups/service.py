@@ -272,7 +272,8 @@ class BackupService:
         self.executor.shutdown(wait=False, cancel_futures=True)
         if self._snapshots is not None:
             try:
-                await asyncio.wait_for(self._snapshots.close(), 5)
+                async with asyncio.timeout(5):
+                    await self._snapshots.close()
             except TimeoutError:
                 self._snapshots.terminate()
 
@@ -404,7 +405,8 @@ class BackupService:
             if left <= 0 or (gone is not None and await gone()):
                 return
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._draining.wait(), timeout=min(FINISHED_RECHECK_S, left))
+                async with asyncio.timeout(min(FINISHED_RECHECK_S, left)):
+                    await self._draining.wait()
 
     async def latest_completed(self) -> BackupRecord | None:
         done = [r for r in await self.store.all() if r.status == "completed"]
@@ -835,9 +837,7 @@ class BackupService:
                 await self.restorer.remove_objects(added)
         finally:
             if renewer is not None:
-                renewer.cancel()
-                with suppress(asyncio.CancelledError):
-                    await renewer
+                await cancel_and_wait([renewer])
                 with suppress(Exception):
                     await maintenance.withdraw(self.js, self.maintenance_bucket)
             restore.finished_at = now()
@@ -887,9 +887,7 @@ class BackupService:
                 self.nc, self.js, self.maintenance_bucket, restore.id, self.settings.fence_timeout_s
             )
         except BaseException:
-            renewer.cancel()
-            with suppress(asyncio.CancelledError):
-                await renewer
+            await cancel_and_wait([renewer])
             with suppress(Exception):
                 await maintenance.withdraw(self.js, self.maintenance_bucket)
             raise

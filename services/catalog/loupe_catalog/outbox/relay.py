@@ -112,5 +112,6 @@ class OutboxRelay:
                 continue
             if relayed == 0:
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.idle_s)
+                    async with asyncio.timeout(self.idle_s):
+                        await self._wake.wait()
                 self._wake.clear()

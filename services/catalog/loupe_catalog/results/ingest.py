@@ -49,7 +49,7 @@ from loupe_shared.kit.consumers import (
 )
 from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.settings import DatabaseSettings
-from loupe_shared.kit.tasks import supervise
+from loupe_shared.kit.tasks import cancel_and_wait, supervise
 
 _log = get_logger("catalog.results.ingest")
 DURABLE = "catalog-results-ingest"
@@ -173,9 +173,7 @@ class Ingester:
                     await self.handle(conn, [m for m, _ in fetched], [c for _, c in fetched])
         finally:
             if ahead is not None:  # its messages, unacknowledged, are delivered again
-                ahead.cancel()
-                with suppress(Exception, asyncio.CancelledError):
-                    await ahead
+                await cancel_and_wait([ahead])
             if subscription is not None:
                 with suppress(Exception):
                     await subscription.unsubscribe()

@@ -320,7 +320,8 @@ async def live_events(
     while not listener.closed:
         if queue.empty():
             try:
-                first = await asyncio.wait_for(queue.get(), keepalive_s)
+                async with asyncio.timeout(keepalive_s):
+                    first = await queue.get()
             except TimeoutError:
                 yield KEEPALIVE
                 continue

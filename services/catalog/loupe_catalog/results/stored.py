@@ -117,7 +117,8 @@ class StoredNotices:
         else:
             event = self._line_changed.setdefault(line_id, asyncio.Event())
         with suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), min(timeout_s, self.recheck_s))
+            async with asyncio.timeout(min(timeout_s, self.recheck_s)):
+                await event.wait()
 
 
 async def announce(nc: Client, namespace: str, lines: Collection[str]) -> None:

@@ -90,7 +90,8 @@ class Thumbnailer:
     async def _in_pool(self, work: Callable[..., _T], *args: Any) -> _T:
         """`work` on the thumbnail threads, given up (TimeoutError) after the time limit."""
         loop = asyncio.get_running_loop()
-        return await asyncio.wait_for(loop.run_in_executor(self.pool, work, *args), self.timeout_s)
+        async with asyncio.timeout(self.timeout_s):
+            return await loop.run_in_executor(self.pool, work, *args)
 
     async def _put(self, sha256: str, size: int, made: tuple[bytes, int, int]) -> Entry:
         webp, width, height = made

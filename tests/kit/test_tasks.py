@@ -1,0 +1,89 @@
+"""Background tasks stop at shutdown: `cancel_and_wait` gets every task to its end, even one
+that takes its cancellation for something else, and never eats the caller's own."""
+
+import asyncio
+from contextlib import suppress
+
+import pytest
+
+from loupe_shared.kit import tasks
+from loupe_shared.kit.tasks import cancel_and_wait
+
+
+async def test_a_task_that_swallows_its_cancellation_is_cancelled_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tasks, "RECANCEL_S", 0.05)
+    cancellations = 0
+
+    async def stubborn() -> None:
+        nonlocal cancellations
+        while True:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancellations += 1
+                if cancellations >= 3:
+                    raise
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    stopping = asyncio.create_task(cancel_and_wait([task]))
+    try:
+        # Bounded, so that a regression fails here instead of hanging the suite.
+        await asyncio.wait([stopping], timeout=30)
+        assert stopping.done()
+        assert task.cancelled()
+        assert cancellations == 3
+    finally:
+        while not task.done():
+            task.cancel()
+            await asyncio.sleep(0)
+        await asyncio.wait([stopping])
+
+
+async def test_what_a_task_raises_while_stopping_is_not_raised() -> None:
+    async def failing() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            raise RuntimeError("broken while stopping")
+
+    first, second = asyncio.create_task(failing()), asyncio.create_task(failing())
+    await asyncio.sleep(0)
+    await cancel_and_wait([first, second])
+    # Both were waited for, the second after the first's failure.
+    assert isinstance(first.exception(), RuntimeError)
+    assert isinstance(second.exception(), RuntimeError)
+
+
+async def test_the_callers_own_cancellation_is_passed_on_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tasks, "RECANCEL_S", 0.05)
+    release = asyncio.Event()
+
+    async def slow_to_stop() -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            while not release.is_set():  # its clean-up takes until released, cancelled or not
+                with suppress(asyncio.CancelledError):
+                    await release.wait()
+            raise
+
+    task = asyncio.create_task(slow_to_stop())
+    await asyncio.sleep(0)
+    stopping = asyncio.create_task(cancel_and_wait([task]))
+    try:
+        await asyncio.sleep(0.2)  # it waits (and cancels again, in vain)
+        assert not stopping.done()
+        stopping.cancel()
+        # Passed on at once: the caller is not held until the task has stopped.
+        await asyncio.wait([stopping], timeout=30)
+        assert stopping.cancelled()
+        assert not task.done()
+    finally:
+        release.set()
+        await asyncio.wait([task])
+    assert task.cancelled()
