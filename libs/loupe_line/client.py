@@ -33,6 +33,7 @@ from loupe_shared.contracts.results import (
 from loupe_shared.contracts.subjects import INSPECTION_REQUESTED, RESULTS_RECORDED, subject
 from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.nats import server_urls
+from loupe_shared.kit.tasks import stopped
 
 _log = get_logger("loupe.line")
 _HEAD = b'{"schema_version":%d,"results":[' % RESULT_SCHEMA_VERSION
@@ -247,8 +248,10 @@ class LineClient:
             pending = [*self._tasks, *([self._connector] if self._connector else [])]
             for task in pending:
                 task.remove_done_callback(self._crashed)
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            await stopped(pending)
+            for task in pending:
+                if not task.cancelled():
+                    task.exception()  # what a task raised while stopping is of no use now
             with contextlib.suppress(Exception):
                 await self._nc.close()
             if self._spool is not None:

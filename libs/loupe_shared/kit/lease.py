@@ -41,6 +41,7 @@ from pydantic import BaseModel, ValidationError
 from loupe_shared.contracts.streams import LEASES_BUCKET, TOKENS_BUCKET
 from loupe_shared.kit.logging import get_logger
 from loupe_shared.kit.settings import MAX_TTL_S, MIN_TTL_S
+from loupe_shared.kit.tasks import stopped
 
 _log = get_logger("loupe.lease")
 T = TypeVar("T")
@@ -316,12 +317,10 @@ class Leases:
             lost = True
             raise LeaseLost(f"lease {held.name} was lost; its work was cancelled")
         finally:
-            for running in (task, keeper):
-                running.cancel()
             try:
                 # Waited for without taking their outcome: a cancellation of this task while
                 # it waits must reach the caller, never be taken for theirs.
-                await asyncio.wait({task, keeper})
+                await stopped([task, keeper])
             finally:
                 for running in (task, keeper):
                     if running.done() and not running.cancelled():

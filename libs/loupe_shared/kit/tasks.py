@@ -38,13 +38,13 @@ async def supervise(
         await asyncio.sleep(delay_s)
 
 
-async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
-    """Cancel every task, then wait for each to finish; what they raise while stopping is
-    logged, not raised (shutdown goes on). A task still running `RECANCEL_S` after its
-    cancellation is cancelled again: code that takes a cancellation for something else (on
-    Python 3.11, `asyncio.wait_for` whose awaitable completes as it is cancelled; a library's
-    `except CancelledError`) must not keep a shutdown waiting forever. A cancellation of the
-    caller itself while it waits is passed on."""
+async def stopped(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """Cancel every task and wait until each has finished, leaving their outcomes to the
+    caller. A task still running `RECANCEL_S` after its cancellation is cancelled again: code
+    that takes a cancellation for something else (on Python 3.11, `asyncio.wait_for` whose
+    awaitable completes as it is cancelled; a library's `except CancelledError`) must not keep
+    a shutdown waiting forever. A cancellation of the caller itself while it waits is passed
+    on at once."""
     pending = list(tasks)
     for task in pending:
         task.cancel()
@@ -54,10 +54,15 @@ async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
             if not task.done():
                 _log.warning("task.cancelled_again", task=_name(task))
                 task.cancel()
-        if task.cancelled():
-            continue
-        exc = task.exception()
-        if exc is not None:
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """`stopped`, then what the tasks raised while stopping is logged, not raised (shutdown
+    goes on)."""
+    pending = list(tasks)
+    await stopped(pending)
+    for task in pending:
+        if not task.cancelled() and (exc := task.exception()) is not None:
             _log.warning("task.failed_while_stopping", task=_name(task), error=str(exc))
 
 
