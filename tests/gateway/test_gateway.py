@@ -88,6 +88,7 @@ def test_security_headers_on_every_answer(
     assert headers["referrer-policy"] == "no-referrer"
     assert "frame-ancestors 'none'" in headers["content-security-policy"]
     assert "server" not in headers
+    assert "via" not in headers
 
 
 def test_cors_preflight_for_a_configured_origin(gateway: httpx.Client) -> None:
