@@ -87,3 +87,23 @@ async def test_the_callers_own_cancellation_is_passed_on_at_once(
         release.set()
         await asyncio.wait([task])
     assert task.cancelled()
+
+
+async def test_a_clean_up_shorter_than_the_grace_is_not_cut_short(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tasks, "RECANCEL_S", 0.5)
+    cleaned = asyncio.Event()
+
+    async def tidy() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(0.05)  # e.g. writes down that it stopped
+            cleaned.set()
+
+    task = asyncio.create_task(tidy())
+    await asyncio.sleep(0)
+    await cancel_and_wait([task])
+    assert cleaned.is_set()
+    assert task.cancelled()

@@ -70,8 +70,10 @@ def timed_receive(receive: Receive, idle_s: float, whole_s: float) -> Receive:
         if done:
             return await receive()
         left = deadline - time.monotonic()
+        if left <= 0:  # even if a chunk is waiting: the whole body is late
+            raise BodyTimeout
         try:
-            async with asyncio.timeout(max(0.0, min(idle_s, left))):
+            async with asyncio.timeout(min(idle_s, left)):
                 message = await receive()
         except TimeoutError:
             raise BodyTimeout from None

@@ -8,8 +8,10 @@ from loupe_shared.kit.logging import get_logger
 
 _log = get_logger("loupe.tasks")
 
-# How long a cancelled task is waited for before it is cancelled again.
-RECANCEL_S = 1.0
+# How long a cancelled task is waited for before it is cancelled again: long enough for the
+# clean-up a task does when cancelled (a backup marking itself failed, a restore taking its
+# notice down), short beside the time a service is given to stop.
+RECANCEL_S = 5.0
 
 
 async def supervise(
@@ -43,8 +45,8 @@ async def stopped(tasks: Iterable[asyncio.Future[Any]]) -> None:
     caller. A task still running `RECANCEL_S` after its cancellation is cancelled again: code
     that takes a cancellation for something else (on Python 3.11, `asyncio.wait_for` whose
     awaitable completes as it is cancelled; a library's `except CancelledError`) must not keep
-    a shutdown waiting forever. A cancellation of the caller itself while it waits is passed
-    on at once."""
+    a shutdown waiting forever; a clean-up that takes longer is cut short. A cancellation of
+    the caller itself while it waits is passed on at once."""
     pending = list(tasks)
     for task in pending:
         task.cancel()
