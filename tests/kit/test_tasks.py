@@ -2,12 +2,26 @@
 that takes its cancellation for something else, and never eats the caller's own."""
 
 import asyncio
+from collections.abc import Coroutine
 from contextlib import suppress
+from typing import Any
 
 import pytest
 
 from loupe_shared.kit import tasks
 from loupe_shared.kit.tasks import cancel_and_wait
+
+
+async def never() -> None:
+    """Wait for what never comes (until cancelled)."""
+    await asyncio.Event().wait()
+
+
+async def started(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    """The coroutine as a task that has reached its first wait."""
+    task = asyncio.create_task(coro)
+    await asyncio.sleep(0)
+    return task
 
 
 async def test_a_task_that_swallows_its_cancellation_is_cancelled_again(
@@ -20,14 +34,13 @@ async def test_a_task_that_swallows_its_cancellation_is_cancelled_again(
         nonlocal cancellations
         while True:
             try:
-                await asyncio.Event().wait()
+                await never()
             except asyncio.CancelledError:
                 cancellations += 1
                 if cancellations >= 3:
                     raise
 
-    task = asyncio.create_task(stubborn())
-    await asyncio.sleep(0)
+    task = await started(stubborn())
     stopping = asyncio.create_task(cancel_and_wait([task]))
     try:
         # Bounded, so that a regression fails here instead of hanging the suite.
@@ -45,12 +58,11 @@ async def test_a_task_that_swallows_its_cancellation_is_cancelled_again(
 async def test_what_a_task_raises_while_stopping_is_not_raised() -> None:
     async def failing() -> None:
         try:
-            await asyncio.Event().wait()
+            await never()
         finally:
             raise RuntimeError("broken while stopping")
 
-    first, second = asyncio.create_task(failing()), asyncio.create_task(failing())
-    await asyncio.sleep(0)
+    first, second = await started(failing()), await started(failing())
     await cancel_and_wait([first, second])
     # Both were waited for, the second after the first's failure.
     assert isinstance(first.exception(), RuntimeError)
@@ -65,15 +77,14 @@ async def test_the_callers_own_cancellation_is_passed_on_at_once(
 
     async def slow_to_stop() -> None:
         try:
-            await asyncio.Event().wait()
+            await never()
         except asyncio.CancelledError:
             while not release.is_set():  # its clean-up takes until released, cancelled or not
                 with suppress(asyncio.CancelledError):
                     await release.wait()
             raise
 
-    task = asyncio.create_task(slow_to_stop())
-    await asyncio.sleep(0)
+    task = await started(slow_to_stop())
     stopping = asyncio.create_task(cancel_and_wait([task]))
     try:
         await asyncio.sleep(0.2)  # it waits (and cancels again, in vain)
@@ -97,13 +108,12 @@ async def test_a_clean_up_shorter_than_the_grace_is_not_cut_short(
 
     async def tidy() -> None:
         try:
-            await asyncio.Event().wait()
+            await never()
         finally:
             await asyncio.sleep(0.05)  # e.g. writes down that it stopped
             cleaned.set()
 
-    task = asyncio.create_task(tidy())
-    await asyncio.sleep(0)
+    task = await started(tidy())
     await cancel_and_wait([task])
     assert cleaned.is_set()
     assert task.cancelled()
