@@ -14,7 +14,12 @@ from pydantic import BaseModel, Field
 from starlette.types import Message
 
 from loupe_shared.kit.problems import Problem, install_problem_handlers
-from loupe_shared.kit.requests import HttpMetrics, RequestContextMiddleware
+from loupe_shared.kit.requests import (
+    BodyTimeout,
+    HttpMetrics,
+    RequestContextMiddleware,
+    timed_receive,
+)
 
 
 class Roi(BaseModel):
@@ -180,3 +185,17 @@ async def test_a_body_trickled_past_the_whole_body_bound_is_a_408_problem() -> N
     chunks = [b'{"tools": '] + [b" "] * 20 + [b"[]}"]
     status, problem = await _post_slowly(app, "/raw", chunks, pause_s=0.1)
     assert status == 408, problem
+
+
+async def test_a_chunk_waiting_after_the_whole_body_bound_is_refused() -> None:
+    """The whole-body bound holds even for a chunk that is already there when it is asked for
+    (a timeout of zero would let a ready chunk through)."""
+
+    async def ready() -> Message:
+        return {"type": "http.request", "body": b"x", "more_body": True}
+
+    receive = timed_receive(ready, idle_s=10.0, whole_s=0.05)
+    assert (await receive())["body"] == b"x"  # within the bound
+    await asyncio.sleep(0.1)  # the client's pace: the bound passes
+    with pytest.raises(BodyTimeout):
+        await receive()
